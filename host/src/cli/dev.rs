@@ -1,0 +1,290 @@
+//! `renga dev`: one app, locally, rebuilt and swapped on every change.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use notify::{EventKind, RecursiveMode, Watcher as _};
+
+use crate::build::{self, BuildPlan};
+use crate::buildpack::{self, BuildEnv, Buildpack};
+use crate::config::ConfigVars;
+use crate::dyno::WebDyno;
+use crate::logplex::AppLog;
+use crate::paths::{DevDirs, Paths};
+use crate::procfile::Command;
+use crate::router::{self, AppRoute, RouterConfig, SingleApp, WebState};
+use crate::runtime::{Provenance, Runtime, RuntimeConfig, Timeouts};
+use crate::units::{ByteSize, HumanDuration};
+
+/// Run an app locally: build it, serve it, rebuild on every change.
+///
+/// A Rust crate is built by the Rust buildpack; a folder whose Procfile says
+/// `web: app.wasm` is served as is. `.env` in the folder becomes the app's
+/// config vars. Every request gets a fresh instance, exactly as on
+/// `renga server`.
+///
+/// Example:
+///   renga dev examples/hello-rust --port 5000
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct DevCommand {
+    /// The app's source folder.
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+
+    /// Port to listen on; 0 picks a free one.
+    #[arg(long, short, env = "PORT", default_value_t = 5000)]
+    port: u16,
+
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+
+    /// Time a request may take before it fails with H12.
+    #[arg(long, default_value = "30s")]
+    timeout: HumanDuration,
+
+    /// Linear memory each instance may use (for example 64MiB or 1G).
+    #[arg(long, default_value = "512MiB")]
+    memory: ByteSize,
+
+    /// Largest request body accepted (413 past it).
+    #[arg(long, default_value = "100MiB")]
+    max_body: ByteSize,
+
+    /// Time a client has to send a whole request head.
+    #[arg(long, default_value = "10s")]
+    header_timeout: HumanDuration,
+
+    /// Serve the first build only; do not watch the folder.
+    #[arg(long)]
+    no_watch: bool,
+
+    /// Data folder (caches and precompiled code live here).
+    #[arg(long, env = "RENGA_DATA")]
+    data: Option<PathBuf>,
+}
+
+/// Everything needed to turn the source folder into web dynos, again and again.
+struct DevApp {
+    source: PathBuf,
+    name: String,
+    runtime: Runtime,
+    buildpacks: Vec<Buildpack>,
+    env: BuildEnv,
+    dirs: DevDirs,
+    log: AppLog,
+    memory: u64,
+    timeouts: Timeouts,
+}
+
+impl DevCommand {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let source = std::fs::canonicalize(&self.dir)
+            .with_context(|| format!("cannot open the app folder {}", self.dir.display()))?;
+        if !source.is_dir() {
+            bail!("{} is not a folder", source.display());
+        }
+        let name = source
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "app".into());
+        let paths = Paths::resolve(self.data)?;
+        // A broken .env is an error before anything else happens.
+        read_dotenv(&source)?;
+
+        let mut runtime_config = RuntimeConfig::new(paths.artefacts());
+        runtime_config.max_memory = self.memory.0;
+        let runtime = Runtime::new(&runtime_config)?;
+        println!(
+            "-----> renga dev: wasmtime {}, {} instance allocator",
+            crate::runtime::WASMTIME_VERSION,
+            runtime.allocator()
+        );
+
+        let log = AppLog::default();
+        let printer = log.print_to(std::io::stdout());
+        let app = Arc::new(DevApp {
+            dirs: paths.dev(&source),
+            source,
+            name: name.clone(),
+            runtime,
+            buildpacks: buildpack::builtin(&paths.cache)?,
+            env: BuildEnv::from_host(&paths.tools()),
+            log: log.clone(),
+            memory: self.memory.0,
+            timeouts: Timeouts::new(self.timeout.0),
+        });
+
+        let web = app.build().await?;
+        let route = Arc::new(AppRoute::new(name.clone(), log, web));
+
+        let listener = tokio::net::TcpListener::bind((self.bind, self.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", self.bind, self.port))?;
+        let url = router::display_url(listener.local_addr()?);
+        println!("-----> {name} is running at {url} (Ctrl-C to stop)");
+
+        let _watch = if self.no_watch {
+            None
+        } else {
+            Some(watch(app.clone(), route.clone())?)
+        };
+
+        let config = RouterConfig {
+            max_body_bytes: self.max_body.0,
+            header_timeout: self.header_timeout.0,
+            ..RouterConfig::default()
+        };
+        router::serve(
+            listener,
+            Arc::new(SingleApp(route)),
+            config,
+            router::shutdown_signal(),
+        )
+        .await?;
+        println!("-----> {name} stopped");
+        printer.abort();
+        Ok(())
+    }
+}
+
+impl DevApp {
+    /// Builds the source folder and loads its web process. Build output goes
+    /// to the terminal as it comes.
+    async fn build(&self) -> anyhow::Result<WebState> {
+        let started = Instant::now();
+        let config = read_dotenv(&self.source)?;
+        let lock = self.lock().await?;
+        let plan = BuildPlan {
+            source: &self.source,
+            build_dir: &self.dirs.build,
+            cache_dir: &self.dirs.cache,
+            env_dir: &self.dirs.env,
+            buildpacks: &self.buildpacks,
+            env: &self.env,
+            config: &config,
+            time_limit: build::DEFAULT_TIME_LIMIT,
+        };
+        let built = build::run(&plan, &mut |line| println!("{line}")).await?;
+
+        let Some(web) = built.procfile.web() else {
+            bail!("the app has no web process: add `web: app.wasm` to its Procfile");
+        };
+        let Command::Component { path, .. } = web else {
+            bail!(
+                "the web process `{web}` is not a .wasm component; renga dev serves components (name one in the Procfile, e.g. `web: app.wasm`)"
+            );
+        };
+        let wasm = resolve_inside(&built.dir, path)?;
+        let component = tokio::task::block_in_place(|| self.runtime.load_http(&wasm))?;
+        drop(lock);
+
+        let how = match component.provenance() {
+            Provenance::Cached => "precompiled code from the cache",
+            Provenance::Compiled => "compiled now",
+        };
+        println!(
+            "-----> web.1 serves {path} ({}, {how}); ready in {:.1}s",
+            ByteSize(std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0)),
+            started.elapsed().as_secs_f64()
+        );
+        let dyno = WebDyno::new(1, component, &config, self.memory, self.log.clone());
+        Ok(WebState {
+            dynos: vec![Arc::new(dyno)],
+            maintenance: false,
+            timeouts: self.timeouts,
+        })
+    }
+
+    /// Two `renga dev` processes on the same folder take turns building.
+    async fn lock(&self) -> anyhow::Result<std::fs::File> {
+        let path = self.dirs.lock.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let file = std::fs::File::create(&path)?;
+            file.lock()?;
+            Ok::<_, std::io::Error>(file)
+        })
+        .await?
+        .context("locking the dev build folder")
+    }
+}
+
+/// Watches the source folder and swaps in a new build after each change.
+/// The returned watcher stops when dropped.
+fn watch(app: Arc<DevApp>, route: Arc<AppRoute>) -> anyhow::Result<notify::RecommendedWatcher> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let root = app.source.clone();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            if is_relevant(&root, &event) {
+                let _ = tx.send(());
+            }
+        }
+    })?;
+    watcher
+        .watch(&app.source, RecursiveMode::Recursive)
+        .with_context(|| format!("watching {}", app.source.display()))?;
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            // Editors save in bursts; build once per burst.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            while rx.try_recv().is_ok() {}
+            println!("-----> Change detected in {}; rebuilding", app.name);
+            match app.build().await {
+                Ok(web) => {
+                    route.set(web);
+                    println!("-----> Reloaded: new requests get the new build");
+                }
+                Err(e) => {
+                    println!(" !     {e:#}");
+                    println!(" !     Build failed; still serving the previous build");
+                }
+            }
+        }
+    });
+    Ok(watcher)
+}
+
+fn is_relevant(root: &Path, event: &notify::Event) -> bool {
+    if matches!(event.kind, EventKind::Access(_)) {
+        return false;
+    }
+    event.paths.iter().any(|path| {
+        let relative = path.strip_prefix(root).unwrap_or(path);
+        !relative.components().any(|c| {
+            let c = c.as_os_str();
+            c == ".git" || c == "target" || c == "node_modules" || c == ".renga"
+        })
+    })
+}
+
+fn read_dotenv(source: &Path) -> anyhow::Result<ConfigVars> {
+    let path = source.join(".env");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            ConfigVars::from_dotenv(&text).with_context(|| format!("reading {}", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ConfigVars::new()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// A Procfile path, which must stay inside the build.
+fn resolve_inside(root: &Path, relative: &str) -> anyhow::Result<PathBuf> {
+    let path = root.join(relative);
+    let resolved = std::fs::canonicalize(&path).with_context(|| {
+        format!("the web process names {relative}, which the build did not produce")
+    })?;
+    let root = std::fs::canonicalize(root)?;
+    if !resolved.starts_with(&root) {
+        bail!("the web process names {relative}, which is outside the app");
+    }
+    Ok(resolved)
+}

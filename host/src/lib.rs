@@ -1,0 +1,16 @@
+//! renga: a Heroku-style platform as a service, WebAssembly first.
+//!
+//! Each Heroku word is one module that owns its records: see DESIGN.md for
+//! the map. `runtime` is the only module that touches wasmtime.
+
+pub mod build;
+pub mod buildpack;
+pub mod cli;
+pub mod config;
+pub mod dyno;
+pub mod logplex;
+pub mod paths;
+pub mod procfile;
+pub mod router;
+pub mod runtime;
+pub mod units;

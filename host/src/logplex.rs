@@ -1,0 +1,253 @@
+//! logplex: the per-app log stream.
+//!
+//! Owns log lines (Heroku's `TIMESTAMP source[process]: message` format), a
+//! bounded buffer of recent lines and live tails. The router, dynos, builds and
+//! the platform hand their lines here; nothing else prints app-facing logs.
+//! It never makes a producer wait: a tail that falls behind loses lines and is
+//! told how many.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use tokio::sync::broadcast;
+
+/// Heroku keeps the last 1,500 lines of an app's log; so does renga.
+pub const DEFAULT_BUFFER_LINES: usize = 1500;
+
+/// Longer lines are cut here, as Heroku's logplex does.
+pub const MAX_LINE_BYTES: usize = 10_000;
+
+/// Who wrote a line: the app itself (`app[web.1]`) or the platform
+/// (`renga[router]`, `renga[web.1]`, `renga[api]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    App,
+    Renga,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::App => "app",
+            Source::Renga => "renga",
+        }
+    }
+}
+
+/// The process a line belongs to: a dyno name (`web.1`), `router`, `api` or
+/// `build`. Cheap to clone, because producers clone it for every line.
+pub type Process = Arc<str>;
+
+#[derive(Clone, Debug)]
+pub struct LogLine {
+    pub time: SystemTime,
+    pub source: Source,
+    pub process: Process,
+    pub message: String,
+}
+
+const TIMESTAMP: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]+00:00"
+);
+
+/// Formats a time the way Heroku's log lines do: `2026-11-22T21:03:04.123456+00:00`.
+pub fn timestamp(time: SystemTime) -> String {
+    time::OffsetDateTime::from(time)
+        .format(TIMESTAMP)
+        .unwrap_or_else(|_| "0000-00-00T00:00:00.000000+00:00".to_string())
+}
+
+impl fmt::Display for LogLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}[{}]: {}",
+            timestamp(self.time),
+            self.source.as_str(),
+            self.process,
+            self.message
+        )
+    }
+}
+
+/// One app's log: a bounded buffer of recent lines plus live subscribers.
+/// Clones share the same stream.
+#[derive(Clone)]
+pub struct AppLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    capacity: usize,
+    buffer: Mutex<VecDeque<Arc<LogLine>>>,
+    live: broadcast::Sender<Arc<LogLine>>,
+}
+
+impl Default for AppLog {
+    fn default() -> Self {
+        AppLog::new(DEFAULT_BUFFER_LINES)
+    }
+}
+
+impl AppLog {
+    pub fn new(capacity: usize) -> AppLog {
+        let (live, _) = broadcast::channel(capacity.max(16) * 4);
+        AppLog {
+            inner: Arc::new(Inner {
+                capacity: capacity.max(1),
+                buffer: Mutex::new(VecDeque::with_capacity(capacity.min(1024))),
+                live,
+            }),
+        }
+    }
+
+    /// Appends a line stamped with the current time.
+    pub fn emit(&self, source: Source, process: &Process, message: impl Into<String>) {
+        let mut message = message.into();
+        if message.len() > MAX_LINE_BYTES {
+            let mut cut = MAX_LINE_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        self.push(LogLine {
+            time: SystemTime::now(),
+            source,
+            process: process.clone(),
+            message,
+        });
+    }
+
+    pub fn push(&self, line: LogLine) {
+        let line = Arc::new(line);
+        let mut buffer = self.inner.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        if buffer.len() == self.inner.capacity {
+            buffer.pop_front();
+        }
+        buffer.push_back(line.clone());
+        // Sent while the buffer is locked, so that `tail` sees every line
+        // exactly once: either in its snapshot or on its receiver.
+        let _ = self.inner.live.send(line);
+    }
+
+    /// The last `n` lines, oldest first.
+    pub fn recent(&self, n: usize) -> Vec<Arc<LogLine>> {
+        let buffer = self.inner.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        let skip = buffer.len().saturating_sub(n);
+        buffer.iter().skip(skip).cloned().collect()
+    }
+
+    /// The last `n` lines and a receiver for every line after them, with no
+    /// gap and no repeat between the two.
+    pub fn tail(&self, n: usize) -> (Vec<Arc<LogLine>>, broadcast::Receiver<Arc<LogLine>>) {
+        let buffer = self.inner.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        let skip = buffer.len().saturating_sub(n);
+        let lines = buffer.iter().skip(skip).cloned().collect();
+        let receiver = self.inner.live.subscribe();
+        (lines, receiver)
+    }
+
+    /// Prints every new line to `out` from a background task, batching writes
+    /// so that a busy app does not cost a system call per line.
+    pub fn print_to<W: Write + Send + 'static>(&self, out: W) -> tokio::task::JoinHandle<()> {
+        let mut receiver = self.inner.live.subscribe();
+        tokio::spawn(async move {
+            let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+            loop {
+                let first = receiver.recv().await;
+                if !write_received(&mut out, first) {
+                    break;
+                }
+                loop {
+                    match receiver.try_recv() {
+                        Ok(line) => {
+                            let _ = writeln!(out, "{line}");
+                        }
+                        Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                            let _ = writeln!(
+                                out,
+                                "(renga: {n} log lines dropped: the terminal fell behind)"
+                            );
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let _ = out.flush();
+            }
+            let _ = out.flush();
+        })
+    }
+}
+
+fn write_received<W: Write>(
+    out: &mut W,
+    received: Result<Arc<LogLine>, broadcast::error::RecvError>,
+) -> bool {
+    match received {
+        Ok(line) => {
+            let _ = writeln!(out, "{line}");
+            true
+        }
+        Err(broadcast::error::RecvError::Lagged(n)) => {
+            let _ = writeln!(
+                out,
+                "(renga: {n} log lines dropped: the terminal fell behind)"
+            );
+            true
+        }
+        Err(broadcast::error::RecvError::Closed) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_use_herokus_format() {
+        let line = LogLine {
+            time: SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(1_700_000_000_123_456),
+            source: Source::App,
+            process: "web.1".into(),
+            message: "hello".into(),
+        };
+        assert_eq!(
+            line.to_string(),
+            "2023-11-14T22:13:20.123456+00:00 app[web.1]: hello"
+        );
+    }
+
+    #[test]
+    fn buffer_keeps_the_newest_lines() {
+        let log = AppLog::new(3);
+        let p: Process = "router".into();
+        for i in 0..5 {
+            log.emit(Source::Renga, &p, format!("line {i}"));
+        }
+        let recent: Vec<_> = log.recent(10).iter().map(|l| l.message.clone()).collect();
+        assert_eq!(recent, ["line 2", "line 3", "line 4"]);
+        assert_eq!(log.recent(1)[0].message, "line 4");
+    }
+
+    #[test]
+    fn tail_has_no_gap_between_snapshot_and_live_lines() {
+        let log = AppLog::new(10);
+        let p: Process = "web.1".into();
+        log.emit(Source::App, &p, "before");
+        let (snapshot, mut live) = log.tail(10);
+        log.emit(Source::App, &p, "after");
+        assert_eq!(snapshot.len(), 1);
+        assert_eq!(live.try_recv().unwrap().message, "after");
+    }
+
+    #[test]
+    fn long_lines_are_cut() {
+        let log = AppLog::new(1);
+        log.emit(Source::App, &"web.1".into(), "é".repeat(MAX_LINE_BYTES));
+        assert!(log.recent(1)[0].message.len() <= MAX_LINE_BYTES);
+    }
+}

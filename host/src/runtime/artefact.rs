@@ -1,0 +1,107 @@
+//! Precompiled machine code for components, kept on disk.
+//!
+//! An artefact is keyed by the component's sha256 inside a folder named after
+//! the engine's compatibility hash, so a different wasmtime or different
+//! engine settings never even look at an old artefact. It is a cache: an
+//! unreadable or incompatible file is deleted and rebuilt, never trusted.
+
+use std::hash::Hasher;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// Where a loaded component's machine code came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provenance {
+    /// Mapped from an artefact compiled earlier.
+    Cached,
+    /// Compiled now, and written to the cache for next time.
+    Compiled,
+}
+
+pub(super) struct ArtefactCache {
+    dir: PathBuf,
+}
+
+impl ArtefactCache {
+    pub(super) fn open(root: &Path, engine: &Engine) -> anyhow::Result<ArtefactCache> {
+        let mut hasher = Sha256Hasher::default();
+        std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
+        let engine_id = hex::encode(&hasher.0.finalize()[..8]);
+        let dir = root.join(engine_id);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating the artefact cache {}", dir.display()))?;
+        Ok(ArtefactCache { dir })
+    }
+
+    pub(super) fn load(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+    ) -> anyhow::Result<(Component, Provenance)> {
+        let digest = hex::encode(Sha256::digest(wasm));
+        let path = self.dir.join(format!("{digest}.cwasm"));
+        if path.exists() {
+            // SAFETY: the file was written by `store` below from this
+            // engine's own `precompile_component`, in a folder keyed by this
+            // engine's compatibility hash, and is renamed into place only
+            // once complete. wasmtime still checks its header and refuses a
+            // mismatched artefact, which we then rebuild.
+            match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(component) => return Ok((component, Provenance::Cached)),
+                Err(e) => {
+                    tracing::warn!(artefact = %path.display(), error = %format!("{e:#}"), "discarding an unusable precompiled artefact");
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        let compiled = engine
+            .precompile_component(wasm)
+            .map_err(anyhow::Error::from)?;
+        match self.store(&path, &compiled) {
+            // SAFETY: as above; the file holds exactly `compiled`.
+            Ok(()) => match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(component) => return Ok((component, Provenance::Compiled)),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "could not map a fresh artefact")
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "could not write a precompiled artefact; serving from memory")
+            }
+        }
+        // SAFETY: `compiled` came from this engine's precompile_component.
+        let component =
+            unsafe { Component::deserialize(engine, &compiled) }.map_err(anyhow::Error::from)?;
+        Ok((component, Provenance::Compiled))
+    }
+
+    fn store(&self, path: &Path, compiled: &[u8]) -> anyhow::Result<()> {
+        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(compiled)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    }
+}
+
+/// Feeds `Hash` impls into sha256, for a stable name across processes.
+#[derive(Default)]
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        let digest = self.0.clone().finalize();
+        u64::from_le_bytes(digest[..8].try_into().expect("sha256 is 32 bytes"))
+    }
+}

@@ -1,0 +1,346 @@
+//! Web processes: a pre-instantiated `wasi:http/proxy` component, and one
+//! fresh instance per request.
+//!
+//! Each request gets its own store (its own memory limit, environment and log
+//! streams), so nothing leaks between requests and a guest that traps, loops
+//! or eats memory fails only its own request. The guest runs on its own task
+//! so it can stream a body after answering; the task is bounded by the
+//! request timeout before the answer, by the idle timeout while the body
+//! flows, and by a short grace period once the client has what it asked for.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use wasmtime::Store;
+use wasmtime::component::{Component, Linker};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use super::artefact::Provenance;
+use super::state::DynoState;
+use super::{LoadError, exported_interfaces};
+use crate::logplex::{AppLog, Process};
+
+/// The interface every web process must export.
+const INCOMING_HANDLER: &str = "wasi:http/incoming-handler@0.2";
+
+/// A web process's component, compiled and pre-instantiated once.
+pub struct HttpComponent {
+    pre: ProxyPre<DynoState>,
+    provenance: Provenance,
+}
+
+impl HttpComponent {
+    pub(super) fn new(
+        name: &str,
+        engine: &wasmtime::Engine,
+        linker: &Linker<DynoState>,
+        component: Component,
+        provenance: Provenance,
+    ) -> Result<HttpComponent, LoadError> {
+        let exports = exported_interfaces(engine, &component);
+        if !exports.iter().any(|e| e.starts_with(INCOMING_HANDLER)) {
+            return Err(LoadError::WrongWorld {
+                name: name.to_string(),
+                exports: describe_exports(&exports),
+            });
+        }
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::UnsatisfiedImport {
+                name: name.to_string(),
+                reason: format!("{e:#}"),
+            })?;
+        let pre = ProxyPre::new(pre).map_err(|e| LoadError::WrongWorld {
+            name: name.to_string(),
+            exports: format!("{} ({e:#})", describe_exports(&exports)),
+        })?;
+        Ok(HttpComponent { pre, provenance })
+    }
+
+    /// Whether the machine code was mapped from the cache or compiled now.
+    pub fn provenance(&self) -> Provenance {
+        self.provenance
+    }
+
+    /// Serves one request in a fresh instance.
+    pub async fn serve<B>(
+        &self,
+        spec: &InstanceSpec,
+        request: hyper::Request<B>,
+        timeouts: &Timeouts,
+    ) -> Result<Served, GuestFailure>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let started = Instant::now();
+        let deadline = started + timeouts.response;
+        let mut store = Store::new(self.pre.engine(), DynoState::new(spec));
+        store.limiter(|state| &mut state.limits);
+        // A busy guest yields to the scheduler at every epoch tick, so one
+        // instance never holds a worker thread and a timeout can stop it.
+        store.epoch_deadline_async_yield_and_update(1);
+        store.set_epoch_deadline(1);
+
+        let (answer_tx, answer_rx) = tokio::sync::oneshot::channel();
+        let request = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)
+            .map_err(|e| GuestFailure::Instantiate(format!("{e:#}")))?;
+        let outparam = store
+            .data_mut()
+            .http()
+            .new_response_outparam(answer_tx)
+            .map_err(|e| GuestFailure::Instantiate(format!("{e:#}")))?;
+
+        let proxy =
+            match tokio::time::timeout_at(deadline.into(), self.pre.instantiate_async(&mut store))
+                .await
+            {
+                Err(_) => return Err(GuestFailure::Timeout),
+                Ok(Err(e)) => {
+                    return Err(if store.data().limits.exceeded {
+                        GuestFailure::MemoryExceeded {
+                            limit: spec.memory_limit,
+                        }
+                    } else {
+                        GuestFailure::Instantiate(describe_error(&e))
+                    });
+                }
+                Ok(Ok(proxy)) => proxy,
+            };
+        let connect = started.elapsed();
+
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let grace = timeouts.grace;
+        let task = tokio::spawn(async move {
+            let call = proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, request, outparam);
+            let outcome = tokio::select! {
+                biased;
+                result = call => match result {
+                    Ok(()) => Outcome::Returned,
+                    Err(e) => Outcome::Trapped(e),
+                },
+                // The client has its whole answer (or has gone): the guest
+                // may finish what it was doing, briefly, then it is stopped.
+                _ = async {
+                    let _ = done_rx.await;
+                    tokio::time::sleep(grace).await;
+                } => Outcome::Abandoned,
+            };
+            (outcome, store.data().limits.exceeded)
+        });
+        let task = AbortOnDrop(task);
+
+        match tokio::time::timeout_at(deadline.into(), answer_rx).await {
+            Ok(Ok(Ok(response))) => {
+                let response = response.map(|inner| GuestBody {
+                    inner,
+                    idle: timeouts.idle,
+                    stall: None,
+                    _done: done_tx,
+                });
+                // The task now ends on its own: when the guest returns, or a
+                // grace period after the body is finished or dropped.
+                task.detach();
+                Ok(Served { response, connect })
+            }
+            Ok(Ok(Err(code))) => Err(GuestFailure::ErrorResponse(format!("{code:?}"))),
+            Ok(Err(_)) => {
+                // The guest dropped its response-outparam without answering:
+                // it returned, trapped or ran out of memory.
+                match tokio::time::timeout_at(deadline.into(), task.join()).await {
+                    Err(_) => Err(GuestFailure::Timeout),
+                    Ok(Some((_, true))) => Err(GuestFailure::MemoryExceeded {
+                        limit: spec.memory_limit,
+                    }),
+                    Ok(Some((Outcome::Trapped(e), false))) => {
+                        Err(GuestFailure::Trap(describe_error(&e)))
+                    }
+                    Ok(_) => Err(GuestFailure::NoResponse),
+                }
+            }
+            // Dropping the task's future drops the instance with it.
+            Err(_) => Err(GuestFailure::Timeout),
+        }
+    }
+}
+
+enum Outcome {
+    Returned,
+    Trapped(wasmtime::Error),
+    Abandoned,
+}
+
+/// Aborts the guest task if the request is abandoned before it is answered
+/// (a timeout, or a client that went away).
+struct AbortOnDrop(tokio::task::JoinHandle<(Outcome, bool)>);
+
+impl AbortOnDrop {
+    fn detach(self) {
+        std::mem::forget(self);
+    }
+
+    async fn join(mut self) -> Option<(Outcome, bool)> {
+        let handle = &mut self.0;
+        handle.await.ok()
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What an instance of a web process gets from its dyno.
+#[derive(Clone)]
+pub struct InstanceSpec {
+    /// The dyno's name, `web.1`: the source of its log lines.
+    pub dyno: Process,
+    /// The guest's whole environment: config vars, `DYNO`, ...
+    pub env: Arc<[(String, String)]>,
+    /// Linear memory the instance may use, in bytes.
+    pub memory_limit: u64,
+    /// Where the guest's stdout and stderr go.
+    pub log: AppLog,
+}
+
+/// How long a request may take.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// From arrival to the response head (Heroku's H12, 30 s).
+    pub response: Duration,
+    /// Longest pause while the guest streams the body (Heroku's 55 s window).
+    pub idle: Duration,
+    /// How long a guest may keep running after its response is complete.
+    pub grace: Duration,
+}
+
+impl Timeouts {
+    pub fn new(response: Duration) -> Timeouts {
+        Timeouts {
+            response,
+            idle: Duration::from_secs(55).max(response),
+            grace: Duration::from_secs(1).min(response),
+        }
+    }
+}
+
+/// A response head from the guest, its body still streaming.
+pub struct Served {
+    pub response: hyper::Response<GuestBody>,
+    /// Time to get a running instance (Heroku's `connect=`).
+    pub connect: Duration,
+}
+
+/// Why a request got no response from the guest.
+#[derive(Debug, thiserror::Error)]
+pub enum GuestFailure {
+    #[error("the instance could not start: {0}")]
+    Instantiate(String),
+    #[error("the guest did not answer in time")]
+    Timeout,
+    #[error("the guest trapped: {0}")]
+    Trap(String),
+    #[error("the guest needed more than its memory limit")]
+    MemoryExceeded { limit: u64 },
+    #[error("the guest returned without sending a response")]
+    NoResponse,
+    #[error("the guest answered with an error: {0}")]
+    ErrorResponse(String),
+}
+
+/// A guest's response body, as it streams. Ends with an error if the guest
+/// stalls for longer than the idle timeout.
+pub struct GuestBody {
+    inner: HyperOutgoingBody,
+    idle: Duration,
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Dropped with the body: tells the guest task the client is done.
+    _done: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Body for GuestBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => {
+                let idle = this.idle;
+                let stall = this
+                    .stall
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                match stall.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpResponseTimeout)))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+            ready => {
+                this.stall = None;
+                ready
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// One line for the log: the trap (or error) and where in the guest it
+/// happened, without wasmtime's multi-line backtrace.
+fn describe_error(error: &wasmtime::Error) -> String {
+    let mut text = match error.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => format!("wasm trap: {trap}"),
+        None => format!("{error:#}"),
+    };
+    if let Some(trace) = error.downcast_ref::<wasmtime::WasmBacktrace>() {
+        let frames: Vec<String> = trace
+            .frames()
+            .iter()
+            .filter_map(|f| f.func_name().map(str::to_string))
+            .take(3)
+            .collect();
+        if !frames.is_empty() {
+            text.push_str(" in ");
+            text.push_str(&frames.join(" <- "));
+        }
+    }
+    text.replace('\n', " ")
+}
+
+fn describe_exports(exports: &[String]) -> String {
+    if exports.is_empty() {
+        "nothing".to_string()
+    } else {
+        let mut text = exports.join(", ");
+        if exports.iter().any(|e| e.starts_with("wasi:cli/run@")) {
+            text.push_str(
+                " (a command component: it can run as a worker or one-off process, not as web)",
+            );
+        }
+        text
+    }
+}

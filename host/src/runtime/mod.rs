@@ -1,0 +1,329 @@
+//! The Wasm runtime: the only module that touches wasmtime.
+//!
+//! Owns the engine (its pooling allocator and the one epoch ticker), the
+//! precompiled-artefact cache, the checks that a file is a component of the
+//! right world, and the per-request instances of web dynos. It never routes,
+//! never chooses a dyno, and writes nothing outside its artefact folder.
+
+mod artefact;
+mod http;
+mod state;
+mod stdio;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+
+pub use artefact::Provenance;
+pub use http::{GuestBody, GuestFailure, HttpComponent, InstanceSpec, Served, Timeouts};
+
+use artefact::ArtefactCache;
+use state::DynoState;
+
+/// The wasmtime release renga is built on (checked against Cargo.lock by a test).
+pub const WASMTIME_VERSION: &str = "48.0.8";
+
+/// How the runtime is sized. The pool is reserved once, at start.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Where precompiled machine code is kept (a cache, never the truth).
+    pub artefact_dir: PathBuf,
+    /// Most instances alive at once, across every app and dyno.
+    pub max_instances: u32,
+    /// The largest linear memory any one instance may reach.
+    pub max_memory: u64,
+    /// How often the engine's epoch advances: the granularity at which a
+    /// busy guest yields and at which timeouts can take effect.
+    pub epoch_tick: Duration,
+    /// Try the pooling allocator (falls back to on-demand if the machine
+    /// refuses its reservation).
+    pub pooling: bool,
+}
+
+impl RuntimeConfig {
+    pub fn new(artefact_dir: impl Into<PathBuf>) -> RuntimeConfig {
+        RuntimeConfig {
+            artefact_dir: artefact_dir.into(),
+            max_instances: 1000,
+            max_memory: 4 << 30,
+            epoch_tick: Duration::from_millis(10),
+            pooling: true,
+        }
+    }
+}
+
+/// Which instance allocator the engine ended up with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Allocator {
+    Pooling,
+    OnDemand,
+}
+
+impl std::fmt::Display for Allocator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Allocator::Pooling => "pooling",
+            Allocator::OnDemand => "on-demand",
+        })
+    }
+}
+
+/// Why a file cannot become a web dyno.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{name} is not a WebAssembly file (it does not start with the `\\0asm` magic bytes)")]
+    NotWasm { name: String },
+    #[error(
+        "{name} is a core WebAssembly module, not a component: build it for the wasm32-wasip2 target, or wrap it with `wasm-tools component new`"
+    )]
+    CoreModule { name: String },
+    #[error("{name} is not a valid component: {reason}")]
+    Invalid { name: String, reason: String },
+    #[error(
+        "{name} is a component of the wrong world: a web process must export wasi:http/incoming-handler (the wasi:http/proxy world), but it exports {exports}"
+    )]
+    WrongWorld { name: String, exports: String },
+    #[error("{name} needs an import renga does not provide: {reason}")]
+    UnsatisfiedImport { name: String, reason: String },
+}
+
+/// The engine, its linker and its caches. One per process.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<DynoState>,
+    artefacts: ArtefactCache,
+    allocator: Allocator,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    pub fn new(config: &RuntimeConfig) -> anyhow::Result<Runtime> {
+        let (engine, allocator) = build_engine(config)?;
+        let mut linker = Linker::new(&engine);
+        // Every WASI 0.2 interface, so that components built by standard
+        // toolchains (whose std imports wasi:cli and wasi:filesystem) link.
+        // What they can reach is decided per instance: no preopened folder,
+        // no socket address, no outbound HTTP.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        let artefacts = ArtefactCache::open(&config.artefact_dir, &engine)?;
+        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
+        Ok(Runtime {
+            engine,
+            linker,
+            artefacts,
+            allocator,
+            _ticker: ticker,
+        })
+    }
+
+    pub fn allocator(&self) -> Allocator {
+        self.allocator
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Loads a web process's component: from the precompiled cache when it
+    /// holds this exact component for this engine, else validated and
+    /// compiled (seconds for a large component: call from a blocking task).
+    pub fn load_http(&self, path: &Path) -> Result<Arc<HttpComponent>, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        self.load_http_bytes(&name, &bytes)
+    }
+
+    pub fn load_http_bytes(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<Arc<HttpComponent>, LoadError> {
+        check_component_header(name, bytes)?;
+        let (component, provenance) =
+            self.artefacts
+                .load(&self.engine, bytes)
+                .map_err(|e| LoadError::Invalid {
+                    name: name.to_string(),
+                    reason: format!("{e:#}"),
+                })?;
+        http::HttpComponent::new(name, &self.engine, &self.linker, component, provenance)
+            .map(Arc::new)
+    }
+}
+
+/// Distinguishes "not wasm", "a core module" and "a component" from the
+/// first eight bytes, before the compiler gives a less helpful message.
+fn check_component_header(name: &str, bytes: &[u8]) -> Result<(), LoadError> {
+    const MAGIC: &[u8] = b"\0asm";
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        return Err(LoadError::NotWasm {
+            name: name.to_string(),
+        });
+    }
+    // Core modules are version 1, layer 0; components have layer 1.
+    match (bytes[6], bytes[7]) {
+        (0, 0) => Err(LoadError::CoreModule {
+            name: name.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn exported_interfaces(engine: &Engine, component: &Component) -> Vec<String> {
+    component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+fn build_engine(config: &RuntimeConfig) -> anyhow::Result<(Engine, Allocator)> {
+    let mut base = Config::new();
+    base.epoch_interruption(true)
+        .cranelift_opt_level(OptLevel::Speed)
+        .parallel_compilation(true)
+        // Trap messages name the guest function, but never read DWARF at
+        // runtime, whatever WASMTIME_BACKTRACE_DETAILS says.
+        .wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Disable);
+
+    if config.pooling {
+        let mut pooled = base.clone();
+        pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(config)));
+        match Engine::new(&pooled) {
+            Ok(engine) => {
+                tracing::info!(
+                    max_instances = config.max_instances,
+                    "instance allocator: pooling"
+                );
+                return Ok((engine, Allocator::Pooling));
+            }
+            Err(e) => {
+                tracing::warn!(
+                    error = %format!("{e:#}"),
+                    "instance allocator: on-demand (this machine refused the pooling allocator's reservation)"
+                );
+            }
+        }
+    } else {
+        tracing::info!("instance allocator: on-demand (pooling disabled)");
+    }
+    let engine = Engine::new(&base).map_err(anyhow::Error::from)?;
+    Ok((engine, Allocator::OnDemand))
+}
+
+fn pooling_config(config: &RuntimeConfig) -> PoolingAllocationConfig {
+    let n = config.max_instances.max(1);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(n)
+        // Components built by componentize-py and jco hold a dozen or more
+        // core instances and several tables each; leave room for them.
+        .total_core_instances(n.saturating_mul(16))
+        .total_memories(n.saturating_mul(2))
+        .total_tables(n.saturating_mul(8))
+        .total_stacks(n)
+        .max_memory_size(config.max_memory as usize)
+        .max_tables_per_module(8)
+        .max_memories_per_module(2)
+        // Reset the first pages of a finished instance's memory with memset
+        // rather than madvise, so the next instance in the slot does not
+        // fault them in again.
+        .linear_memory_keep_resident(128 << 10)
+        .table_keep_resident(16 << 10);
+    pool
+}
+
+/// The one thread that advances the engine's epoch. Stops when dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine, tick: Duration) -> EpochTicker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("renga-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread");
+        EpochTicker {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wasmtime_version_matches_the_lockfile() {
+        let lock = include_str!("../../../Cargo.lock");
+        let entry = format!("name = \"wasmtime\"\nversion = \"{WASMTIME_VERSION}\"");
+        assert!(
+            lock.contains(&entry),
+            "Cargo.lock does not pin wasmtime {WASMTIME_VERSION}"
+        );
+    }
+
+    #[test]
+    fn header_check_names_the_problem() {
+        assert!(matches!(
+            check_component_header("x", b"hello world"),
+            Err(LoadError::NotWasm { .. })
+        ));
+        assert!(matches!(
+            check_component_header("x", b"\0asm\x01\0\0\0"),
+            Err(LoadError::CoreModule { .. })
+        ));
+        assert!(check_component_header("x", b"\0asm\x0d\0\x01\0").is_ok());
+    }
+
+    #[test]
+    fn bad_files_are_refused_before_compiling() {
+        let dir = std::env::temp_dir().join(format!("renga-rt-{}", std::process::id()));
+        let mut config = RuntimeConfig::new(&dir);
+        config.max_instances = 4;
+        let runtime = Runtime::new(&config).unwrap();
+        let err = runtime
+            .load_http_bytes("junk.wasm", b"\0asm\x0d\0\x01\0garbage")
+            .unwrap_err();
+        assert!(matches!(err, LoadError::Invalid { .. }), "{err}");
+        let err = runtime
+            .load_http_bytes("text.wasm", b"#!/bin/sh\necho hi\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("not a WebAssembly file"), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

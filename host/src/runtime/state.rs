@@ -1,0 +1,125 @@
+//! What one instance's store holds: its WASI context (environment and log
+//! streams, nothing else), its HTTP context, and its memory limiter.
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use super::http::InstanceSpec;
+use super::stdio::GuestOutput;
+
+pub(crate) struct DynoState {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: DenyOutbound,
+    pub(crate) limits: MemoryLimiter,
+}
+
+impl DynoState {
+    pub(crate) fn new(spec: &InstanceSpec) -> DynoState {
+        let mut wasi = WasiCtxBuilder::new();
+        // The guest's environment is exactly its config vars plus what the
+        // platform adds (DYNO, ...). No preopened folders, no socket address
+        // allowed, no name lookup: those are WasiCtxBuilder's defaults.
+        wasi.envs(&spec.env)
+            .stdout(GuestOutput::new(spec.log.clone(), spec.dyno.clone()))
+            .stderr(GuestOutput::new(spec.log.clone(), spec.dyno.clone()));
+        DynoState {
+            table: ResourceTable::new(),
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            hooks: DenyOutbound,
+            limits: MemoryLimiter::new(spec.memory_limit),
+        }
+    }
+}
+
+impl WasiView for DynoState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for DynoState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Outbound HTTP is denied: an app reaches the network only through what the
+/// platform grants it, and nothing is granted yet.
+struct DenyOutbound;
+
+impl WasiHttpHooks for DenyOutbound {
+    fn send_request(
+        &mut self,
+        _request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+/// Caps the total linear memory of one instance and remembers whether the
+/// guest asked for more, so that a failure can be reported as what it is.
+pub(crate) struct MemoryLimiter {
+    limit: usize,
+    used: usize,
+    pub(crate) exceeded: bool,
+}
+
+impl MemoryLimiter {
+    fn new(limit: u64) -> MemoryLimiter {
+        MemoryLimiter {
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            used: 0,
+            exceeded: false,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let next = self.used.saturating_sub(current).saturating_add(desired);
+        if next > self.limit {
+            self.exceeded = true;
+            return Ok(false);
+        }
+        self.used = next;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables hold a pointer per element; a million is 8 MiB of host memory.
+        Ok(desired <= 1_000_000)
+    }
+}
