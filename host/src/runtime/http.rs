@@ -36,6 +36,14 @@ pub struct HttpComponent {
     provenance: Provenance,
 }
 
+impl std::fmt::Debug for HttpComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpComponent")
+            .field("provenance", &self.provenance)
+            .finish_non_exhaustive()
+    }
+}
+
 impl HttpComponent {
     pub(super) fn new(
         name: &str,
