@@ -23,14 +23,29 @@ fn misbehave() -> Dev {
 }
 
 #[test]
-fn hello_rust_is_built_by_the_buildpack_and_served() {
-    let dev = Dev::start(&shared_app(HELLO), &[]);
+fn hello_rust_is_built_by_the_buildpack_then_restarts_warm() {
+    // The only test that uses the shared hello-rust copy, which is fresh in
+    // every test run: its first start must build.
+    let app = shared_app(HELLO);
+    let dev = Dev::start(&app, &[]);
     let reply = dev.get("/");
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.body, "hello from renga\n");
     let output = dev.output.text();
     assert!(output.contains("-----> Rust app detected"), "{output}");
     assert!(output.contains("Built hello-rust.wasm"), "{output}");
+    drop(dev);
+
+    // Nothing changed: the second start skips the build and maps the
+    // machine code compiled by the first.
+    let dev = Dev::start(&app, &[]);
+    dev.expect_line("a reused build", Duration::from_secs(1), |l| {
+        l.contains("No change since the last build; reusing it")
+    });
+    dev.expect_line("a cached start", Duration::from_secs(1), |l| {
+        l.contains("web.1 serves hello-rust.wasm") && l.contains("precompiled code from the cache")
+    });
+    assert_eq!(dev.get("/").body, "hello from renga\n");
 }
 
 #[test]
@@ -364,16 +379,6 @@ fn a_file_change_hot_swaps_the_app_without_dropping_requests() {
         "requests failed during the swaps: {failures:?}"
     );
     assert!(ok > 10, "the steady stream made only {ok} requests");
-}
-
-#[test]
-fn a_second_start_uses_the_precompiled_cache() {
-    let app = shared_app(HELLO);
-    drop(Dev::start(&app, &[]));
-    let dev = Dev::start(&app, &[]);
-    dev.expect_line("a cached start", Duration::from_secs(1), |l| {
-        l.contains("web.1 serves hello-rust.wasm") && l.contains("precompiled code from the cache")
-    });
 }
 
 #[test]

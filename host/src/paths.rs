@@ -58,6 +58,7 @@ impl Paths {
             cache: root.join("cache"),
             env: root.join("env"),
             lock: root.join("lock"),
+            last_build: root.join("last-build.json"),
         }
     }
 }
@@ -67,6 +68,8 @@ pub struct DevDirs {
     pub cache: PathBuf,
     pub env: PathBuf,
     pub lock: PathBuf,
+    /// What the last successful build was made from, and what it declared.
+    pub last_build: PathBuf,
 }
 
 fn default_data_dir() -> anyhow::Result<PathBuf> {

@@ -14,7 +14,7 @@ use crate::config::ConfigVars;
 use crate::dyno::WebDyno;
 use crate::logplex::AppLog;
 use crate::paths::{DevDirs, Paths};
-use crate::procfile::Command;
+use crate::procfile::{Command, Procfile};
 use crate::router::{self, AppRoute, RouterConfig, SingleApp, WebState};
 use crate::runtime::{Provenance, Runtime, RuntimeConfig, Timeouts};
 use crate::units::{ByteSize, HumanDuration};
@@ -159,19 +159,30 @@ impl DevApp {
         let started = Instant::now();
         let config = read_dotenv(&self.source)?;
         let lock = self.lock().await?;
-        let plan = BuildPlan {
-            source: &self.source,
-            build_dir: &self.dirs.build,
-            cache_dir: &self.dirs.cache,
-            env_dir: &self.dirs.env,
-            buildpacks: &self.buildpacks,
-            env: &self.env,
-            config: &config,
-            time_limit: build::DEFAULT_TIME_LIMIT,
+        let fingerprint = fingerprint(&self.source, &config, &self.buildpacks)?;
+        let procfile = match self.unchanged_build(&fingerprint) {
+            Some(procfile) => {
+                println!("-----> No change since the last build; reusing it");
+                procfile
+            }
+            None => {
+                let _ = std::fs::remove_file(&self.dirs.last_build);
+                let plan = BuildPlan {
+                    source: &self.source,
+                    build_dir: &self.dirs.build,
+                    cache_dir: &self.dirs.cache,
+                    env_dir: &self.dirs.env,
+                    buildpacks: &self.buildpacks,
+                    env: &self.env,
+                    config: &config,
+                    time_limit: build::DEFAULT_TIME_LIMIT,
+                };
+                let built = build::run(&plan, &mut |line| println!("{line}")).await?;
+                built.procfile
+            }
         };
-        let built = build::run(&plan, &mut |line| println!("{line}")).await?;
 
-        let Some(web) = built.procfile.web() else {
+        let Some(web) = procfile.web() else {
             bail!("the app has no web process: add `web: app.wasm` to its Procfile");
         };
         let Command::Component { path, .. } = web else {
@@ -179,8 +190,14 @@ impl DevApp {
                 "the web process `{web}` is not a .wasm component; renga dev serves components (name one in the Procfile, e.g. `web: app.wasm`)"
             );
         };
-        let wasm = resolve_inside(&built.dir, path)?;
+        let wasm = resolve_inside(&self.dirs.build, path)?;
         let component = tokio::task::block_in_place(|| self.runtime.load_http(&wasm))?;
+        let record = LastBuild {
+            fingerprint,
+            procfile: procfile.to_string(),
+        };
+        std::fs::write(&self.dirs.last_build, serde_json::to_vec(&record)?)
+            .context("recording the build")?;
         drop(lock);
 
         let how = match component.provenance() {
@@ -198,6 +215,17 @@ impl DevApp {
             maintenance: false,
             timeouts: self.timeouts,
         })
+    }
+
+    /// The last build's process types, if it was made from exactly this
+    /// source, config and buildpacks and its output is still there.
+    fn unchanged_build(&self, fingerprint: &str) -> Option<Procfile> {
+        let record: LastBuild =
+            serde_json::from_slice(&std::fs::read(&self.dirs.last_build).ok()?).ok()?;
+        if record.fingerprint != fingerprint || !self.dirs.build.is_dir() {
+            return None;
+        }
+        Procfile::parse(&record.procfile).ok()
     }
 
     /// Two `renga dev` processes on the same folder take turns building.
@@ -263,6 +291,57 @@ fn is_relevant(root: &Path, event: &notify::Event) -> bool {
             c == ".git" || c == "target" || c == "node_modules" || c == ".renga"
         })
     })
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LastBuild {
+    fingerprint: String,
+    procfile: String,
+}
+
+/// Identifies a build's inputs without reading every file: each source
+/// file's path, size and modification time, the config vars, and which
+/// buildpacks (by folder, which names their content) would run.
+fn fingerprint(
+    source: &Path,
+    config: &ConfigVars,
+    buildpacks: &[Buildpack],
+) -> anyhow::Result<String> {
+    use sha2::Digest as _;
+    fn walk(dir: &Path, root: &Path, hasher: &mut sha2::Sha256) -> std::io::Result<()> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let name = entry.file_name();
+            if build::NEVER_COPIED.iter().any(|skip| name == *skip) {
+                continue;
+            }
+            let path = entry.path();
+            let meta = std::fs::symlink_metadata(&path)?;
+            let relative = path.strip_prefix(root).unwrap_or(&path);
+            hasher.update(relative.as_os_str().as_encoded_bytes());
+            if meta.is_dir() {
+                hasher.update(b"/");
+                walk(&path, root, hasher)?;
+            } else {
+                let modified = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .unwrap_or_default();
+                hasher.update(meta.len().to_le_bytes());
+                hasher.update(modified.as_nanos().to_le_bytes());
+            }
+        }
+        Ok(())
+    }
+    let mut hasher = sha2::Sha256::new();
+    walk(source, source, &mut hasher).with_context(|| format!("reading {}", source.display()))?;
+    hasher.update(serde_json::to_vec(config)?);
+    for buildpack in buildpacks {
+        hasher.update(buildpack.dir().as_os_str().as_encoded_bytes());
+    }
+    Ok(hex::encode(hasher.finalize()))
 }
 
 fn read_dotenv(source: &Path) -> anyhow::Result<ConfigVars> {
