@@ -142,6 +142,39 @@ fn router_adds_forwarding_headers_and_echoes_the_request_id() {
 }
 
 #[test]
+fn router_speaks_h2c_as_well_as_http1() {
+    let dev = misbehave();
+    let output = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--http2-prior-knowledge",
+            "-H",
+            "X-Request-Id: over-h2c",
+            "-w",
+            "\n%{http_version}",
+        ])
+        .arg(format!("{}/headers", dev.url()))
+        .output()
+        .expect("curl is installed by scripts/setup");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.trim_end().ends_with("\n2"),
+        "not answered over HTTP/2:\n{text}"
+    );
+    assert!(text.contains("x-request-id: over-h2c"), "{text}");
+    dev.expect_line(
+        "the h2c request's router line",
+        Duration::from_secs(5),
+        |l| l.contains("request_id=over-h2c") && l.contains("status=200"),
+    );
+}
+
+#[test]
 fn router_writes_one_heroku_line_per_request() {
     let dev = misbehave();
     let reply = request(
@@ -238,6 +271,21 @@ fn a_trap_a_loop_and_a_memory_hog_fail_only_their_own_requests() {
     let (ok, failures) = steady.stop();
     assert!(failures.is_empty(), "good requests failed: {failures:?}");
     assert!(ok > 10, "the steady stream made only {ok} requests");
+}
+
+#[test]
+fn the_on_demand_allocator_serves_and_isolates_too() {
+    let dev = Dev::start(
+        &shared_app(MISBEHAVE),
+        &["--instance-allocator", "on-demand", "--memory", "64MiB"],
+    );
+    dev.expect_line("the allocator in use", Duration::from_secs(1), |l| {
+        l.contains("on-demand instance allocator")
+    });
+    assert_eq!(dev.get("/").body, "ok\n");
+    assert_eq!(dev.get("/trap").status, 500);
+    assert_eq!(dev.get("/oom").status, 500);
+    assert_eq!(dev.get("/").body, "ok\n");
 }
 
 #[test]

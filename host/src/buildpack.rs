@@ -27,6 +27,9 @@ static BUILTIN: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../buildpacks")
 /// language buildpacks first, then prebuilt components.
 pub const DETECTION_ORDER: &[&str] = &["rust", "wasm"];
 
+/// `bin/detect` and `bin/release` only look at files; they get a minute.
+const SHORT_SCRIPT_LIMIT: Duration = Duration::from_secs(60);
+
 #[derive(Clone, Debug)]
 pub struct Buildpack {
     name: String,
@@ -134,17 +137,7 @@ impl Buildpack {
         build_dir: &Path,
         env: &BuildEnv,
     ) -> Result<Option<String>, BuildpackError> {
-        let output = self
-            .command("bin/detect", env)
-            .arg(build_dir)
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(|source| BuildpackError::Spawn {
-                name: self.name.clone(),
-                script: "bin/detect",
-                source,
-            })?;
+        let output = self.capture("bin/detect", build_dir, env).await?;
         if output.status.success() {
             let said = String::from_utf8_lossy(&output.stdout).trim().to_string();
             Ok(Some(if said.is_empty() {
@@ -182,17 +175,7 @@ impl Buildpack {
         if !self.dir.join("bin/release").is_file() {
             return Ok(Procfile::default());
         }
-        let output = self
-            .command("bin/release", env)
-            .arg(build_dir)
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(|source| BuildpackError::Spawn {
-                name: self.name.clone(),
-                script: "bin/release",
-                source,
-            })?;
+        let output = self.capture("bin/release", build_dir, env).await?;
         if !output.status.success() {
             return Err(BuildpackError::Failed {
                 name: self.name.clone(),
@@ -201,6 +184,31 @@ impl Buildpack {
             });
         }
         parse_release(&self.name, &String::from_utf8_lossy(&output.stdout))
+    }
+
+    /// Runs a short script (`bin/detect`, `bin/release`) to completion and
+    /// keeps its output.
+    async fn capture(
+        &self,
+        script: &'static str,
+        build_dir: &Path,
+        env: &BuildEnv,
+    ) -> Result<std::process::Output, BuildpackError> {
+        let mut command = self.command(script, env);
+        command.arg(build_dir).stdin(Stdio::null());
+        match tokio::time::timeout(SHORT_SCRIPT_LIMIT, command.output()).await {
+            Ok(Ok(output)) => Ok(output),
+            Ok(Err(source)) => Err(BuildpackError::Spawn {
+                name: self.name.clone(),
+                script,
+                source,
+            }),
+            Err(_) => Err(BuildpackError::TimedOut {
+                name: self.name.clone(),
+                script,
+                limit: SHORT_SCRIPT_LIMIT,
+            }),
+        }
     }
 
     fn command(&self, script: &str, env: &BuildEnv) -> Command {

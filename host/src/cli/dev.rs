@@ -59,6 +59,11 @@ pub struct DevCommand {
     #[arg(long, default_value = "10s")]
     header_timeout: HumanDuration,
 
+    /// Instance allocator: `pooling` (reserved once, fastest; falls back to
+    /// on-demand when the machine refuses the reservation) or `on-demand`.
+    #[arg(long, default_value = "pooling", value_parser = ["pooling", "on-demand"])]
+    instance_allocator: String,
+
     /// Serve the first build only; do not watch the folder.
     #[arg(long)]
     no_watch: bool,
@@ -98,6 +103,7 @@ impl DevCommand {
 
         let mut runtime_config = RuntimeConfig::new(paths.artefacts());
         runtime_config.max_memory = self.memory.0;
+        runtime_config.pooling = self.instance_allocator == "pooling";
         let runtime = Runtime::new(&runtime_config)?;
         println!(
             "-----> renga dev: wasmtime {}, {} instance allocator",
