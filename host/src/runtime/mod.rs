@@ -203,23 +203,41 @@ fn build_engine(config: &RuntimeConfig) -> anyhow::Result<(Engine, Allocator)> {
         .wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Disable);
 
     if config.pooling {
-        let mut pooled = base.clone();
-        pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(config)));
-        match Engine::new(&pooled) {
-            Ok(engine) => {
-                tracing::info!(
-                    max_instances = config.max_instances,
-                    "instance allocator: pooling"
-                );
-                return Ok((engine, Allocator::Pooling));
-            }
-            Err(e) => {
-                tracing::warn!(
+        // Best first: a slot's memory stays resident between instances and
+        // only the pages a guest dirtied are reset, found with the
+        // PAGEMAP_SCAN ioctl (Linux 6.7+). Without it, resetting a large
+        // resident region costs more than it saves, so keep little.
+        let attempts = [
+            (Allocator::Pooling, true, 1 << 20),
+            (Allocator::Pooling, false, 64 << 10),
+        ];
+        for (allocator, pagemap, keep_resident) in attempts {
+            let mut pooled = base.clone();
+            pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(
+                config,
+                pagemap,
+                keep_resident,
+            )));
+            match Engine::new(&pooled) {
+                Ok(engine) => {
+                    tracing::info!(
+                        max_instances = config.max_instances,
+                        pagemap_scan = pagemap,
+                        keep_resident,
+                        "instance allocator: pooling"
+                    );
+                    return Ok((engine, allocator));
+                }
+                Err(e) => tracing::debug!(
+                    pagemap_scan = pagemap,
                     error = %format!("{e:#}"),
-                    "instance allocator: on-demand (this machine refused the pooling allocator's reservation)"
-                );
+                    "pooling allocator configuration refused"
+                ),
             }
         }
+        tracing::warn!(
+            "instance allocator: on-demand (this machine refused the pooling allocator's reservation)"
+        );
     } else {
         tracing::info!("instance allocator: on-demand (pooling disabled)");
     }
@@ -227,7 +245,11 @@ fn build_engine(config: &RuntimeConfig) -> anyhow::Result<(Engine, Allocator)> {
     Ok((engine, Allocator::OnDemand))
 }
 
-fn pooling_config(config: &RuntimeConfig) -> PoolingAllocationConfig {
+fn pooling_config(
+    config: &RuntimeConfig,
+    pagemap: bool,
+    keep_resident: usize,
+) -> PoolingAllocationConfig {
     let n = config.max_instances.max(1);
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(n)
@@ -240,11 +262,17 @@ fn pooling_config(config: &RuntimeConfig) -> PoolingAllocationConfig {
         .max_memory_size(config.max_memory as usize)
         .max_tables_per_module(8)
         .max_memories_per_module(2)
-        // Reset the first pages of a finished instance's memory with memset
-        // rather than madvise, so the next instance in the slot does not
-        // fault them in again.
-        .linear_memory_keep_resident(128 << 10)
-        .table_keep_resident(16 << 10);
+        // Reset the low pages of a finished instance's memory in place rather
+        // than with madvise: each madvise and each copy-on-write fault that
+        // follows costs a TLB shootdown across cores, which dominated the
+        // per-request cost (see BENCHMARKS.md).
+        .linear_memory_keep_resident(keep_resident)
+        .table_keep_resident(64 << 10)
+        .pagemap_scan(if pagemap {
+            wasmtime::Enabled::Yes
+        } else {
+            wasmtime::Enabled::No
+        });
     pool
 }
 
