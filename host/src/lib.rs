@@ -3,14 +3,22 @@
 //! Each Heroku word is one module that owns its records: see DESIGN.md for
 //! the map. `runtime` is the only module that touches wasmtime.
 
+pub mod api;
+pub mod app;
+pub mod auth;
 pub mod build;
 pub mod buildpack;
 pub mod cli;
 pub mod config;
 pub mod dyno;
+pub mod formation;
 pub mod logplex;
 pub mod paths;
+pub mod platform;
 pub mod procfile;
+pub mod release;
 pub mod router;
 pub mod runtime;
+pub mod slug;
+pub mod store;
 pub mod units;

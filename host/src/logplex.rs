@@ -183,6 +183,31 @@ impl AppLog {
     }
 }
 
+/// Every app's log, by app id.
+#[derive(Default)]
+pub struct Logplex {
+    apps: Mutex<std::collections::HashMap<String, AppLog>>,
+}
+
+impl Logplex {
+    /// The app's log, created on first use.
+    pub fn app(&self, app_id: &str) -> AppLog {
+        self.apps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(app_id.to_string())
+            .or_default()
+            .clone()
+    }
+
+    pub fn remove(&self, app_id: &str) {
+        self.apps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(app_id);
+    }
+}
+
 fn write_received<W: Write>(
     out: &mut W,
     received: Result<Arc<LogLine>, broadcast::error::RecvError>,

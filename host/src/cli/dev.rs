@@ -15,9 +15,9 @@ use crate::dyno::WebDyno;
 use crate::logplex::AppLog;
 use crate::paths::{DevDirs, Paths};
 use crate::procfile::{Command, Procfile};
-use crate::router::{self, AppRoute, RouterConfig, SingleApp, WebState};
-use crate::runtime::{Provenance, Runtime, RuntimeConfig, Timeouts};
-use crate::units::{ByteSize, HumanDuration};
+use crate::router::{self, AppRoute, SingleApp, WebState};
+use crate::runtime::{Provenance, Runtime, Timeouts};
+use crate::units::ByteSize;
 
 /// Run an app locally: build it, serve it, rebuild on every change.
 ///
@@ -43,26 +43,8 @@ pub struct DevCommand {
     #[arg(long, default_value = "127.0.0.1")]
     bind: IpAddr,
 
-    /// Time a request may take before it fails with H12.
-    #[arg(long, default_value = "30s")]
-    timeout: HumanDuration,
-
-    /// Linear memory each instance may use (for example 64MiB or 1G).
-    #[arg(long, default_value = "512MiB")]
-    memory: ByteSize,
-
-    /// Largest request body accepted (413 past it).
-    #[arg(long, default_value = "100MiB")]
-    max_body: ByteSize,
-
-    /// Time a client has to send a whole request head.
-    #[arg(long, default_value = "10s")]
-    header_timeout: HumanDuration,
-
-    /// Instance allocator: `pooling` (reserved once, fastest; falls back to
-    /// on-demand when the machine refuses the reservation) or `on-demand`.
-    #[arg(long, default_value = "pooling", value_parser = ["pooling", "on-demand"])]
-    instance_allocator: String,
+    #[command(flatten)]
+    serving: super::ServingArgs,
 
     /// Serve the first build only; do not watch the folder.
     #[arg(long)]
@@ -101,10 +83,7 @@ impl DevCommand {
         // A broken .env is an error before anything else happens.
         read_dotenv(&source)?;
 
-        let mut runtime_config = RuntimeConfig::new(paths.artefacts());
-        runtime_config.max_memory = self.memory.0;
-        runtime_config.pooling = self.instance_allocator == "pooling";
-        let runtime = Runtime::new(&runtime_config)?;
+        let runtime = Runtime::new(&self.serving.runtime(paths.artefacts()))?;
         println!(
             "-----> renga dev: wasmtime {}, {} instance allocator",
             crate::runtime::WASMTIME_VERSION,
@@ -121,8 +100,8 @@ impl DevCommand {
             buildpacks: buildpack::builtin(&paths.cache)?,
             env: BuildEnv::from_host(&paths.tools()),
             log: log.clone(),
-            memory: self.memory.0,
-            timeouts: Timeouts::new(self.timeout.0),
+            memory: self.serving.memory(),
+            timeouts: self.serving.timeouts(),
         });
 
         let web = app.build().await?;
@@ -140,15 +119,10 @@ impl DevCommand {
             Some(watch(app.clone(), route.clone())?)
         };
 
-        let config = RouterConfig {
-            max_body_bytes: self.max_body.0,
-            header_timeout: self.header_timeout.0,
-            ..RouterConfig::default()
-        };
         router::serve(
             listener,
             Arc::new(SingleApp(route)),
-            config,
+            self.serving.router(),
             router::shutdown_signal(),
         )
         .await?;
@@ -196,7 +170,7 @@ impl DevApp {
                 "the web process `{web}` is not a .wasm component; renga dev serves components (name one in the Procfile, e.g. `web: app.wasm`)"
             );
         };
-        let wasm = resolve_inside(&self.dirs.build, path)?;
+        let wasm = crate::slug::file_inside(&self.dirs.build, path)?;
         let component = tokio::task::block_in_place(|| self.runtime.load_http(&wasm))?;
         let record = LastBuild {
             fingerprint,
@@ -216,11 +190,7 @@ impl DevApp {
             started.elapsed().as_secs_f64()
         );
         let dyno = WebDyno::new(1, component, &config, self.memory, self.log.clone());
-        Ok(WebState {
-            dynos: vec![Arc::new(dyno)],
-            maintenance: false,
-            timeouts: self.timeouts,
-        })
+        Ok(WebState::new(vec![Arc::new(dyno)], false, self.timeouts))
     }
 
     /// The last build's process types, if it was made from exactly this
@@ -359,17 +329,4 @@ fn read_dotenv(source: &Path) -> anyhow::Result<ConfigVars> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ConfigVars::new()),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
-}
-
-/// A Procfile path, which must stay inside the build.
-fn resolve_inside(root: &Path, relative: &str) -> anyhow::Result<PathBuf> {
-    let path = root.join(relative);
-    let resolved = std::fs::canonicalize(&path).with_context(|| {
-        format!("the web process names {relative}, which the build did not produce")
-    })?;
-    let root = std::fs::canonicalize(root)?;
-    if !resolved.starts_with(&root) {
-        bail!("the web process names {relative}, which is outside the app");
-    }
-    Ok(resolved)
 }

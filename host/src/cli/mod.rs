@@ -1,16 +1,83 @@
 //! The `renga` command line: parsing only, then one `run` per command.
 //!
-//! Each command is a struct with `async fn run(self)`; `main` prints the
-//! error chain and sets the exit code. Nothing here does work itself.
+//! Commands keep Heroku's `topic:command` names. Each is a struct with a
+//! `run` method; `main` prints the error chain and sets the exit code.
+//! Nothing here does work itself.
 
+mod account;
+mod apps;
+pub mod client;
+mod config;
 mod dev;
+mod logs;
+mod ps;
+mod releases;
+mod server;
 
 pub use dev::DevCommand;
+
+use crate::router::RouterConfig;
+use crate::runtime::{RuntimeConfig, Timeouts};
+use crate::units::{ByteSize, HumanDuration};
+
+/// How apps are run and served; shared by `renga dev` and `renga server`.
+#[derive(clap::Args, Debug)]
+pub struct ServingArgs {
+    /// Time a request may take before it fails with H12.
+    #[arg(long, default_value = "30s")]
+    timeout: HumanDuration,
+
+    /// Linear memory each instance may use (for example 64MiB or 1G).
+    #[arg(long, default_value = "512MiB")]
+    memory: ByteSize,
+
+    /// Largest request body accepted (413 past it).
+    #[arg(long, default_value = "100MiB")]
+    max_body: ByteSize,
+
+    /// Time a client has to send a whole request head.
+    #[arg(long, default_value = "10s")]
+    header_timeout: HumanDuration,
+
+    /// Instance allocator: `pooling` (reserved once, fastest; falls back to
+    /// on-demand when the machine refuses the reservation) or `on-demand`.
+    #[arg(long, default_value = "pooling", value_parser = ["pooling", "on-demand"])]
+    instance_allocator: String,
+}
+
+impl ServingArgs {
+    pub fn runtime(&self, artefact_dir: std::path::PathBuf) -> RuntimeConfig {
+        let mut config = RuntimeConfig::new(artefact_dir);
+        config.max_memory = self.memory.0;
+        config.pooling = self.instance_allocator == "pooling";
+        config
+    }
+
+    pub fn router(&self) -> RouterConfig {
+        RouterConfig {
+            max_body_bytes: self.max_body.0,
+            header_timeout: self.header_timeout.0,
+            ..RouterConfig::default()
+        }
+    }
+
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts::new(self.timeout.0)
+    }
+
+    pub fn memory(&self) -> u64 {
+        self.memory.0
+    }
+}
+pub use server::ServerCommand;
 
 /// renga: a Heroku-style platform for WebAssembly apps.
 ///
 /// Push source, get a running app: renga builds it into a WASI component,
 /// runs it on wasmtime with a fresh instance per request, and routes HTTP to it.
+///
+/// The client commands talk to `renga server` at $RENGA_API_URL (default
+/// http://127.0.0.1:7070) with the token from `renga login` or $RENGA_API_KEY.
 #[derive(clap::Parser, Debug)]
 #[command(name = "renga", version, propagate_version = true)]
 pub struct Cli {
@@ -21,12 +88,89 @@ pub struct Cli {
 #[derive(clap::Subcommand, Debug)]
 pub enum Commands {
     Dev(DevCommand),
+    Server(ServerCommand),
+
+    Apps(apps::AppsCommand),
+    #[command(name = "apps:create", alias = "create")]
+    AppsCreate(apps::CreateCommand),
+    #[command(name = "apps:info", alias = "info")]
+    AppsInfo(apps::InfoCommand),
+    #[command(name = "apps:destroy", alias = "destroy")]
+    AppsDestroy(apps::DestroyCommand),
+    Deploy(releases::DeployCommand),
+
+    Config(config::ConfigCommand),
+    #[command(name = "config:get")]
+    ConfigGet(config::GetCommand),
+    #[command(name = "config:set")]
+    ConfigSet(config::SetCommand),
+    #[command(name = "config:unset")]
+    ConfigUnset(config::UnsetCommand),
+
+    Releases(releases::ReleasesCommand),
+    #[command(name = "releases:info")]
+    ReleasesInfo(releases::InfoCommand),
+    #[command(name = "releases:rollback", alias = "rollback")]
+    ReleasesRollback(releases::RollbackCommand),
+
+    Ps(ps::PsCommand),
+    #[command(name = "ps:scale", alias = "scale")]
+    PsScale(ps::ScaleCommand),
+    #[command(name = "ps:restart", alias = "restart")]
+    PsRestart(ps::RestartCommand),
+
+    Logs(logs::LogsCommand),
+    #[command(
+        name = "maintenance:on",
+        about = "Turn maintenance mode on: every request gets 503 (H80)"
+    )]
+    MaintenanceOn(apps::MaintenanceCommand),
+    #[command(name = "maintenance:off", about = "Turn maintenance mode off")]
+    MaintenanceOff(apps::MaintenanceCommand),
+
+    Login(account::LoginCommand),
+    #[command(name = "auth:token")]
+    AuthToken(account::TokenCommand),
+    #[command(name = "users:create")]
+    UsersCreate(account::UsersCreateCommand),
 }
 
 impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Commands::Dev(command) => command.run().await,
+            Commands::Server(command) => command.run().await,
+            client => tokio::task::block_in_place(|| client.run_client()),
+        }
+    }
+}
+
+impl Commands {
+    /// The API clients: blocking calls, one request after another.
+    fn run_client(self) -> anyhow::Result<()> {
+        match self {
+            Commands::Dev(_) | Commands::Server(_) => unreachable!("run in Cli::run"),
+            Commands::Apps(c) => c.run(),
+            Commands::AppsCreate(c) => c.run(),
+            Commands::AppsInfo(c) => c.run(),
+            Commands::AppsDestroy(c) => c.run(),
+            Commands::Deploy(c) => c.run(),
+            Commands::Config(c) => c.run(),
+            Commands::ConfigGet(c) => c.run(),
+            Commands::ConfigSet(c) => c.run(),
+            Commands::ConfigUnset(c) => c.run(),
+            Commands::Releases(c) => c.run(),
+            Commands::ReleasesInfo(c) => c.run(),
+            Commands::ReleasesRollback(c) => c.run(),
+            Commands::Ps(c) => c.run(),
+            Commands::PsScale(c) => c.run(),
+            Commands::PsRestart(c) => c.run(),
+            Commands::Logs(c) => c.run(),
+            Commands::MaintenanceOn(c) => c.run(true),
+            Commands::MaintenanceOff(c) => c.run(false),
+            Commands::Login(c) => c.run(),
+            Commands::AuthToken(c) => c.run(),
+            Commands::UsersCreate(c) => c.run(),
         }
     }
 }

@@ -82,6 +82,33 @@ pub struct WebState {
     /// Answer every request with 503 H80.
     pub maintenance: bool,
     pub timeouts: Timeouts,
+    /// Where the next search for the least busy dyno starts, so that equally
+    /// busy dynos take turns.
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl WebState {
+    pub fn new(dynos: Vec<Arc<WebDyno>>, maintenance: bool, timeouts: Timeouts) -> WebState {
+        WebState {
+            dynos,
+            maintenance,
+            timeouts,
+            next: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// The least busy web dyno; equally busy ones take turns.
+    pub fn pick(&self) -> Option<Arc<WebDyno>> {
+        let n = self.dynos.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n;
+        (0..n)
+            .map(|i| &self.dynos[(start + i) % n])
+            .min_by_key(|d| d.in_flight())
+            .cloned()
+    }
 }
 
 impl AppRoute {

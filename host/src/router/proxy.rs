@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use super::access::{Access, AccessBody, ErrorCode, H12, H13, H14, H80, H99, R14, error_page};
-use super::{RouteTable, RouterConfig, WebState};
+use super::{RouteTable, RouterConfig};
 use crate::dyno::WebDyno;
 use crate::logplex::{Process, Source};
 use crate::runtime::GuestFailure;
@@ -87,7 +87,7 @@ impl Proxy {
                 "Maintenance mode",
             );
         }
-        let Some(dyno) = pick(&web) else {
+        let Some(dyno) = web.pick() else {
             return fail(
                 access,
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -212,11 +212,6 @@ fn report(route: &super::AppRoute, dyno: &WebDyno, request_id: &str, failure: &G
     route
         .log()
         .emit(Source::Renga, &Process::clone(dyno.name()), message);
-}
-
-/// The least busy web dyno (the first one on a tie).
-fn pick(web: &WebState) -> Option<Arc<WebDyno>> {
-    web.dynos.iter().min_by_key(|d| d.in_flight()).cloned()
 }
 
 fn fail(

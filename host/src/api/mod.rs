@@ -1,0 +1,630 @@
+//! api: the control plane over HTTP, in the shapes of Heroku's Platform API v3.
+//!
+//! Owns request parsing (paths, bearer tokens, JSON bodies with size limits)
+//! and the mapping of refusals to statuses and `{"id", "message"}` bodies.
+//! Every route needs a token; a request without a valid one is answered 401
+//! before anything else is read. It never changes a record itself: each route
+//! calls one platform operation.
+
+mod views;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+use crate::auth::User;
+use crate::config::ConfigKey;
+use crate::platform::{Platform, PlatformError};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type ApiBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// JSON request bodies larger than this are refused with 413.
+const MAX_JSON_BYTES: usize = 1 << 20;
+
+/// A refusal: status, Heroku error id, message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    id: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, id: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            id,
+            message: message.into(),
+        }
+    }
+
+    fn unauthorized() -> ApiError {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Invalid credentials provided: send `Authorization: Bearer TOKEN`",
+        )
+    }
+
+    fn not_found(what: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("No such route: {what}"),
+        )
+    }
+
+    fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_params", message)
+    }
+}
+
+impl From<PlatformError> for ApiError {
+    fn from(e: PlatformError) -> ApiError {
+        match e {
+            PlatformError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found", m),
+            PlatformError::Invalid(m) => ApiError::invalid(m),
+            PlatformError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
+            other => {
+                tracing::error!(error = %other, "API request failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_server_error",
+                    other.to_string(),
+                )
+            }
+        }
+    }
+}
+
+type ApiResult = Result<Response<ApiBody>, ApiError>;
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    platform: Arc<Platform>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let platform = platform.clone();
+                let service = hyper::service::service_fn(move |request| {
+                    let platform = platform.clone();
+                    async move { Ok::<_, Infallible>(handle(platform, request).await) }
+                });
+                let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    // Log tails never end by themselves; give other requests a moment.
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+    Ok(())
+}
+
+async fn handle(platform: Arc<Platform>, request: Request<Incoming>) -> Response<ApiBody> {
+    match route(&platform, request).await {
+        Ok(response) => response,
+        Err(e) => json_response(e.status, &json!({ "id": e.id, "message": e.message })),
+    }
+}
+
+/// The token from `Authorization: Bearer TOKEN`, or from basic auth's
+/// password (what git sends).
+fn token(request: &Request<Incoming>) -> Option<String> {
+    let value = request.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    if let Some(token) = value.strip_prefix("Bearer ") {
+        return Some(token.trim().to_string());
+    }
+    let encoded = value.strip_prefix("Basic ")?;
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    Some(text.split_once(':')?.1.to_string())
+}
+
+async fn route(platform: &Arc<Platform>, request: Request<Incoming>) -> ApiResult {
+    let user = match token(&request) {
+        Some(token) => platform
+            .auth()
+            .authenticate(&token)
+            .map_err(PlatformError::from)?,
+        None => None,
+    }
+    .ok_or_else(ApiError::unauthorized)?;
+
+    let base = api_base(&request);
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let segments: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let query = request.uri().query().unwrap_or("").to_string();
+    let body = request.into_body();
+
+    match (&method, segments.as_slice()) {
+        (&Method::GET, ["account"]) => {
+            ok(json!({ "id": user.id, "email": user.name, "name": user.name, "admin": user.admin }))
+        }
+        (&Method::POST, ["users"]) => create_user(platform, &user, body).await,
+
+        (&Method::GET, ["apps"]) => {
+            let apps: Vec<Value> = platform
+                .list_apps(&user)?
+                .iter()
+                .map(|a| views::app(platform, a, &user.name, &base))
+                .collect();
+            ok(Value::Array(apps))
+        }
+        (&Method::POST, ["apps"]) => {
+            #[derive(serde::Deserialize, Default)]
+            struct Create {
+                name: Option<String>,
+            }
+            let create: Create = read_json_or_default(body).await?;
+            let app = platform.create_app(&user, create.name.as_deref()).await?;
+            created(views::app(platform, &app, &user.name, &base))
+        }
+        (&Method::GET, ["apps", app]) => {
+            let app = platform.app(&user, app)?;
+            ok(views::app(platform, &app, &user.name, &base))
+        }
+        (&Method::PATCH, ["apps", app]) => {
+            #[derive(serde::Deserialize)]
+            struct Update {
+                maintenance: Option<bool>,
+            }
+            let update: Update = read_json(body).await?;
+            let mut found = platform.app(&user, app)?;
+            if let Some(on) = update.maintenance {
+                found = platform.set_maintenance(&user, app, on).await?;
+            }
+            ok(views::app(platform, &found, &user.name, &base))
+        }
+        (&Method::DELETE, ["apps", app]) => {
+            let app = platform.delete_app(&user, app).await?;
+            ok(views::app(platform, &app, &user.name, &base))
+        }
+
+        (&Method::GET, ["apps", app, "config-vars"]) => {
+            ok(serde_json::to_value(platform.config_vars(&user, app)?).unwrap_or_default())
+        }
+        (&Method::PATCH, ["apps", app, "config-vars"]) => {
+            let raw: BTreeMap<String, Option<Value>> = read_json(body).await?;
+            let mut changes = BTreeMap::new();
+            for (key, value) in raw {
+                let key: ConfigKey =
+                    key.parse().map_err(|e: crate::config::InvalidConfigKey| {
+                        ApiError::invalid(e.to_string())
+                    })?;
+                let value = match value {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(s)) => Some(s),
+                    Some(other @ (Value::Number(_) | Value::Bool(_))) => Some(other.to_string()),
+                    Some(_) => {
+                        return Err(ApiError::invalid(format!(
+                            "config var {key} must be a string or null"
+                        )));
+                    }
+                };
+                changes.insert(key, value);
+            }
+            ok(
+                serde_json::to_value(platform.update_config(&user, app, changes).await?)
+                    .unwrap_or_default(),
+            )
+        }
+
+        (&Method::GET, ["apps", app, "releases"]) => {
+            let found = platform.app(&user, app)?;
+            let releases = platform.releases(&user, app)?;
+            let current = releases.last().map_or(0, |r| r.version);
+            ok(Value::Array(
+                releases
+                    .iter()
+                    .map(|r| views::release(&found, r, current))
+                    .collect(),
+            ))
+        }
+        (&Method::GET, ["apps", app, "releases", which]) => {
+            let found = platform.app(&user, app)?;
+            let release = platform.find_release(&user, app, which)?;
+            let current = platform.current_release(&found)?.version;
+            ok(views::release(&found, &release, current))
+        }
+        (&Method::POST, ["apps", app, "releases"]) => {
+            #[derive(serde::Deserialize)]
+            struct Create {
+                slug: Option<String>,
+                release: Option<String>,
+                description: Option<String>,
+            }
+            let create: Create = read_json(body).await?;
+            let found = platform.app(&user, app)?;
+            let release = match (create.slug, create.release) {
+                (Some(slug), None) => {
+                    platform
+                        .deploy(&user, app, &slug, create.description)
+                        .await?
+                }
+                (None, Some(target)) => platform.rollback(&user, app, &target).await?,
+                _ => {
+                    return Err(ApiError::invalid(
+                        "give either `slug` (to deploy) or `release` (to roll back)",
+                    ));
+                }
+            };
+            created(views::release(&found, &release, release.version))
+        }
+
+        (&Method::POST, ["apps", app, "slugs"]) => {
+            #[derive(serde::Deserialize)]
+            struct Create {
+                process_types: BTreeMap<String, String>,
+                commit: Option<String>,
+            }
+            let create: Create = read_json(body).await?;
+            let found = platform.app(&user, app)?;
+            let slug = platform.create_slug(&user, app, create.process_types, create.commit)?;
+            created(views::slug(&found, &slug, &base))
+        }
+        (&Method::GET, ["apps", app, "slugs", slug]) => {
+            let found = platform.app(&user, app)?;
+            ok(views::slug(
+                &found,
+                &platform.slug(&user, app, slug)?,
+                &base,
+            ))
+        }
+        (&Method::PUT, ["apps", app, "slugs", slug, "blob"]) => {
+            let found = platform.app(&user, app)?;
+            platform.slug(&user, app, slug)?;
+            let (upload, checksum, size) = receive_blob(platform, body).await?;
+            let slug = platform
+                .commit_slug_blob(&user, app, slug, upload, checksum, size)
+                .await?;
+            ok(views::slug(&found, &slug, &base))
+        }
+
+        (&Method::GET, ["apps", app, "formation"]) => {
+            let found = platform.app(&user, app)?;
+            let command = web_command(platform, &user, app);
+            let list = platform.formation(&user, app)?;
+            ok(Value::Array(
+                list.iter()
+                    .map(|f| views::formation(&found, f, &command))
+                    .collect(),
+            ))
+        }
+        (&Method::PATCH, ["apps", app, "formation"]) => {
+            #[derive(serde::Deserialize)]
+            struct Updates {
+                updates: Vec<Update>,
+            }
+            #[derive(serde::Deserialize)]
+            struct Update {
+                #[serde(rename = "type")]
+                kind: String,
+                quantity: Option<u32>,
+            }
+            let updates: Updates = read_json(body).await?;
+            let found = platform.app(&user, app)?;
+            let command = web_command(platform, &user, app);
+            let mut out = Vec::new();
+            for update in updates.updates {
+                let quantity = update
+                    .quantity
+                    .ok_or_else(|| ApiError::invalid("each update needs a quantity"))?;
+                let formation = platform.scale(&user, app, &update.kind, quantity).await?;
+                out.push(views::formation(&found, &formation, &command));
+            }
+            ok(Value::Array(out))
+        }
+        (&Method::PATCH, ["apps", app, "formation", kind]) => {
+            #[derive(serde::Deserialize)]
+            struct Update {
+                quantity: Option<u32>,
+            }
+            let update: Update = read_json(body).await?;
+            let found = platform.app(&user, app)?;
+            let quantity = update
+                .quantity
+                .ok_or_else(|| ApiError::invalid("quantity is required"))?;
+            let formation = platform.scale(&user, app, kind, quantity).await?;
+            ok(views::formation(
+                &found,
+                &formation,
+                &web_command(platform, &user, app),
+            ))
+        }
+
+        (&Method::GET, ["apps", app, "dynos"]) => {
+            let found = platform.app(&user, app)?;
+            let running = platform.dynos(&user, app)?;
+            ok(Value::Array(
+                running
+                    .dynos
+                    .iter()
+                    .map(|d| views::dyno(&found, d, &running.release))
+                    .collect(),
+            ))
+        }
+        (&Method::DELETE, ["apps", app, "dynos"]) => {
+            platform.restart(&user, app, None).await?;
+            ok(json!({}))
+        }
+        (&Method::DELETE, ["apps", app, "dynos", which]) => {
+            platform.restart(&user, app, Some(which)).await?;
+            ok(json!({}))
+        }
+
+        (&Method::POST, ["apps", app, "log-sessions"]) => {
+            #[derive(serde::Deserialize, Default)]
+            struct Create {
+                lines: Option<usize>,
+                tail: Option<bool>,
+            }
+            let create: Create = read_json_or_default(body).await?;
+            let id = platform.create_log_session(
+                &user,
+                app,
+                create.lines.unwrap_or(100),
+                create.tail.unwrap_or(false),
+            )?;
+            created(json!({
+                "id": id,
+                "logplex_url": format!("{base}/log-sessions/{id}"),
+                "created_at": views::timestamp(crate::store::now_ms()),
+            }))
+        }
+        (&Method::GET, ["log-sessions", id]) => stream_logs(platform, &user, id),
+
+        _ => {
+            let _ = query;
+            Err(ApiError::not_found(&format!("{method} {path}")))
+        }
+    }
+}
+
+async fn create_user(platform: &Arc<Platform>, user: &User, body: Incoming) -> ApiResult {
+    if !user.admin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Only the admin can create users",
+        ));
+    }
+    #[derive(serde::Deserialize)]
+    struct Create {
+        name: String,
+    }
+    let create: Create = read_json(body).await?;
+    if !crate::auth::valid_user_name(&create.name) {
+        return Err(ApiError::invalid(format!(
+            "invalid user name {:?}: use letters, digits, `.`, `-`, `_`, `+` or `@`",
+            create.name
+        )));
+    }
+    let token = crate::auth::new_token();
+    let created_user = platform
+        .auth()
+        .create_user(&create.name, false, &token)
+        .map_err(PlatformError::from)?
+        .ok_or_else(|| ApiError::invalid(format!("User {} already exists", create.name)))?;
+    platform.flush().await?;
+    created(
+        json!({ "id": created_user.id, "email": created_user.name, "name": created_user.name, "token": token }),
+    )
+}
+
+fn web_command(platform: &Platform, user: &User, app: &str) -> String {
+    platform
+        .dynos(user, app)
+        .ok()
+        .and_then(|r| r.dynos.first().map(|d| d.command.clone()))
+        .unwrap_or_default()
+}
+
+/// Streams an upload to a file while hashing it, refusing it past the slug
+/// size limit.
+async fn receive_blob(
+    platform: &Platform,
+    mut body: Incoming,
+) -> Result<(std::path::PathBuf, String, u64), ApiError> {
+    let limit = platform.config().max_slug_bytes;
+    let path = platform.slug_upload_path();
+    let mut file = tokio::fs::File::create(&path)
+        .await
+        .map_err(|e| PlatformError::Internal(e.into()))?;
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let result: Result<(), ApiError> = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
+            })?;
+            if let Some(data) = frame.data_ref() {
+                size += data.len() as u64;
+                if size > limit {
+                    return Err(ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        format!(
+                            "The slug is larger than the {} limit",
+                            crate::units::ByteSize(limit)
+                        ),
+                    ));
+                }
+                hasher.update(data);
+                file.write_all(data)
+                    .await
+                    .map_err(|e| PlatformError::Internal(e.into()))?;
+            }
+        }
+        file.flush()
+            .await
+            .map_err(|e| PlatformError::Internal(e.into()))?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = tokio::fs::remove_file(&path).await;
+        return Err(e);
+    }
+    Ok((path, hex::encode(hasher.finalize()), size))
+}
+
+fn stream_logs(platform: &Platform, user: &User, id: &str) -> ApiResult {
+    let (session, log) = platform.open_log_session(user, id)?;
+    let (lines, mut live) = log.tail(session.lines);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
+    tokio::spawn(async move {
+        for line in lines {
+            if tx.send(Bytes::from(format!("{line}\n"))).await.is_err() {
+                return;
+            }
+        }
+        if !session.tail {
+            return;
+        }
+        loop {
+            let text = match live.recv().await {
+                Ok(line) => format!("{line}\n"),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    format!("(renga: {n} log lines dropped: this tail fell behind)\n")
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            if tx.send(Bytes::from(text)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, BoxError>(Frame::data(chunk)), rx))
+    });
+    let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Ok(response)
+}
+
+async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
+    match Limited::new(body, MAX_JSON_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "Request bodies are limited to {}",
+                crate::units::ByteSize(MAX_JSON_BYTES as u64)
+            ),
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            e.to_string(),
+        )),
+    }
+}
+
+async fn read_json<T: DeserializeOwned>(body: Incoming) -> Result<T, ApiError> {
+    let bytes = read_body(body).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("Invalid JSON body: {e}"),
+        )
+    })
+}
+
+async fn read_json_or_default<T: DeserializeOwned + Default>(
+    body: Incoming,
+) -> Result<T, ApiError> {
+    let bytes = read_body(body).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("Invalid JSON body: {e}"),
+        )
+    })
+}
+
+fn api_base(request: &Request<Incoming>) -> String {
+    let host = request
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+fn ok(value: Value) -> ApiResult {
+    Ok(json_response(StatusCode::OK, &value))
+}
+
+fn created(value: Value) -> ApiResult {
+    Ok(json_response(StatusCode::CREATED, &value))
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response<ApiBody> {
+    let body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    let mut response = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}

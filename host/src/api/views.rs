@@ -1,0 +1,102 @@
+//! How records look in the API: Heroku Platform API v3's shapes for the
+//! resources renga shares with it.
+
+use serde_json::{Value, json};
+
+use crate::app::App;
+use crate::formation::Formation;
+use crate::platform::{Platform, RunningDyno};
+use crate::release::Release;
+use crate::slug::Slug;
+
+const TIME: &[time::format_description::FormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+
+/// Milliseconds since the epoch as Heroku's `2012-01-01T12:00:00Z`.
+pub fn timestamp(ms: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(TIME).ok())
+        .unwrap_or_default()
+}
+
+pub fn app(platform: &Platform, app: &App, owner_name: &str, api_base: &str) -> Value {
+    let released_at = platform
+        .current_release(app)
+        .ok()
+        .map(|r| timestamp(r.created_at));
+    json!({
+        "id": app.id,
+        "name": app.name,
+        "created_at": timestamp(app.created_at),
+        "updated_at": timestamp(app.updated_at),
+        "released_at": released_at,
+        "maintenance": app.maintenance,
+        "owner": { "id": app.owner, "email": owner_name },
+        "web_url": platform.web_url(app),
+        "git_url": format!("{api_base}/git/{}.git", app.name),
+        "stack": { "name": "renga-1" },
+        "build_stack": { "name": "renga-1" },
+    })
+}
+
+pub fn release(app: &App, release: &Release, current: u32) -> Value {
+    json!({
+        "id": release.id,
+        "version": release.version,
+        "description": release.description,
+        "status": "succeeded",
+        "current": release.version == current,
+        "created_at": timestamp(release.created_at),
+        "updated_at": timestamp(release.created_at),
+        "slug": release.slug.as_ref().map(|id| json!({ "id": id })),
+        "user": { "id": release.user_id, "email": release.user_name },
+        "app": { "id": app.id, "name": app.name },
+        "addon_plan_names": [],
+    })
+}
+
+pub fn slug(app: &App, slug: &Slug, api_base: &str) -> Value {
+    json!({
+        "id": slug.id,
+        "process_types": slug.process_types,
+        "checksum": slug.checksum.as_ref().map(|c| format!("SHA256:{c}")),
+        "size": slug.size,
+        "commit": slug.commit,
+        "stack": { "name": "renga-1" },
+        "created_at": timestamp(slug.created_at),
+        "updated_at": timestamp(slug.created_at),
+        "blob": {
+            "method": "put",
+            "url": format!("{api_base}/apps/{}/slugs/{}/blob", app.name, slug.id),
+        },
+    })
+}
+
+pub fn formation(app: &App, formation: &Formation, command: &str) -> Value {
+    json!({
+        "id": formation.id,
+        "type": formation.kind,
+        "quantity": formation.quantity,
+        "size": formation.size,
+        "command": command,
+        "created_at": timestamp(formation.created_at),
+        "updated_at": timestamp(formation.updated_at),
+        "app": { "id": app.id, "name": app.name },
+    })
+}
+
+pub fn dyno(app: &App, dyno: &RunningDyno, release: &Release) -> Value {
+    json!({
+        "id": format!("{}-{}", app.id, dyno.name),
+        "name": dyno.name,
+        "type": dyno.kind,
+        "state": "up",
+        "size": dyno.size,
+        "command": dyno.command,
+        "created_at": timestamp(dyno.started_at),
+        "updated_at": timestamp(dyno.started_at),
+        "release": { "id": release.id, "version": release.version },
+        "app": { "id": app.id, "name": app.name },
+    })
+}

@@ -1,0 +1,167 @@
+//! auth: users and their API tokens.
+//!
+//! Owns user records and tokens. A token is shown once, when it is made, and
+//! stored only as its sha256, so a copy of the data folder does not hand out
+//! access. It never decides what a user may do with an app; the platform does.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+
+use crate::store::{Db, StoreError, Tree, new_id, now_ms};
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct User {
+    pub id: String,
+    pub name: String,
+    pub admin: bool,
+    pub created_at: u64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TokenRecord {
+    user: String,
+    created_at: u64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct UserRef {
+    id: String,
+}
+
+#[derive(Clone)]
+pub struct Auth {
+    users: Tree,
+    names: Tree,
+    tokens: Tree,
+}
+
+/// A user name: what `users:create NAME` takes. Letters, digits, dots,
+/// dashes, underscores and `@`, so that an email address works too.
+pub fn valid_user_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@+".contains(&b))
+}
+
+impl Auth {
+    pub fn open(db: &Db) -> anyhow::Result<Auth> {
+        Ok(Auth {
+            users: db.tree("users")?,
+            names: db.tree("user-names")?,
+            tokens: db.tree("tokens")?,
+        })
+    }
+
+    /// The user a bearer token belongs to.
+    pub fn authenticate(&self, token: &str) -> Result<Option<User>, StoreError> {
+        match self.tokens.get::<TokenRecord>(hash(token))? {
+            Some(record) => self.users.get(&record.user),
+            None => Ok(None),
+        }
+    }
+
+    pub fn find_by_name(&self, name: &str) -> Result<Option<User>, StoreError> {
+        match self.names.get::<UserRef>(name)? {
+            Some(reference) => self.users.get(&reference.id),
+            None => Ok(None),
+        }
+    }
+
+    pub fn find(&self, id: &str) -> Result<Option<User>, StoreError> {
+        self.users.get(id)
+    }
+
+    /// Creates a user and their first token; `None` if the name is taken.
+    pub fn create_user(
+        &self,
+        name: &str,
+        admin: bool,
+        token: &str,
+    ) -> Result<Option<User>, StoreError> {
+        let user = User {
+            id: new_id(),
+            name: name.to_string(),
+            admin,
+            created_at: now_ms(),
+        };
+        if !self.names.put_new(
+            name,
+            &UserRef {
+                id: user.id.clone(),
+            },
+        )? {
+            return Ok(None);
+        }
+        self.users.put(&user.id, &user)?;
+        self.add_token(&user, token)?;
+        Ok(Some(user))
+    }
+
+    pub fn add_token(&self, user: &User, token: &str) -> Result<(), StoreError> {
+        self.tokens.put(
+            hash(token),
+            &TokenRecord {
+                user: user.id.clone(),
+                created_at: now_ms(),
+            },
+        )
+    }
+
+    /// On first start, the admin user. Its token is `$RENGA_ADMIN_TOKEN` when
+    /// set (and is re-registered on every start, so it can be rotated by
+    /// changing the variable); otherwise a random one, returned once and
+    /// written to `DATA/admin.token` (mode 0600).
+    pub fn ensure_admin(
+        &self,
+        env_token: Option<&str>,
+        data: &Path,
+    ) -> anyhow::Result<Option<String>> {
+        if let Some(admin) = self.find_by_name("admin")? {
+            if let Some(token) = env_token {
+                self.add_token(&admin, token)?;
+            }
+            return Ok(None);
+        }
+        let token = match env_token {
+            Some(token) => token.to_string(),
+            None => new_token(),
+        };
+        self.create_user("admin", true, &token)?
+            .context("creating the admin user")?;
+        if env_token.is_none() {
+            write_private(&data.join("admin.token"), &format!("{token}\n"))?;
+            return Ok(Some(token));
+        }
+        Ok(None)
+    }
+}
+
+/// A new API token: 32 random bytes, hex.
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the OS random source is available");
+    hex::encode(bytes)
+}
+
+fn hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Writes a file only its owner can read.
+pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! `renga server`: the platform — the control API and the router, many apps
+//! in one process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::paths::Paths;
+use crate::platform::{Platform, PlatformConfig};
+use crate::router;
+use crate::runtime::Runtime;
+use crate::store::Db;
+use crate::units::ByteSize;
+
+/// Run the platform: the API (for the CLI, git and Heroku API clients) and
+/// the router that serves every app at http://APP.DOMAIN:PORT.
+///
+/// On first start it creates the admin user. Its token is $RENGA_ADMIN_TOKEN
+/// when set; otherwise a random one, printed once and written to
+/// DATA/admin.token (mode 0600).
+///
+/// Example:
+///   renga server --data /var/lib/renga --domain apps.example.com
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct ServerCommand {
+    /// Data folder: the store, slugs and caches.
+    #[arg(long, env = "RENGA_DATA")]
+    data: Option<PathBuf>,
+
+    /// Address of the API.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    api: SocketAddr,
+
+    /// Address of the router that serves apps.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+
+    /// Apps answer at APP.DOMAIN.
+    #[arg(long, default_value = "localhost")]
+    domain: String,
+
+    #[command(flatten)]
+    serving: super::ServingArgs,
+
+    /// Largest slug the API accepts.
+    #[arg(long, default_value = "500MiB")]
+    max_slug: ByteSize,
+}
+
+impl ServerCommand {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let paths = Paths::resolve(self.data)?;
+        let db = Db::open(&paths.data.join("db"))?;
+        let runtime = Runtime::new(&self.serving.runtime(paths.artefacts()))?;
+        let allocator = runtime.allocator();
+
+        let api_listener = tokio::net::TcpListener::bind(self.api)
+            .await
+            .with_context(|| format!("cannot listen on {} for the API", self.api))?;
+        let http_listener = tokio::net::TcpListener::bind(self.http)
+            .await
+            .with_context(|| format!("cannot listen on {} for apps", self.http))?;
+        let api_addr = api_listener.local_addr()?;
+        let http_addr = http_listener.local_addr()?;
+
+        let platform = Arc::new(Platform::open(
+            db,
+            runtime,
+            PlatformConfig {
+                data: paths.data.clone(),
+                domain: self.domain.clone(),
+                http_port: http_addr.port(),
+                memory: self.serving.memory(),
+                timeouts: self.serving.timeouts(),
+                max_slug_bytes: self.max_slug.0,
+            },
+        )?);
+        let env_token = std::env::var("RENGA_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty());
+        if let Some(token) = platform
+            .auth()
+            .ensure_admin(env_token.as_deref(), &paths.data)?
+        {
+            println!(
+                "-----> Created the admin user. Its API token (shown once; also in {}):",
+                paths.data.join("admin.token").display()
+            );
+            println!("       {token}");
+        }
+        platform.flush().await?;
+        let restored = platform.restore().await?;
+
+        println!(
+            "-----> renga server: wasmtime {}, {allocator} instance allocator, data in {}",
+            crate::runtime::WASMTIME_VERSION,
+            paths.data.display()
+        );
+        println!("-----> API listening on http://{api_addr}");
+        println!(
+            "-----> Apps served at http://APP.{}:{} ({restored} apps restored)",
+            self.domain,
+            http_addr.port()
+        );
+
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            router::shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let router_config = self.serving.router();
+        tokio::try_join!(
+            crate::api::serve(api_listener, platform.clone(), stopped(stop_rx.clone())),
+            router::serve(
+                http_listener,
+                platform.routes(),
+                router_config,
+                stopped(stop_rx)
+            ),
+        )?;
+        println!("-----> renga server stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,865 @@
+//! platform: what `renga server` does, composed from the modules that own
+//! each record.
+//!
+//! Every change goes the same way: check it, write it through the module that
+//! owns it, flush the store, then switch what the router serves. Changes to
+//! one app are serialized; a release's component is compiled and its dynos
+//! built before the router switches to them, so no request sees a half-made
+//! release and requests in flight finish on the dynos they started on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+
+use crate::app::{App, AppName, Apps};
+use crate::auth::{Auth, User};
+use crate::config::{ConfigKey, ConfigVars};
+use crate::dyno::WebDyno;
+use crate::formation::{Formation, Formations, MAX_QUANTITY};
+use crate::logplex::{AppLog, Logplex, Process, Source};
+use crate::procfile::{Command, ProcessType, Procfile};
+use crate::release::{Ledger, NewRelease, Release};
+use crate::router::{AppRoute, RouteTable, WebState};
+use crate::runtime::{HttpComponent, Runtime, Timeouts};
+use crate::slug::{Slug, SlugError, Slugs};
+use crate::store::{Db, StoreError};
+
+/// How the platform runs apps.
+#[derive(Clone, Debug)]
+pub struct PlatformConfig {
+    pub data: PathBuf,
+    /// Apps answer at `http://NAME.DOMAIN:PORT`.
+    pub domain: String,
+    pub http_port: u16,
+    pub memory: u64,
+    pub timeouts: Timeouts,
+    pub max_slug_bytes: u64,
+}
+
+/// Why an operation was refused. Each maps to an HTTP status and a Heroku
+/// error id in the API.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<SlugError> for PlatformError {
+    fn from(e: SlugError) -> Self {
+        match e {
+            SlugError::Store(e) => PlatformError::Store(e),
+            SlugError::Io(e) => PlatformError::Internal(e),
+            other => PlatformError::Invalid(other.to_string()),
+        }
+    }
+}
+
+type Result<T, E = PlatformError> = std::result::Result<T, E>;
+
+/// What is running for an app right now.
+#[derive(Clone, Debug)]
+pub struct Running {
+    pub release: Release,
+    pub dynos: Vec<RunningDyno>,
+}
+
+#[derive(Clone, Debug)]
+pub struct RunningDyno {
+    pub name: String,
+    pub kind: String,
+    pub command: String,
+    pub size: String,
+    pub started_at: u64,
+}
+
+/// A live log session: who may read it, and what.
+#[derive(Clone, Debug)]
+pub struct LogSession {
+    pub app_id: String,
+    pub user_id: String,
+    pub lines: usize,
+    pub tail: bool,
+    pub created: Instant,
+}
+
+/// Log sessions must be opened soon after they are created.
+const LOG_SESSION_TTL: Duration = Duration::from_secs(300);
+
+pub struct Platform {
+    db: Db,
+    apps: Apps,
+    auth: Auth,
+    ledger: Ledger,
+    slugs: Slugs,
+    formations: Formations,
+    runtime: Runtime,
+    routes: Arc<ServerRoutes>,
+    logs: Logplex,
+    config: PlatformConfig,
+    /// Compiled components by slug checksum and path, shared by releases
+    /// that differ only in config.
+    components: Mutex<HashMap<String, Weak<HttpComponent>>>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    running: Mutex<HashMap<String, Running>>,
+    sessions: Mutex<HashMap<String, LogSession>>,
+}
+
+impl Platform {
+    pub fn open(db: Db, runtime: Runtime, config: PlatformConfig) -> anyhow::Result<Platform> {
+        Ok(Platform {
+            apps: Apps::open(&db)?,
+            auth: Auth::open(&db)?,
+            ledger: Ledger::open(&db)?,
+            slugs: Slugs::open(&db, &config.data.join("slugs"))?,
+            formations: Formations::open(&db)?,
+            db,
+            runtime,
+            routes: Arc::new(ServerRoutes::new(&config.domain)),
+            logs: Logplex::default(),
+            config,
+            components: Mutex::default(),
+            locks: Mutex::default(),
+            running: Mutex::default(),
+            sessions: Mutex::default(),
+        })
+    }
+
+    /// Makes every write so far durable.
+    pub async fn flush(&self) -> Result<()> {
+        Ok(self.db.flush().await?)
+    }
+
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    pub fn routes(&self) -> Arc<ServerRoutes> {
+        self.routes.clone()
+    }
+
+    pub fn config(&self) -> &PlatformConfig {
+        &self.config
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// Serves every app's current release again (after a start or a crash).
+    pub async fn restore(&self) -> anyhow::Result<usize> {
+        let apps = self.apps.all()?;
+        for app in &apps {
+            let log = self.logs.app(&app.id);
+            self.routes.insert(
+                app.name.as_str(),
+                Arc::new(AppRoute::new(
+                    app.name.as_str(),
+                    log.clone(),
+                    self.empty_web(app),
+                )),
+            );
+            if let Some(release) = self.ledger.current(&app.id)? {
+                if let Err(e) = self.activate(app, &release).await {
+                    tracing::warn!(app = %app.name, error = %e, "could not start the current release");
+                    log.emit(
+                        Source::Renga,
+                        &api_process(),
+                        format!("Could not start {}: {e}", release.version()),
+                    );
+                }
+            }
+        }
+        Ok(apps.len())
+    }
+
+    // ---- apps -----------------------------------------------------------
+
+    pub async fn create_app(&self, user: &User, name: Option<&str>) -> Result<App> {
+        let name = match name {
+            Some(name) => name
+                .parse::<AppName>()
+                .map_err(|e| PlatformError::Invalid(e.to_string()))?,
+            None => AppName::random(),
+        };
+        let app = self
+            .apps
+            .create(name.clone(), &user.id)?
+            .ok_or_else(|| PlatformError::Invalid(format!("Name {name} is already taken")))?;
+        let log = self.logs.app(&app.id);
+        self.routes.insert(
+            app.name.as_str(),
+            Arc::new(AppRoute::new(app.name.as_str(), log, self.empty_web(&app))),
+        );
+        let release = self.ledger.append(
+            &app.id,
+            NewRelease {
+                slug: None,
+                config: ConfigVars::new(),
+                description: "Initial release".into(),
+                user_id: &user.id,
+                user_name: &user.name,
+            },
+        )?;
+        self.db.flush().await?;
+        self.announce(&app, &release);
+        Ok(app)
+    }
+
+    /// An app the user owns, by name or id. Another user's app is reported
+    /// as missing, so that names do not leak through the API.
+    pub fn app(&self, user: &User, name_or_id: &str) -> Result<App> {
+        match self.apps.find(name_or_id)? {
+            Some(app) if app.owner == user.id => Ok(app),
+            _ => Err(PlatformError::NotFound(format!(
+                "Couldn't find that app: {name_or_id}"
+            ))),
+        }
+    }
+
+    pub fn list_apps(&self, user: &User) -> Result<Vec<App>> {
+        Ok(self
+            .apps
+            .all()?
+            .into_iter()
+            .filter(|a| a.owner == user.id)
+            .collect())
+    }
+
+    pub async fn delete_app(&self, user: &User, name_or_id: &str) -> Result<App> {
+        let app = self.app(user, name_or_id)?;
+        let _lock = self.lock(&app.id).await;
+        self.routes.remove(app.name.as_str());
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&app.id);
+        self.ledger.delete_app(&app.id)?;
+        self.slugs.delete_app(&app.id)?;
+        self.formations.delete_app(&app.id)?;
+        self.apps.delete(&app)?;
+        self.db.flush().await?;
+        self.logs.remove(&app.id);
+        Ok(app)
+    }
+
+    pub async fn set_maintenance(&self, user: &User, name_or_id: &str, on: bool) -> Result<App> {
+        let app = self.app(user, name_or_id)?;
+        let _lock = self.lock(&app.id).await;
+        let app = self.apps.set_maintenance(&app, on)?;
+        self.db.flush().await?;
+        if let Some(route) = self.routes.get(app.name.as_str()) {
+            let current = route.current();
+            route.set(WebState::new(current.dynos.clone(), on, current.timeouts));
+        }
+        let verb = if on { "Enable" } else { "Disable" };
+        self.say(&app, format!("{verb} maintenance mode by {}", user.name));
+        Ok(app)
+    }
+
+    pub fn web_url(&self, app: &App) -> String {
+        format!(
+            "http://{}.{}:{}/",
+            app.name, self.config.domain, self.config.http_port
+        )
+    }
+
+    // ---- config vars ------------------------------------------------------
+
+    pub fn config_vars(&self, user: &User, name_or_id: &str) -> Result<ConfigVars> {
+        let app = self.app(user, name_or_id)?;
+        Ok(self.current_release(&app)?.config)
+    }
+
+    /// Sets (`Some`) and removes (`None`) config vars in one new release.
+    pub async fn update_config(
+        &self,
+        user: &User,
+        name_or_id: &str,
+        changes: BTreeMap<ConfigKey, Option<String>>,
+    ) -> Result<ConfigVars> {
+        let app = self.app(user, name_or_id)?;
+        let _lock = self.lock(&app.id).await;
+        let current = self.current_release(&app)?;
+        let mut config = current.config.clone();
+        let (mut set, mut removed) = (Vec::new(), Vec::new());
+        for (key, value) in changes {
+            match value {
+                Some(value) => {
+                    if config.get(key.as_str()) != Some(value.as_str()) {
+                        set.push(key.to_string());
+                    }
+                    config.set(key, value);
+                }
+                None => {
+                    if config.remove(&key).is_some() {
+                        removed.push(key.to_string());
+                    }
+                }
+            }
+        }
+        if set.is_empty() && removed.is_empty() {
+            return Ok(config);
+        }
+        let description = match (set.is_empty(), removed.is_empty()) {
+            (false, true) => format!("Set {} config vars", set.join(", ")),
+            (true, false) => format!("Remove {} config vars", removed.join(", ")),
+            _ => format!(
+                "Set {} and remove {} config vars",
+                set.join(", "),
+                removed.join(", ")
+            ),
+        };
+        self.release(
+            &app,
+            user,
+            current.slug.clone(),
+            config.clone(),
+            description,
+        )
+        .await?;
+        Ok(config)
+    }
+
+    // ---- slugs and releases --------------------------------------------------
+
+    pub fn create_slug(
+        &self,
+        user: &User,
+        name_or_id: &str,
+        process_types: BTreeMap<String, String>,
+        commit: Option<String>,
+    ) -> Result<Slug> {
+        let app = self.app(user, name_or_id)?;
+        for kind in process_types.keys() {
+            kind.parse::<ProcessType>()
+                .map_err(|e| PlatformError::Invalid(e.to_string()))?;
+        }
+        Ok(self.slugs.create(&app.id, process_types, commit)?)
+    }
+
+    pub fn slug(&self, user: &User, name_or_id: &str, slug_id: &str) -> Result<Slug> {
+        let app = self.app(user, name_or_id)?;
+        self.slugs
+            .find(&app.id, slug_id)?
+            .ok_or_else(|| PlatformError::NotFound(format!("Couldn't find that slug: {slug_id}")))
+    }
+
+    pub fn slug_upload_path(&self) -> PathBuf {
+        self.slugs.upload_path()
+    }
+
+    /// Files an uploaded archive (already streamed to `upload`) as the slug's blob.
+    pub async fn commit_slug_blob(
+        &self,
+        user: &User,
+        name_or_id: &str,
+        slug_id: &str,
+        upload: PathBuf,
+        checksum: String,
+        size: u64,
+    ) -> Result<Slug> {
+        let slug = self.slug(user, name_or_id, slug_id)?;
+        let slugs = self.slugs.clone();
+        let slug =
+            tokio::task::spawn_blocking(move || slugs.commit_blob(&slug, &upload, &checksum, size))
+                .await
+                .map_err(|e| PlatformError::Internal(e.into()))??;
+        self.db.flush().await?;
+        Ok(slug)
+    }
+
+    /// Releases a slug with the app's current config: the component is
+    /// compiled and checked first, so a bad one makes no release.
+    pub async fn deploy(
+        &self,
+        user: &User,
+        name_or_id: &str,
+        slug_id: &str,
+        description: Option<String>,
+    ) -> Result<Release> {
+        let app = self.app(user, name_or_id)?;
+        let _lock = self.lock(&app.id).await;
+        let slug = self.slugs.find(&app.id, slug_id)?.ok_or_else(|| {
+            PlatformError::NotFound(format!("Couldn't find that slug: {slug_id}"))
+        })?;
+        let Some(checksum) = slug.checksum.clone() else {
+            return Err(PlatformError::Invalid(SlugError::NoBlob.to_string()));
+        };
+        let current = self.current_release(&app)?;
+        let description = description.unwrap_or_else(|| {
+            format!(
+                "Deploy {}",
+                slug.commit
+                    .clone()
+                    .unwrap_or_else(|| checksum[..7].to_string())
+            )
+        });
+        let first_web = self.formations.get(&app.id, &ProcessType::web())?.is_none()
+            && procfile_of(&slug)?.web().is_some();
+        if first_web {
+            // Heroku's first deploy of a web process scales it to one dyno.
+            self.formations.set(&app.id, &ProcessType::web(), 1)?;
+        }
+        let released = self
+            .release(
+                &app,
+                user,
+                Some(slug.id.clone()),
+                current.config,
+                description,
+            )
+            .await;
+        if released.is_err() && first_web {
+            self.formations.remove(&app.id, &ProcessType::web())?;
+        }
+        released
+    }
+
+    /// A new release copying an older one's slug and config.
+    pub async fn rollback(&self, user: &User, name_or_id: &str, target: &str) -> Result<Release> {
+        let app = self.app(user, name_or_id)?;
+        let _lock = self.lock(&app.id).await;
+        let target = self
+            .ledger
+            .find(&app.id, target)?
+            .ok_or_else(|| PlatformError::NotFound(format!("Couldn't find release {target}")))?;
+        self.release(
+            &app,
+            user,
+            target.slug.clone(),
+            target.config.clone(),
+            format!("Rollback to {}", target.version()),
+        )
+        .await
+    }
+
+    pub fn releases(&self, user: &User, name_or_id: &str) -> Result<Vec<Release>> {
+        let app = self.app(user, name_or_id)?;
+        Ok(self.ledger.list(&app.id)?)
+    }
+
+    pub fn find_release(
+        &self,
+        user: &User,
+        name_or_id: &str,
+        version_or_id: &str,
+    ) -> Result<Release> {
+        let app = self.app(user, name_or_id)?;
+        self.ledger.find(&app.id, version_or_id)?.ok_or_else(|| {
+            PlatformError::NotFound(format!("Couldn't find release {version_or_id}"))
+        })
+    }
+
+    pub fn current_release(&self, app: &App) -> Result<Release> {
+        self.ledger.current(&app.id)?.ok_or_else(|| {
+            PlatformError::Internal(anyhow::anyhow!("app {} has no release", app.name))
+        })
+    }
+
+    // ---- formation and dynos ---------------------------------------------------
+
+    pub fn formation(&self, user: &User, name_or_id: &str) -> Result<Vec<Formation>> {
+        let app = self.app(user, name_or_id)?;
+        Ok(self.formations.list(&app.id)?)
+    }
+
+    pub async fn scale(
+        &self,
+        user: &User,
+        name_or_id: &str,
+        kind: &str,
+        quantity: u32,
+    ) -> Result<Formation> {
+        let app = self.app(user, name_or_id)?;
+        let _lock = self.lock(&app.id).await;
+        let kind: ProcessType =
+            kind.parse()
+                .map_err(|e: crate::procfile::InvalidProcessType| {
+                    PlatformError::Invalid(e.to_string())
+                })?;
+        if quantity > MAX_QUANTITY {
+            return Err(PlatformError::Invalid(format!(
+                "Quantity {quantity} is more than the {MAX_QUANTITY} dynos a process type may have"
+            )));
+        }
+        let release = self.current_release(&app)?;
+        let declared = match &release.slug {
+            Some(slug_id) => match self.slugs.find(&app.id, slug_id)? {
+                Some(slug) => procfile_of(&slug)?.get(&kind).is_some(),
+                None => false,
+            },
+            None => false,
+        };
+        if !declared {
+            return Err(PlatformError::NotFound(format!(
+                "Couldn't find that process type ({kind}): the current release does not declare it"
+            )));
+        }
+        if !kind.is_web() {
+            return Err(PlatformError::Invalid(format!(
+                "Only web dynos run on this renga for now; {kind} processes arrive with worker dynos"
+            )));
+        }
+        let formation = self.formations.set(&app.id, &kind, quantity)?;
+        self.db.flush().await?;
+        self.activate(&app, &release).await?;
+        self.say(
+            &app,
+            format!(
+                "Scaled to {kind}@{quantity}:{} by {}",
+                formation.size, user.name
+            ),
+        );
+        Ok(formation)
+    }
+
+    pub fn dynos(&self, user: &User, name_or_id: &str) -> Result<Running> {
+        let app = self.app(user, name_or_id)?;
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&app.id)
+            .cloned();
+        match running {
+            Some(running) => Ok(running),
+            None => Ok(Running {
+                release: self.current_release(&app)?,
+                dynos: Vec::new(),
+            }),
+        }
+    }
+
+    /// Restarts every dyno, or those of one type, or one dyno.
+    pub async fn restart(&self, user: &User, name_or_id: &str, which: Option<&str>) -> Result<()> {
+        let app = self.app(user, name_or_id)?;
+        let _lock = self.lock(&app.id).await;
+        let running = self.dynos(user, name_or_id)?;
+        if let Some(which) = which {
+            let known = running
+                .dynos
+                .iter()
+                .any(|d| d.name == which || d.kind == which);
+            if !known {
+                return Err(PlatformError::NotFound(format!(
+                    "Couldn't find that dyno or process type: {which}"
+                )));
+            }
+        }
+        let release = self.current_release(&app)?;
+        self.activate(&app, &release).await?;
+        self.say(
+            &app,
+            format!("Restart {} by {}", which.unwrap_or("all dynos"), user.name),
+        );
+        Ok(())
+    }
+
+    // ---- logs --------------------------------------------------------------
+
+    pub fn create_log_session(
+        &self,
+        user: &User,
+        name_or_id: &str,
+        lines: usize,
+        tail: bool,
+    ) -> Result<String> {
+        let app = self.app(user, name_or_id)?;
+        let id = crate::auth::new_token();
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.retain(|_, s| s.created.elapsed() < LOG_SESSION_TTL);
+        sessions.insert(
+            id.clone(),
+            LogSession {
+                app_id: app.id,
+                user_id: user.id.clone(),
+                lines: lines.min(crate::logplex::DEFAULT_BUFFER_LINES),
+                tail,
+                created: Instant::now(),
+            },
+        );
+        Ok(id)
+    }
+
+    /// Opens a log session (once): the app's log, if the session is the user's.
+    pub fn open_log_session(&self, user: &User, id: &str) -> Result<(LogSession, AppLog)> {
+        let session = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        match session {
+            Some(session)
+                if session.user_id == user.id && session.created.elapsed() < LOG_SESSION_TTL =>
+            {
+                let log = self.logs.app(&session.app_id);
+                Ok((session, log))
+            }
+            _ => Err(PlatformError::NotFound(
+                "Couldn't find that log session".into(),
+            )),
+        }
+    }
+
+    // ---- internals ------------------------------------------------------------
+
+    /// Appends a release, makes it durable, and switches the app to it. The
+    /// dynos are built before the release is written, so a component that
+    /// cannot run makes no release.
+    async fn release(
+        &self,
+        app: &App,
+        user: &User,
+        slug: Option<String>,
+        config: ConfigVars,
+        description: String,
+    ) -> Result<Release> {
+        let draft = Release {
+            id: String::new(),
+            app: app.id.clone(),
+            version: 0,
+            slug: slug.clone(),
+            config: config.clone(),
+            description: description.clone(),
+            user_id: user.id.clone(),
+            user_name: user.name.clone(),
+            created_at: 0,
+        };
+        let web = self.web_state(app, &draft).await?;
+        let release = self.ledger.append(
+            &app.id,
+            NewRelease {
+                slug,
+                config,
+                description,
+                user_id: &user.id,
+                user_name: &user.name,
+            },
+        )?;
+        self.db.flush().await?;
+        self.switch(app, &release, web);
+        self.say(app, format!("{} by {}", release.description, user.name));
+        self.announce(app, &release);
+        Ok(release)
+    }
+
+    async fn activate(&self, app: &App, release: &Release) -> Result<()> {
+        let web = self.web_state(app, release).await?;
+        self.switch(app, release, web);
+        Ok(())
+    }
+
+    fn switch(&self, app: &App, release: &Release, web: WebState) {
+        let now = crate::store::now_ms();
+        let command = self
+            .procfile_for(app, release)
+            .ok()
+            .and_then(|p| p.web().map(|c| c.to_string()))
+            .unwrap_or_default();
+        let dynos = web
+            .dynos
+            .iter()
+            .map(|d| RunningDyno {
+                name: d.name().to_string(),
+                kind: "web".into(),
+                command: command.clone(),
+                size: "standard-1x".into(),
+                started_at: now,
+            })
+            .collect();
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                app.id.clone(),
+                Running {
+                    release: release.clone(),
+                    dynos,
+                },
+            );
+        match self.routes.get(app.name.as_str()) {
+            Some(route) => route.set(web),
+            None => self.routes.insert(
+                app.name.as_str(),
+                Arc::new(AppRoute::new(
+                    app.name.as_str(),
+                    self.logs.app(&app.id),
+                    web,
+                )),
+            ),
+        }
+    }
+
+    /// The web dynos a release runs with the app's formation.
+    async fn web_state(&self, app: &App, release: &Release) -> Result<WebState> {
+        let quantity = self
+            .formations
+            .get(&app.id, &ProcessType::web())?
+            .map_or(0, |f| f.quantity);
+        let mut dynos = Vec::new();
+        let procfile = self.procfile_for(app, release)?;
+        if let (Some(slug_id), Some(web)) = (&release.slug, procfile.web()) {
+            let Command::Component { path, .. } = web else {
+                return Err(PlatformError::Invalid(format!(
+                    "the web process `{web}` is not a .wasm component; native processes are not supported yet"
+                )));
+            };
+            let slug = self.slugs.find(&app.id, slug_id)?.ok_or_else(|| {
+                PlatformError::NotFound(format!("Couldn't find that slug: {slug_id}"))
+            })?;
+            let component = self.component(&slug, path)?;
+            let log = self.logs.app(&app.id);
+            for index in 1..=quantity {
+                dynos.push(Arc::new(WebDyno::new(
+                    index,
+                    component.clone(),
+                    &release.config,
+                    self.config.memory,
+                    log.clone(),
+                )));
+            }
+        }
+        Ok(WebState::new(dynos, app.maintenance, self.config.timeouts))
+    }
+
+    fn procfile_for(&self, app: &App, release: &Release) -> Result<Procfile> {
+        match &release.slug {
+            Some(slug_id) => match self.slugs.find(&app.id, slug_id)? {
+                Some(slug) => procfile_of(&slug),
+                None => Ok(Procfile::default()),
+            },
+            None => Ok(Procfile::default()),
+        }
+    }
+
+    /// The compiled web component of a slug, shared by every release that
+    /// runs it. Compiling can take seconds; it happens on a blocking thread.
+    fn component(&self, slug: &Slug, path: &str) -> Result<Arc<HttpComponent>> {
+        let checksum = slug.checksum.clone().ok_or(SlugError::NoBlob)?;
+        let key = format!("{checksum}/{path}");
+        if let Some(component) = self
+            .components
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .and_then(Weak::upgrade)
+        {
+            return Ok(component);
+        }
+        let component = tokio::task::block_in_place(|| -> Result<Arc<HttpComponent>> {
+            let dir = self.slugs.unpacked(slug)?;
+            let file = crate::slug::file_inside(&dir, path)
+                .map_err(|e| PlatformError::Invalid(format!("{e:#}")))?;
+            self.runtime
+                .load_http(&file)
+                .map_err(|e| PlatformError::Invalid(e.to_string()))
+        })?;
+        let mut cache = self.components.lock().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|_, weak| weak.strong_count() > 0);
+        cache.insert(key, Arc::downgrade(&component));
+        Ok(component)
+    }
+
+    fn empty_web(&self, app: &App) -> WebState {
+        WebState::new(Vec::new(), app.maintenance, self.config.timeouts)
+    }
+
+    async fn lock(&self, app_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(app_id.to_string())
+            .or_default()
+            .clone();
+        lock.lock_owned().await
+    }
+
+    fn say(&self, app: &App, message: String) {
+        self.logs
+            .app(&app.id)
+            .emit(Source::Renga, &api_process(), message);
+    }
+
+    fn announce(&self, app: &App, release: &Release) {
+        self.say(
+            app,
+            format!(
+                "Release {} created by {}",
+                release.version(),
+                release.user_name
+            ),
+        );
+    }
+}
+
+fn api_process() -> Process {
+    Process::from("api")
+}
+
+/// A slug's process types as a Procfile.
+fn procfile_of(slug: &Slug) -> Result<Procfile> {
+    let mut map = BTreeMap::new();
+    for (kind, command) in &slug.process_types {
+        let kind: ProcessType =
+            kind.parse()
+                .map_err(|e: crate::procfile::InvalidProcessType| {
+                    PlatformError::Invalid(e.to_string())
+                })?;
+        map.insert(kind, Command::parse(command));
+    }
+    Ok(Procfile::from_map(map))
+}
+
+/// Routes `NAME.DOMAIN` to the app called NAME.
+pub struct ServerRoutes {
+    suffix: String,
+    apps: ArcSwap<HashMap<String, Arc<AppRoute>>>,
+}
+
+impl ServerRoutes {
+    fn new(domain: &str) -> ServerRoutes {
+        ServerRoutes {
+            suffix: format!(".{}", domain.trim_start_matches('.').to_ascii_lowercase()),
+            apps: ArcSwap::from_pointee(HashMap::new()),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<AppRoute>> {
+        self.apps.load().get(name).cloned()
+    }
+
+    fn insert(&self, name: &str, route: Arc<AppRoute>) {
+        self.apps.rcu(|apps| {
+            let mut apps = HashMap::clone(apps);
+            apps.insert(name.to_string(), route.clone());
+            apps
+        });
+    }
+
+    fn remove(&self, name: &str) {
+        self.apps.rcu(|apps| {
+            let mut apps = HashMap::clone(apps);
+            apps.remove(name);
+            apps
+        });
+    }
+}
+
+impl RouteTable for ServerRoutes {
+    fn lookup(&self, host: &str) -> Option<Arc<AppRoute>> {
+        let name = host.strip_suffix(&self.suffix)?;
+        self.apps.load().get(name).cloned()
+    }
+}

@@ -1,0 +1,186 @@
+//! release: the append-only ledger of an app's releases.
+//!
+//! A release is `vN`: a slug, a snapshot of the config vars, a description,
+//! who made it and when. Releases are only ever appended; a rollback appends
+//! a copy of an older one. This module owns the ledger and never loads or
+//! runs what a release names.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::config::ConfigVars;
+use crate::store::{Db, StoreError, Tree, new_id, now_ms};
+
+/// `v3`, or `3`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ReleaseVersion(pub u32);
+
+impl FromStr for ReleaseVersion {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let digits = s.strip_prefix('v').unwrap_or(s);
+        match digits.parse::<u32>() {
+            Ok(n) if n > 0 => Ok(ReleaseVersion(n)),
+            _ => Err(format!(
+                "invalid release {s:?}: expected a version such as v3"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for ReleaseVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "v{}", self.0)
+    }
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Release {
+    pub id: String,
+    /// The app's id.
+    pub app: String,
+    pub version: u32,
+    /// The slug's id; `None` before the first deploy.
+    pub slug: Option<String>,
+    pub config: ConfigVars,
+    pub description: String,
+    pub user_id: String,
+    pub user_name: String,
+    pub created_at: u64,
+}
+
+impl Release {
+    pub fn version(&self) -> ReleaseVersion {
+        ReleaseVersion(self.version)
+    }
+}
+
+/// What a new release is made of.
+pub struct NewRelease<'a> {
+    pub slug: Option<String>,
+    pub config: ConfigVars,
+    pub description: String,
+    pub user_id: &'a str,
+    pub user_name: &'a str,
+}
+
+#[derive(Clone)]
+pub struct Ledger {
+    releases: Tree,
+}
+
+fn prefix(app: &str) -> Vec<u8> {
+    let mut key = app.as_bytes().to_vec();
+    key.push(b'/');
+    key
+}
+
+fn key(app: &str, version: u32) -> Vec<u8> {
+    let mut key = prefix(app);
+    key.extend_from_slice(&version.to_be_bytes());
+    key
+}
+
+impl Ledger {
+    pub fn open(db: &Db) -> anyhow::Result<Ledger> {
+        Ok(Ledger {
+            releases: db.tree("releases")?,
+        })
+    }
+
+    /// Appends the next version. Callers serialize changes per app; the
+    /// compare-and-swap only guards against a bug there.
+    pub fn append(&self, app: &str, new: NewRelease<'_>) -> Result<Release, StoreError> {
+        loop {
+            let version = self.current(app)?.map_or(1, |r| r.version + 1);
+            let release = Release {
+                id: new_id(),
+                app: app.to_string(),
+                version,
+                slug: new.slug.clone(),
+                config: new.config.clone(),
+                description: new.description.clone(),
+                user_id: new.user_id.to_string(),
+                user_name: new.user_name.to_string(),
+                created_at: now_ms(),
+            };
+            if self.releases.put_new(key(app, version), &release)? {
+                return Ok(release);
+            }
+        }
+    }
+
+    pub fn current(&self, app: &str) -> Result<Option<Release>, StoreError> {
+        self.releases.last(prefix(app))
+    }
+
+    /// Oldest first.
+    pub fn list(&self, app: &str) -> Result<Vec<Release>, StoreError> {
+        self.releases.scan(prefix(app))
+    }
+
+    /// By version (`v3`, `3`) or by id.
+    pub fn find(&self, app: &str, version_or_id: &str) -> Result<Option<Release>, StoreError> {
+        if let Ok(version) = version_or_id.parse::<ReleaseVersion>() {
+            return self.releases.get(key(app, version.0));
+        }
+        Ok(self.list(app)?.into_iter().find(|r| r.id == version_or_id))
+    }
+
+    pub fn delete_app(&self, app: &str) -> Result<(), StoreError> {
+        self.releases.remove_prefix(prefix(app))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_read_either_way() {
+        assert_eq!("v3".parse(), Ok(ReleaseVersion(3)));
+        assert_eq!("12".parse(), Ok(ReleaseVersion(12)));
+        assert!("v0".parse::<ReleaseVersion>().is_err());
+        assert!("latest".parse::<ReleaseVersion>().is_err());
+    }
+
+    #[test]
+    fn ledger_appends_in_order() {
+        let dir = std::env::temp_dir().join(format!("renga-ledger-{}", std::process::id()));
+        let db = Db::open(&dir).unwrap();
+        let ledger = Ledger::open(&db).unwrap();
+        for description in ["Initial release", "Deploy abc", "Set X config vars"] {
+            ledger
+                .append(
+                    "app-1",
+                    NewRelease {
+                        slug: None,
+                        config: ConfigVars::new(),
+                        description: description.into(),
+                        user_id: "u",
+                        user_name: "admin",
+                    },
+                )
+                .unwrap();
+        }
+        let versions: Vec<u32> = ledger
+            .list("app-1")
+            .unwrap()
+            .iter()
+            .map(|r| r.version)
+            .collect();
+        assert_eq!(versions, [1, 2, 3]);
+        assert_eq!(
+            ledger.current("app-1").unwrap().unwrap().description,
+            "Set X config vars"
+        );
+        assert_eq!(
+            ledger.find("app-1", "v2").unwrap().unwrap().description,
+            "Deploy abc"
+        );
+        assert!(ledger.current("app-2").unwrap().is_none());
+        drop(db);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,267 @@
+//! slug: the immutable archive a release runs.
+//!
+//! A slug is a gzipped tarball (the component(s), the Procfile, static files)
+//! stored once under `DATA/slugs/` by its sha256, and unpacked beside it the
+//! first time a release needs it. This module owns slug records and files;
+//! it never compiles or runs what is inside.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::Context as _;
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+
+use crate::store::{Db, StoreError, Tree, new_id, now_ms};
+
+/// Heroku's slug size limit.
+pub const DEFAULT_MAX_BYTES: u64 = 500 << 20;
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Slug {
+    pub id: String,
+    /// The app's id.
+    pub app: String,
+    /// Process type to command, as the slug was created with.
+    pub process_types: BTreeMap<String, String>,
+    /// `sha256` of the archive, hex; `None` until its blob is uploaded.
+    pub checksum: Option<String>,
+    pub size: u64,
+    /// A short description of where the slug came from (a commit, a file).
+    pub commit: Option<String>,
+    pub created_at: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SlugError {
+    #[error("the slug is not a gzipped tar archive: {0}")]
+    NotAnArchive(String),
+    #[error("the slug contains {0:?}, a path outside the slug")]
+    UnsafePath(String),
+    #[error("the slug has no blob yet: upload one first")]
+    NoBlob,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0:#}")]
+    Io(anyhow::Error),
+}
+
+#[derive(Clone)]
+pub struct Slugs {
+    slugs: Tree,
+    dir: PathBuf,
+}
+
+fn key(app: &str, id: &str) -> String {
+    format!("{app}/{id}")
+}
+
+impl Slugs {
+    pub fn open(db: &Db, dir: &Path) -> anyhow::Result<Slugs> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Slugs {
+            slugs: db.tree("slugs")?,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn create(
+        &self,
+        app: &str,
+        process_types: BTreeMap<String, String>,
+        commit: Option<String>,
+    ) -> Result<Slug, StoreError> {
+        let slug = Slug {
+            id: new_id(),
+            app: app.to_string(),
+            process_types,
+            checksum: None,
+            size: 0,
+            commit,
+            created_at: now_ms(),
+        };
+        self.slugs.put(key(app, &slug.id), &slug)?;
+        Ok(slug)
+    }
+
+    pub fn find(&self, app: &str, id: &str) -> Result<Option<Slug>, StoreError> {
+        self.slugs.get(key(app, id))
+    }
+
+    /// A place to stream an upload to before [`Slugs::commit_blob`].
+    pub fn upload_path(&self) -> PathBuf {
+        self.dir.join(format!(".upload-{}", new_id()))
+    }
+
+    /// Checks an uploaded archive, files it under its checksum (fsynced) and
+    /// records it on the slug. Blocking: call from a blocking task.
+    pub fn commit_blob(
+        &self,
+        slug: &Slug,
+        upload: &Path,
+        checksum: &str,
+        size: u64,
+    ) -> Result<Slug, SlugError> {
+        let verified = verify(upload);
+        if let Err(e) = verified {
+            let _ = std::fs::remove_file(upload);
+            return Err(e);
+        }
+        let file = std::fs::File::open(upload).map_err(|e| SlugError::Io(e.into()))?;
+        file.sync_all().map_err(|e| SlugError::Io(e.into()))?;
+        let stored = self.archive_path(checksum);
+        std::fs::rename(upload, &stored).map_err(|e| SlugError::Io(e.into()))?;
+        let mut slug = slug.clone();
+        slug.checksum = Some(checksum.to_string());
+        slug.size = size;
+        self.slugs.put(key(&slug.app, &slug.id), &slug)?;
+        Ok(slug)
+    }
+
+    /// The slug's files, unpacked once into `DATA/slugs/<checksum>/`.
+    /// Blocking: call from a blocking task.
+    pub fn unpacked(&self, slug: &Slug) -> Result<PathBuf, SlugError> {
+        let checksum = slug.checksum.as_deref().ok_or(SlugError::NoBlob)?;
+        let dir = self.dir.join(checksum);
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        let staging = self.dir.join(format!(".unpack-{}", new_id()));
+        let archive = std::fs::File::open(self.archive_path(checksum))
+            .map_err(|e| SlugError::Io(e.into()))?;
+        let mut tar = tar::Archive::new(GzDecoder::new(archive));
+        tar.set_preserve_permissions(true);
+        tar.unpack(&staging)
+            .map_err(|e| SlugError::NotAnArchive(e.to_string()))?;
+        match std::fs::rename(&staging, &dir) {
+            Ok(()) => Ok(dir),
+            Err(_) if dir.is_dir() => {
+                let _ = std::fs::remove_dir_all(&staging);
+                Ok(dir)
+            }
+            Err(e) => Err(SlugError::Io(e.into())),
+        }
+    }
+
+    pub fn delete_app(&self, app: &str) -> Result<(), StoreError> {
+        self.slugs.remove_prefix(format!("{app}/"))
+    }
+
+    fn archive_path(&self, checksum: &str) -> PathBuf {
+        self.dir.join(format!("{checksum}.tgz"))
+    }
+}
+
+/// A path named by a Procfile, which must resolve (links and all) to a file
+/// inside `root`: a slug cannot point its processes at the host's files.
+pub fn file_inside(root: &Path, relative: &str) -> anyhow::Result<PathBuf> {
+    let resolved = std::fs::canonicalize(root.join(relative))
+        .with_context(|| format!("the Procfile names {relative}, which is not in the app"))?;
+    let root = std::fs::canonicalize(root)?;
+    anyhow::ensure!(
+        resolved.starts_with(&root) && resolved.is_file(),
+        "the Procfile names {relative}, which is not a file inside the app"
+    );
+    Ok(resolved)
+}
+
+/// Reads the whole archive: it must be a gzipped tar whose every path stays
+/// inside the slug.
+fn verify(path: &Path) -> Result<(), SlugError> {
+    let file = std::fs::File::open(path).map_err(|e| SlugError::Io(e.into()))?;
+    let mut tar = tar::Archive::new(GzDecoder::new(file));
+    let entries = tar
+        .entries()
+        .map_err(|e| SlugError::NotAnArchive(e.to_string()))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| SlugError::NotAnArchive(e.to_string()))?;
+        let entry_path = entry
+            .path()
+            .map_err(|e| SlugError::NotAnArchive(e.to_string()))?
+            .into_owned();
+        let safe = entry_path
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+        if !safe {
+            return Err(SlugError::UnsafePath(entry_path.display().to_string()));
+        }
+        std::io::copy(&mut entry, &mut std::io::sink())
+            .map_err(|e| SlugError::NotAnArchive(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Packs files into a slug archive: `(path inside the slug, contents)`.
+pub fn pack(files: &[(&str, &[u8])]) -> anyhow::Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::default()));
+    for (name, contents) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(contents.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_cksum();
+        tar.append_data(&mut header, name, *contents)?;
+    }
+    Ok(tar.into_inner()?.finish()?)
+}
+
+/// Packs a folder into a slug archive, paths relative to it.
+pub fn pack_dir(dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::default()));
+    tar.follow_symlinks(false);
+    tar.append_dir_all(".", dir)?;
+    Ok(tar.into_inner()?.finish()?)
+}
+
+/// Reads one file out of an archive in memory (for tests and the CLI).
+pub fn read_file(archive: &[u8], name: &str) -> Option<Vec<u8>> {
+    let mut tar = tar::Archive::new(GzDecoder::new(archive));
+    for entry in tar.entries().ok()? {
+        let mut entry = entry.ok()?;
+        if entry.path().ok()?.as_ref() == Path::new(name) {
+            let mut out = Vec::new();
+            entry.read_to_end(&mut out).ok()?;
+            return Some(out);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_and_read_back() {
+        let archive = pack(&[("Procfile", b"web: app.wasm\n"), ("app.wasm", b"\0asm")]).unwrap();
+        assert_eq!(read_file(&archive, "Procfile").unwrap(), b"web: app.wasm\n");
+        assert!(read_file(&archive, "missing").is_none());
+    }
+
+    #[test]
+    fn archives_escaping_the_slug_are_refused() {
+        let dir = std::env::temp_dir().join(format!("renga-slug-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.tgz");
+        std::fs::write(&good, pack(&[("a/b.txt", b"x")]).unwrap()).unwrap();
+        assert!(verify(&good).is_ok());
+
+        let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::default()));
+        let mut header = tar::Header::new_gnu();
+        header.set_size(1);
+        // Written by hand: the tar crate refuses `..` in append_data.
+        header.as_gnu_mut().unwrap().name[..9].copy_from_slice(b"../escape");
+        header.set_cksum();
+        tar.append(&header, &b"x"[..]).unwrap();
+        let bad = dir.join("bad.tgz");
+        std::fs::write(&bad, tar.into_inner().unwrap().finish().unwrap()).unwrap();
+        assert!(matches!(verify(&bad), Err(SlugError::UnsafePath(_))));
+
+        let junk = dir.join("junk.tgz");
+        std::fs::write(&junk, b"not gzip").unwrap();
+        assert!(matches!(verify(&junk), Err(SlugError::NotAnArchive(_))));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
