@@ -81,6 +81,10 @@ pub struct App {
     /// The owning user's id.
     pub owner: String,
     pub maintenance: bool,
+    /// Buildpacks set with `buildpacks:set`, in order; empty means renga's
+    /// own, by detection.
+    #[serde(default)]
+    pub buildpacks: Vec<String>,
     pub created_at: u64,
     pub updated_at: u64,
 }
@@ -113,6 +117,7 @@ impl Apps {
             name,
             owner: owner.to_string(),
             maintenance: false,
+            buildpacks: Vec::new(),
             created_at: now,
             updated_at: now,
         };
@@ -146,6 +151,14 @@ impl Apps {
     pub fn set_maintenance(&self, app: &App, on: bool) -> Result<App, StoreError> {
         let mut app = app.clone();
         app.maintenance = on;
+        app.updated_at = now_ms();
+        self.by_name.put(app.name.as_str(), &app)?;
+        Ok(app)
+    }
+
+    pub fn set_buildpacks(&self, app: &App, buildpacks: Vec<String>) -> Result<App, StoreError> {
+        let mut app = app.clone();
+        app.buildpacks = buildpacks;
         app.updated_at = now_ms();
         self.by_name.put(app.name.as_str(), &app)?;
         Ok(app)

@@ -8,6 +8,7 @@ pub mod app;
 pub mod auth;
 pub mod build;
 pub mod buildpack;
+pub mod builds;
 pub mod cli;
 pub mod config;
 pub mod dyno;

@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
+use sha2::{Digest, Sha256};
 
 use crate::store::{Db, StoreError, Tree, new_id, now_ms};
 
@@ -42,6 +43,11 @@ pub enum SlugError {
     UnsafePath(String),
     #[error("the slug has no blob yet: upload one first")]
     NoBlob,
+    #[error(
+        "the slug is larger than the {} limit: list what the app does not need at run time in .slugignore",
+        crate::units::ByteSize(*.0)
+    )]
+    TooLarge(u64),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0:#}")]
@@ -149,6 +155,57 @@ impl Slugs {
         self.slugs.remove_prefix(format!("{app}/"))
     }
 
+    /// Forgets the slugs of `app` that no id in `keep` names and that were
+    /// made before `before` (ms), so an upload in progress is never taken.
+    pub fn prune(
+        &self,
+        app: &str,
+        keep: &std::collections::HashSet<String>,
+        before: u64,
+    ) -> Result<usize, StoreError> {
+        let mut forgotten = 0;
+        for slug in self.slugs.scan::<Slug>(format!("{app}/"))? {
+            if !keep.contains(&slug.id) && slug.created_at < before {
+                self.slugs.remove(key(app, &slug.id))?;
+                forgotten += 1;
+            }
+        }
+        Ok(forgotten)
+    }
+
+    /// Deletes the archives and unpacked folders that no slug record names
+    /// (archives are shared by content, so across apps). Blocking.
+    pub fn collect_garbage(&self) -> anyhow::Result<usize> {
+        let used: std::collections::HashSet<String> = self
+            .slugs
+            .scan::<Slug>("")?
+            .into_iter()
+            .filter_map(|s| s.checksum)
+            .collect();
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let checksum = name.strip_suffix(".tgz").unwrap_or(&name);
+            if used.contains(checksum) {
+                continue;
+            }
+            let path = entry.path();
+            let gone = if entry.file_type()?.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            if gone.is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     fn archive_path(&self, checksum: &str) -> PathBuf {
         self.dir.join(format!("{checksum}.tgz"))
     }
@@ -215,6 +272,87 @@ pub fn pack_dir(dir: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(tar.into_inner()?.finish()?)
 }
 
+/// Packs a build folder into a slug archive at `dest`, leaving out what its
+/// `.slugignore` files name (gitignore patterns), and stops with
+/// [`SlugError::TooLarge`] once the archive passes `limit` bytes. Returns the
+/// archive's sha256 (hex) and size. Blocking.
+pub fn pack_build(dir: &Path, dest: &Path, limit: u64) -> Result<(String, u64), SlugError> {
+    let result = (|| -> Result<(String, u64), SlugError> {
+        let file = std::fs::File::create(dest).map_err(|e| SlugError::Io(e.into()))?;
+        let writer = LimitedHashWriter {
+            inner: std::io::BufWriter::new(file),
+            hasher: Sha256::new(),
+            size: 0,
+            limit,
+        };
+        let mut tar = tar::Builder::new(GzEncoder::new(writer, Compression::default()));
+        tar.follow_symlinks(false);
+        let walk = ignore::WalkBuilder::new(dir)
+            .standard_filters(false)
+            .add_custom_ignore_filename(".slugignore")
+            .follow_links(false)
+            .sort_by_file_name(|a, b| a.cmp(b))
+            .build();
+        let io = |e: std::io::Error| {
+            if e.kind() == std::io::ErrorKind::FileTooLarge {
+                SlugError::TooLarge(limit)
+            } else {
+                SlugError::Io(e.into())
+            }
+        };
+        for entry in walk {
+            let entry = entry.map_err(|e| SlugError::Io(e.into()))?;
+            let relative = entry
+                .path()
+                .strip_prefix(dir)
+                .map_err(|e| SlugError::Io(e.into()))?;
+            if relative.as_os_str().is_empty() {
+                continue;
+            }
+            tar.append_path_with_name(entry.path(), relative)
+                .map_err(io)?;
+        }
+        let writer = tar.into_inner().map_err(io)?.finish().map_err(io)?;
+        let size = writer.size;
+        let checksum = hex::encode(writer.hasher.finalize());
+        writer
+            .inner
+            .into_inner()
+            .map_err(|e| io(e.into_error()))?
+            .sync_all()
+            .map_err(io)?;
+        Ok((checksum, size))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(dest);
+    }
+    result
+}
+
+/// Hashes and counts what passes through; fails past `limit` bytes.
+struct LimitedHashWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    size: u64,
+    limit: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for LimitedHashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.size + buf.len() as u64 > self.limit {
+            return Err(std::io::ErrorKind::FileTooLarge.into());
+        }
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Reads one file out of an archive in memory (for tests and the CLI).
 pub fn read_file(archive: &[u8], name: &str) -> Option<Vec<u8>> {
     let mut tar = tar::Archive::new(GzDecoder::new(archive));
@@ -238,6 +376,31 @@ mod tests {
         let archive = pack(&[("Procfile", b"web: app.wasm\n"), ("app.wasm", b"\0asm")]).unwrap();
         assert_eq!(read_file(&archive, "Procfile").unwrap(), b"web: app.wasm\n");
         assert!(read_file(&archive, "missing").is_none());
+    }
+
+    #[test]
+    fn build_folders_pack_without_what_slugignore_names() {
+        let dir = std::env::temp_dir().join(format!("renga-pack-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("app/docs")).unwrap();
+        std::fs::write(dir.join("app/.slugignore"), "docs/\n*.log\n").unwrap();
+        std::fs::write(dir.join("app/app.wasm"), b"\0asm").unwrap();
+        std::fs::write(dir.join("app/debug.log"), b"noise").unwrap();
+        std::fs::write(dir.join("app/docs/guide.md"), b"words").unwrap();
+        let dest = dir.join("slug.tgz");
+        let (checksum, size) = pack_build(&dir.join("app"), &dest, 1 << 20).unwrap();
+        let archive = std::fs::read(&dest).unwrap();
+        assert_eq!(size, archive.len() as u64);
+        assert_eq!(checksum, hex::encode(Sha256::digest(&archive)));
+        assert_eq!(read_file(&archive, "app.wasm").unwrap(), b"\0asm");
+        assert!(read_file(&archive, "debug.log").is_none());
+        assert!(read_file(&archive, "docs/guide.md").is_none());
+
+        std::fs::write(dir.join("app/big.bin"), vec![7u8; 4096]).unwrap();
+        let err = pack_build(&dir.join("app"), &dest, 64).unwrap_err();
+        assert!(matches!(err, SlugError::TooLarge(64)), "{err}");
+        assert!(!dest.exists());
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! before anything else is read. It never changes a record itself: each route
 //! calls one platform operation.
 
+mod git;
 mod views;
 
 use std::collections::BTreeMap;
@@ -139,7 +140,18 @@ pub async fn serve(
 async fn handle(platform: Arc<Platform>, request: Request<Incoming>) -> Response<ApiBody> {
     match route(&platform, request).await {
         Ok(response) => response,
-        Err(e) => json_response(e.status, &json!({ "id": e.id, "message": e.message })),
+        Err(e) => {
+            let mut response =
+                json_response(e.status, &json!({ "id": e.id, "message": e.message }));
+            if e.status == StatusCode::UNAUTHORIZED {
+                // git asks for credentials only when told how.
+                response.headers_mut().insert(
+                    http::header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static("Basic realm=\"renga\""),
+                );
+            }
+            response
+        }
     }
 }
 
@@ -160,16 +172,17 @@ fn token(request: &Request<Incoming>) -> Option<String> {
 }
 
 async fn route(platform: &Arc<Platform>, request: Request<Incoming>) -> ApiResult {
-    let user = match token(&request) {
-        Some(token) => platform
-            .auth()
-            .authenticate(&token)
-            .map_err(PlatformError::from)?,
-        None => None,
-    }
-    .ok_or_else(ApiError::unauthorized)?;
+    let token = token(&request).unwrap_or_default();
+    let user = platform
+        .auth()
+        .authenticate(&token)
+        .map_err(PlatformError::from)?
+        .ok_or_else(ApiError::unauthorized)?;
 
     let base = api_base(&request);
+    if request.uri().path().starts_with("/git/") {
+        return git::serve(platform, &user, &token, request).await;
+    }
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let segments: Vec<&str> = path
@@ -317,11 +330,105 @@ async fn route(platform: &Arc<Platform>, request: Request<Incoming>) -> ApiResul
         (&Method::PUT, ["apps", app, "slugs", slug, "blob"]) => {
             let found = platform.app(&user, app)?;
             platform.slug(&user, app, slug)?;
-            let (upload, checksum, size) = receive_blob(platform, body).await?;
+            let (upload, checksum, size) = receive_blob(
+                body,
+                platform.slug_upload_path(),
+                platform.config().max_slug_bytes,
+                "slug",
+            )
+            .await?;
             let slug = platform
                 .commit_slug_blob(&user, app, slug, upload, checksum, size)
                 .await?;
             ok(views::slug(&found, &slug, &base))
+        }
+
+        (&Method::POST, ["sources"]) => {
+            let source = platform.create_source(&user)?;
+            created(views::source(&source, &base))
+        }
+        (&Method::PUT, ["sources", id]) => {
+            platform.source(&user, id)?;
+            let (upload, checksum, size) = receive_blob(
+                body,
+                platform.source_upload_path(),
+                platform.config().max_slug_bytes,
+                "source",
+            )
+            .await?;
+            platform
+                .commit_source(&user, id, upload, checksum, size)
+                .await?;
+            ok(json!({}))
+        }
+
+        (&Method::POST, ["apps", app, "builds"]) => {
+            #[derive(serde::Deserialize)]
+            struct Create {
+                source_blob: SourceBlob,
+            }
+            #[derive(serde::Deserialize)]
+            struct SourceBlob {
+                url: String,
+                version: Option<String>,
+            }
+            let create: Create = read_json(body).await?;
+            let found = platform.app(&user, app)?;
+            // Only sources uploaded to this server: renga never fetches a URL
+            // on a client's behalf.
+            let source = create
+                .source_blob
+                .url
+                .rsplit_once("/sources/")
+                .map(|(_, id)| id.trim_end_matches('/'))
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "source_blob.url must be a source uploaded with POST /sources",
+                    )
+                })?;
+            let build = platform
+                .create_build(&user, app, source, create.source_blob.version)
+                .await?;
+            created(views::build(&found, &build, &base))
+        }
+        (&Method::GET, ["apps", app, "builds"]) => {
+            let found = platform.app(&user, app)?;
+            ok(Value::Array(
+                platform
+                    .builds(&user, app)?
+                    .iter()
+                    .map(|b| views::build(&found, b, &base))
+                    .collect(),
+            ))
+        }
+        (&Method::GET, ["apps", app, "builds", id]) => {
+            let found = platform.app(&user, app)?;
+            ok(views::build(
+                &found,
+                &platform.build(&user, app, id)?,
+                &base,
+            ))
+        }
+        (&Method::GET, ["apps", app, "builds", id, "output"]) => {
+            let output = platform.build_output(&user, app, id)?;
+            Ok(stream_build_output(output))
+        }
+        (&Method::GET, ["apps", app, "buildpack-installations"]) => {
+            ok(views::buildpack_installations(&platform.app(&user, app)?))
+        }
+        (&Method::PUT, ["apps", app, "buildpack-installations"]) => {
+            #[derive(serde::Deserialize)]
+            struct Updates {
+                updates: Vec<Update>,
+            }
+            #[derive(serde::Deserialize)]
+            struct Update {
+                buildpack: String,
+            }
+            let updates: Updates = read_json(body).await?;
+            let names = updates.updates.into_iter().map(|u| u.buildpack).collect();
+            let found = platform.set_buildpacks(&user, app, names).await?;
+            ok(views::buildpack_installations(&found))
         }
 
         (&Method::GET, ["apps", app, "formation"]) => {
@@ -463,14 +570,13 @@ fn web_command(platform: &Platform, user: &User, app: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Streams an upload to a file while hashing it, refusing it past the slug
-/// size limit.
+/// Streams an upload to `path` while hashing it, refusing it past `limit`.
 async fn receive_blob(
-    platform: &Platform,
     mut body: Incoming,
+    path: std::path::PathBuf,
+    limit: u64,
+    what: &str,
 ) -> Result<(std::path::PathBuf, String, u64), ApiError> {
-    let limit = platform.config().max_slug_bytes;
-    let path = platform.slug_upload_path();
     let mut file = tokio::fs::File::create(&path)
         .await
         .map_err(|e| PlatformError::Internal(e.into()))?;
@@ -488,7 +594,7 @@ async fn receive_blob(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "payload_too_large",
                         format!(
-                            "The slug is larger than the {} limit",
+                            "The {what} is larger than the {} limit",
                             crate::units::ByteSize(limit)
                         ),
                     ));
@@ -549,6 +655,26 @@ fn stream_logs(platform: &Platform, user: &User, id: &str) -> ApiResult {
         http::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     Ok(response)
+}
+
+/// A build's output as plain text, following it until the build ends.
+fn stream_build_output(output: std::sync::Arc<crate::builds::BuildOutput>) -> Response<ApiBody> {
+    let stream = futures::stream::unfold((output, 0usize), |(output, read)| async move {
+        let lines = output.next(read).await?;
+        let read = read + lines.len();
+        let mut text = lines.join("\n");
+        text.push('\n');
+        Some((
+            Ok::<_, BoxError>(Frame::data(Bytes::from(text))),
+            (output, read),
+        ))
+    });
+    let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
 }
 
 async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {

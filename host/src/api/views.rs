@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::app::App;
+use crate::builds::{Build, Source};
 use crate::formation::Formation;
 use crate::platform::{Platform, RunningDyno};
 use crate::release::Release;
@@ -99,4 +100,42 @@ pub fn dyno(app: &App, dyno: &RunningDyno, release: &Release) -> Value {
         "release": { "id": release.id, "version": release.version },
         "app": { "id": app.id, "name": app.name },
     })
+}
+
+pub fn build(app: &App, build: &Build, api_base: &str) -> Value {
+    json!({
+        "id": build.id,
+        "status": build.status.as_str(),
+        "buildpacks": build.buildpack.as_ref().map(|b| vec![json!({ "url": b, "name": b })]).unwrap_or_default(),
+        "source_blob": {
+            "version": build.version,
+            "url": null,
+        },
+        "output_stream_url": format!("{api_base}/apps/{}/builds/{}/output", app.name, build.id),
+        "slug": build.slug.as_ref().map(|id| json!({ "id": id })),
+        "release": build.release.as_ref().map(|r| json!({ "id": r.id, "version": r.version })),
+        "failure": build.failure,
+        "stack": "renga-1",
+        "created_at": timestamp(build.created_at),
+        "updated_at": timestamp(build.updated_at),
+        "user": { "id": build.user_id, "email": build.user_name },
+        "app": { "id": app.id, "name": app.name },
+    })
+}
+
+pub fn source(source: &Source, api_base: &str) -> Value {
+    let url = format!("{api_base}/sources/{}", source.id);
+    json!({
+        "source_blob": { "get_url": url, "put_url": url },
+    })
+}
+
+pub fn buildpack_installations(app: &App) -> Value {
+    Value::Array(
+        app.buildpacks
+            .iter()
+            .enumerate()
+            .map(|(ordinal, name)| json!({ "ordinal": ordinal, "buildpack": { "url": name, "name": name } }))
+            .collect(),
+    )
 }

@@ -93,6 +93,10 @@ impl Api {
         self.send("PATCH", path, Some(body))
     }
 
+    pub fn put(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send("PUT", path, Some(body))
+    }
+
     pub fn delete(&self, path: &str) -> anyhow::Result<Value> {
         self.send("DELETE", path, None)
     }

@@ -6,6 +6,7 @@
 
 mod account;
 mod apps;
+mod builds;
 pub mod client;
 mod config;
 mod dev;
@@ -98,6 +99,20 @@ pub enum Commands {
     #[command(name = "apps:destroy", alias = "destroy")]
     AppsDestroy(apps::DestroyCommand),
     Deploy(releases::DeployCommand),
+    Builds(builds::BuildsCommand),
+    #[command(name = "builds:info")]
+    BuildsInfo(builds::BuildsInfoCommand),
+    Buildpacks(builds::BuildpacksCommand),
+    #[command(name = "buildpacks:set")]
+    BuildpacksSet(builds::BuildpacksSetCommand),
+    #[command(name = "buildpacks:clear")]
+    BuildpacksClear(builds::BuildpacksClearCommand),
+    #[command(name = "git:remote")]
+    GitRemote(builds::GitRemoteCommand),
+    #[command(name = "git:credential", hide = true)]
+    GitCredential(builds::GitCredentialCommand),
+    #[command(name = "git:pre-receive", hide = true)]
+    GitPreReceive(builds::PreReceiveCommand),
 
     Config(config::ConfigCommand),
     #[command(name = "config:get")]
@@ -155,6 +170,14 @@ impl Commands {
             Commands::AppsInfo(c) => c.run(),
             Commands::AppsDestroy(c) => c.run(),
             Commands::Deploy(c) => c.run(),
+            Commands::Builds(c) => c.run(),
+            Commands::BuildsInfo(c) => c.run(),
+            Commands::Buildpacks(c) => c.run(),
+            Commands::BuildpacksSet(c) => c.run(),
+            Commands::BuildpacksClear(c) => c.run(),
+            Commands::GitRemote(c) => c.run(),
+            Commands::GitCredential(c) => c.run(),
+            Commands::GitPreReceive(c) => c.run(),
             Commands::Config(c) => c.run(),
             Commands::ConfigGet(c) => c.run(),
             Commands::ConfigSet(c) => c.run(),

@@ -142,23 +142,33 @@ impl RollbackCommand {
     }
 }
 
-/// Deploy a prebuilt WebAssembly component as a new release.
+/// Deploy an app's source folder (built on the server, as `git push` is), or
+/// a prebuilt WebAssembly component.
 ///
-/// The component and a Procfile (`web: NAME.wasm` unless --procfile names
-/// one) become a slug; the platform compiles and checks the component before
-/// it makes the release, so a file that cannot serve HTTP is refused and the
-/// current release keeps serving.
+/// With DIR (default: the current folder), the folder is uploaded as a
+/// source tarball (what `.gitignore` excludes, `.git/`, `target/`,
+/// `node_modules/` and `.env` stay behind) and built by the app's buildpack;
+/// the build's output streams here, and a failed build keeps the current
+/// release serving.
+///
+/// With --component, the component and a Procfile (`web: NAME.wasm` unless
+/// --procfile names one) become a slug directly; the platform compiles and
+/// checks the component before it makes the release.
 ///
 /// Example:
+///   renga deploy examples/hello-python -a hello
 ///   renga deploy --component target/wasm32-wasip2/release/hello.wasm -a hello
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct DeployCommand {
-    /// The component to deploy.
+    /// The app's source folder.
+    #[arg(conflicts_with_all = ["component", "procfile"])]
+    dir: Option<PathBuf>,
+    /// A prebuilt component to deploy as is.
     #[arg(long)]
-    component: PathBuf,
-    /// A Procfile to ship with it.
-    #[arg(long)]
+    component: Option<PathBuf>,
+    /// A Procfile to ship with --component.
+    #[arg(long, requires = "component")]
     procfile: Option<PathBuf>,
     #[command(flatten)]
     app: AppArg,
@@ -167,10 +177,13 @@ pub struct DeployCommand {
 impl DeployCommand {
     pub fn run(self) -> anyhow::Result<()> {
         let name = self.app.resolve()?;
-        let wasm = std::fs::read(&self.component)
-            .with_context(|| format!("cannot read {}", self.component.display()))?;
-        let file_name = self
-            .component
+        let Some(component) = &self.component else {
+            let dir = self.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+            return super::builds::deploy_source(&dir, &name);
+        };
+        let wasm = std::fs::read(component)
+            .with_context(|| format!("cannot read {}", component.display()))?;
+        let file_name = component
             .file_name()
             .and_then(|n| n.to_str())
             .context("the component's file name is not UTF-8")?

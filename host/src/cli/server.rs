@@ -12,7 +12,7 @@ use crate::platform::{Platform, PlatformConfig};
 use crate::router;
 use crate::runtime::Runtime;
 use crate::store::Db;
-use crate::units::ByteSize;
+use crate::units::{ByteSize, HumanDuration};
 
 /// Run the platform: the API (for the CLI, git and Heroku API clients) and
 /// the router that serves every app at http://APP.DOMAIN:PORT.
@@ -45,9 +45,13 @@ pub struct ServerCommand {
     #[command(flatten)]
     serving: super::ServingArgs,
 
-    /// Largest slug the API accepts.
+    /// Largest slug a build or an upload may make.
     #[arg(long, default_value = "500MiB")]
     max_slug: ByteSize,
+
+    /// Time one build (its buildpacks and its release phase) may take.
+    #[arg(long, default_value = "15m")]
+    build_timeout: HumanDuration,
 }
 
 impl ServerCommand {
@@ -71,11 +75,14 @@ impl ServerCommand {
             runtime,
             PlatformConfig {
                 data: paths.data.clone(),
+                cache: paths.cache.clone(),
+                api_url: format!("http://{}", local_address(api_addr)),
                 domain: self.domain.clone(),
                 http_port: http_addr.port(),
                 memory: self.serving.memory(),
                 timeouts: self.serving.timeouts(),
                 max_slug_bytes: self.max_slug.0,
+                build_time_limit: self.build_timeout.0,
             },
         )?);
         let env_token = std::env::var("RENGA_ADMIN_TOKEN")
@@ -126,5 +133,20 @@ impl ServerCommand {
         )?;
         println!("-----> renga server stopped");
         Ok(())
+    }
+}
+
+/// An address this host can reach the API at: the bound one, or loopback
+/// when bound to every interface.
+fn local_address(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        let loopback: std::net::IpAddr = if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        };
+        SocketAddr::new(loopback, addr.port())
+    } else {
+        addr
     }
 }

@@ -319,7 +319,7 @@ impl Body for GuestBody {
 
 /// One line for the log: the trap (or error) and where in the guest it
 /// happened, without wasmtime's multi-line backtrace.
-fn describe_error(error: &wasmtime::Error) -> String {
+pub(super) fn describe_error(error: &wasmtime::Error) -> String {
     let mut text = match error.downcast_ref::<wasmtime::Trap>() {
         Some(trap) => format!("wasm trap: {trap}"),
         None => format!("{error:#}"),

@@ -6,6 +6,7 @@
 //! never chooses a dyno, and writes nothing outside its artefact folder.
 
 mod artefact;
+mod command;
 mod http;
 mod state;
 mod stdio;
@@ -19,6 +20,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 pub use artefact::Provenance;
+pub use command::{CommandComponent, CommandFailure, CommandSpec};
 pub use http::{GuestBody, GuestFailure, HttpComponent, InstanceSpec, Served, Timeouts};
 
 use artefact::ArtefactCache;
@@ -92,6 +94,10 @@ pub enum LoadError {
         "{name} is a component of the wrong world: a web process must export wasi:http/incoming-handler (the wasi:http/proxy world), but it exports {exports}"
     )]
     WrongWorld { name: String, exports: String },
+    #[error(
+        "{name} is not a command component: a process that runs to its end (a release phase, a worker) must export wasi:cli/run (the wasi:cli/command world), but it exports {exports}"
+    )]
+    NotCommand { name: String, exports: String },
     #[error("{name} needs an import renga does not provide: {reason}")]
     UnsatisfiedImport { name: String, reason: String },
 }
@@ -138,14 +144,7 @@ impl Runtime {
     /// holds this exact component for this engine, else validated and
     /// compiled (seconds for a large component: call from a blocking task).
     pub fn load_http(&self, path: &Path) -> Result<Arc<HttpComponent>, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| path.display().to_string());
+        let (name, bytes) = read_component(path)?;
         self.load_http_bytes(&name, &bytes)
     }
 
@@ -154,17 +153,42 @@ impl Runtime {
         name: &str,
         bytes: &[u8],
     ) -> Result<Arc<HttpComponent>, LoadError> {
-        check_component_header(name, bytes)?;
-        let (component, provenance) =
-            self.artefacts
-                .load(&self.engine, bytes)
-                .map_err(|e| LoadError::Invalid {
-                    name: name.to_string(),
-                    reason: format!("{e:#}"),
-                })?;
+        let (component, provenance) = self.compile(name, bytes)?;
         http::HttpComponent::new(name, &self.engine, &self.linker, component, provenance)
             .map(Arc::new)
     }
+
+    /// Loads a command process's component (a release phase, a worker), like
+    /// [`Runtime::load_http`].
+    pub fn load_command(&self, path: &Path) -> Result<Arc<CommandComponent>, LoadError> {
+        let (name, bytes) = read_component(path)?;
+        let (component, provenance) = self.compile(&name, &bytes)?;
+        command::CommandComponent::new(&name, &self.engine, &self.linker, component, provenance)
+            .map(Arc::new)
+    }
+
+    fn compile(&self, name: &str, bytes: &[u8]) -> Result<(Component, Provenance), LoadError> {
+        check_component_header(name, bytes)?;
+        self.artefacts
+            .load(&self.engine, bytes)
+            .map_err(|e| LoadError::Invalid {
+                name: name.to_string(),
+                reason: format!("{e:#}"),
+            })
+    }
+}
+
+/// A component file's bytes, and its file name for messages.
+fn read_component(path: &Path) -> Result<(String, Vec<u8>), LoadError> {
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    Ok((name, bytes))
 }
 
 /// Distinguishes "not wasm", "a core module" and "a component" from the

@@ -7,6 +7,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 
 use super::http::InstanceSpec;
 use super::stdio::GuestOutput;
+use crate::logplex::{AppLog, Process};
 
 pub(crate) struct DynoState {
     table: ResourceTable,
@@ -18,19 +19,30 @@ pub(crate) struct DynoState {
 
 impl DynoState {
     pub(crate) fn new(spec: &InstanceSpec) -> DynoState {
+        DynoState::with(&spec.env, &[], &spec.log, &spec.dyno, spec.memory_limit)
+    }
+
+    pub(crate) fn with(
+        env: &[(String, String)],
+        args: &[String],
+        log: &AppLog,
+        process: &Process,
+        memory_limit: u64,
+    ) -> DynoState {
         let mut wasi = WasiCtxBuilder::new();
         // The guest's environment is exactly its config vars plus what the
         // platform adds (DYNO, ...). No preopened folders, no socket address
         // allowed, no name lookup: those are WasiCtxBuilder's defaults.
-        wasi.envs(&spec.env)
-            .stdout(GuestOutput::new(spec.log.clone(), spec.dyno.clone()))
-            .stderr(GuestOutput::new(spec.log.clone(), spec.dyno.clone()));
+        wasi.envs(env)
+            .args(args)
+            .stdout(GuestOutput::new(log.clone(), process.clone()))
+            .stderr(GuestOutput::new(log.clone(), process.clone()));
         DynoState {
             table: ResourceTable::new(),
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             hooks: DenyOutbound,
-            limits: MemoryLimiter::new(spec.memory_limit),
+            limits: MemoryLimiter::new(memory_limit),
         }
     }
 }

@@ -14,8 +14,11 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
+mod building;
+
 use crate::app::{App, AppName, Apps};
 use crate::auth::{Auth, User};
+use crate::builds::Builds;
 use crate::config::{ConfigKey, ConfigVars};
 use crate::dyno::WebDyno;
 use crate::formation::{Formation, Formations, MAX_QUANTITY};
@@ -31,12 +34,18 @@ use crate::store::{Db, StoreError};
 #[derive(Clone, Debug)]
 pub struct PlatformConfig {
     pub data: PathBuf,
+    /// Caches: precompiled code, buildpack toolchains, build caches.
+    pub cache: PathBuf,
+    /// Where this server's API answers, for its own git hooks.
+    pub api_url: String,
     /// Apps answer at `http://NAME.DOMAIN:PORT`.
     pub domain: String,
     pub http_port: u16,
     pub memory: u64,
     pub timeouts: Timeouts,
     pub max_slug_bytes: u64,
+    /// How long one build (and one release phase) may run.
+    pub build_time_limit: Duration,
 }
 
 /// Why an operation was refused. Each maps to an HTTP status and a Heroku
@@ -93,6 +102,10 @@ pub struct LogSession {
     pub created: Instant,
 }
 
+/// An app can roll back to any of this many newest releases; older ones'
+/// slugs are cleaned up.
+pub const KEPT_RELEASES: usize = 20;
+
 /// Log sessions must be opened soon after they are created.
 const LOG_SESSION_TTL: Duration = Duration::from_secs(300);
 
@@ -103,6 +116,7 @@ pub struct Platform {
     ledger: Ledger,
     slugs: Slugs,
     formations: Formations,
+    builds: Builds,
     runtime: Runtime,
     routes: Arc<ServerRoutes>,
     logs: Logplex,
@@ -111,6 +125,9 @@ pub struct Platform {
     /// that differ only in config.
     components: Mutex<HashMap<String, Weak<HttpComponent>>>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// One build at a time per app (held for the whole build, while `locks`
+    /// is held only for each change).
+    build_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     running: Mutex<HashMap<String, Running>>,
     sessions: Mutex<HashMap<String, LogSession>>,
 }
@@ -123,6 +140,7 @@ impl Platform {
             ledger: Ledger::open(&db)?,
             slugs: Slugs::open(&db, &config.data.join("slugs"))?,
             formations: Formations::open(&db)?,
+            builds: Builds::open(&db, &config.data)?,
             db,
             runtime,
             routes: Arc::new(ServerRoutes::new(&config.domain)),
@@ -130,6 +148,7 @@ impl Platform {
             config,
             components: Mutex::default(),
             locks: Mutex::default(),
+            build_locks: Mutex::default(),
             running: Mutex::default(),
             sessions: Mutex::default(),
         })
@@ -158,6 +177,9 @@ impl Platform {
 
     /// Serves every app's current release again (after a start or a crash).
     pub async fn restore(&self) -> anyhow::Result<usize> {
+        if self.builds.fail_interrupted()? > 0 {
+            self.db.flush().await?;
+        }
         let apps = self.apps.all()?;
         for app in &apps {
             let log = self.logs.app(&app.id);
@@ -247,9 +269,18 @@ impl Platform {
         self.ledger.delete_app(&app.id)?;
         self.slugs.delete_app(&app.id)?;
         self.formations.delete_app(&app.id)?;
+        self.builds.delete_app(&app.id)?;
         self.apps.delete(&app)?;
         self.db.flush().await?;
         self.logs.remove(&app.id);
+        let _ = std::fs::remove_dir_all(self.config.cache.join("builds").join(&app.id));
+        let _ = std::fs::remove_dir_all(
+            self.config
+                .data
+                .join("repos")
+                .join(format!("{}.git", app.id)),
+        );
+        self.collect_slug_files();
         Ok(app)
     }
 
@@ -434,6 +465,14 @@ impl Platform {
             .ledger
             .find(&app.id, target)?
             .ok_or_else(|| PlatformError::NotFound(format!("Couldn't find release {target}")))?;
+        if let Some(slug) = &target.slug {
+            if self.slugs.find(&app.id, slug)?.is_none() {
+                return Err(PlatformError::Invalid(format!(
+                    "{}'s slug was cleaned up: an app can roll back to its {KEPT_RELEASES} newest releases",
+                    target.version()
+                )));
+            }
+        }
         self.release(
             &app,
             user,
@@ -613,6 +652,34 @@ impl Platform {
     }
 
     // ---- internals ------------------------------------------------------------
+
+    /// The cleanup rule for slugs: an app keeps the slugs its
+    /// [`KEPT_RELEASES`] newest releases use; older slugs are forgotten an
+    /// hour after they were made, and a slug file is deleted once no app's
+    /// slug names it.
+    fn prune_slugs(&self, app: &App) -> Result<()> {
+        let releases = self.ledger.list(&app.id)?;
+        let keep: std::collections::HashSet<String> = releases
+            .iter()
+            .rev()
+            .take(KEPT_RELEASES)
+            .filter_map(|r| r.slug.clone())
+            .collect();
+        let before = crate::store::now_ms().saturating_sub(60 * 60 * 1000);
+        if self.slugs.prune(&app.id, &keep, before)? > 0 {
+            self.collect_slug_files();
+        }
+        Ok(())
+    }
+
+    fn collect_slug_files(&self) {
+        let slugs = self.slugs.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = slugs.collect_garbage() {
+                tracing::warn!(error = %format!("{e:#}"), "could not delete unused slug files");
+            }
+        });
+    }
 
     /// Appends a release, makes it durable, and switches the app to it. The
     /// dynos are built before the release is written, so a component that

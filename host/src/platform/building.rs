@@ -1,0 +1,423 @@
+//! Builds: source in, slug out, then a release.
+//!
+//! A build takes an uploaded source tarball, runs the app's buildpacks over
+//! it (streaming their output), packs the build folder into a slug, runs the
+//! Procfile's `release` process if there is one, and releases the slug.
+//! Builds of one app run one at a time; a failure at any step leaves the
+//! current release serving.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::app::App;
+use crate::auth::User;
+use crate::build::{self, BuildPlan};
+use crate::buildpack::{self, BuildEnv, Buildpack};
+use crate::builds::{Build, BuildOutput, BuildStatus, ReleaseRef, Source};
+use crate::logplex::Source as LogSource;
+use crate::procfile::{Command, ProcessType, Procfile};
+use crate::release::Release;
+use crate::runtime::CommandSpec;
+use crate::slug::Slug;
+
+use super::{Platform, PlatformError, Result};
+
+/// The Procfile process type that runs before a release goes live.
+const RELEASE_PHASE: &str = "release";
+
+impl Platform {
+    // ---- sources ----------------------------------------------------------------
+
+    pub fn create_source(&self, user: &User) -> Result<Source> {
+        Ok(self.builds.create_source(&user.id)?)
+    }
+
+    pub fn source(&self, user: &User, id: &str) -> Result<Source> {
+        self.builds
+            .source(&user.id, id)?
+            .ok_or_else(|| PlatformError::NotFound(format!("Couldn't find that source: {id}")))
+    }
+
+    pub fn source_upload_path(&self) -> PathBuf {
+        self.builds.upload_path()
+    }
+
+    pub async fn commit_source(
+        &self,
+        user: &User,
+        id: &str,
+        upload: PathBuf,
+        checksum: String,
+        size: u64,
+    ) -> Result<Source> {
+        let source = self.source(user, id)?;
+        let committed = self.builds.commit_source(&source, &upload, &checksum, size);
+        if committed.is_err() {
+            let _ = std::fs::remove_file(&upload);
+        }
+        self.db.flush().await?;
+        Ok(committed?)
+    }
+
+    // ---- builds -----------------------------------------------------------------
+
+    /// Starts a build of an uploaded source; it runs in the background, and
+    /// its output can be followed with [`Platform::build_output`].
+    pub async fn create_build(
+        self: &Arc<Self>,
+        user: &User,
+        name_or_id: &str,
+        source_id: &str,
+        version: Option<String>,
+    ) -> Result<Build> {
+        let app = self.app(user, name_or_id)?;
+        let source = self.source(user, source_id)?;
+        if source.checksum.is_none() {
+            return Err(PlatformError::Invalid(
+                "the source has no content yet: PUT the tarball to its put_url first".into(),
+            ));
+        }
+        let (build, output) = self
+            .builds
+            .create(&app.id, &source, version, &user.id, &user.name)?;
+        self.db.flush().await?;
+        let platform = self.clone();
+        let user = user.clone();
+        let started = build.clone();
+        tokio::spawn(async move { platform.run_build(app, user, started, output).await });
+        Ok(build)
+    }
+
+    pub fn builds(&self, user: &User, name_or_id: &str) -> Result<Vec<Build>> {
+        let app = self.app(user, name_or_id)?;
+        Ok(self.builds.list(&app.id)?)
+    }
+
+    pub fn build(&self, user: &User, name_or_id: &str, id: &str) -> Result<Build> {
+        let app = self.app(user, name_or_id)?;
+        self.builds
+            .find(&app.id, id)?
+            .ok_or_else(|| PlatformError::NotFound(format!("Couldn't find that build: {id}")))
+    }
+
+    pub fn build_output(
+        &self,
+        user: &User,
+        name_or_id: &str,
+        id: &str,
+    ) -> Result<Arc<BuildOutput>> {
+        let build = self.build(user, name_or_id, id)?;
+        Ok(self.builds.output(&build))
+    }
+
+    /// Sets the buildpacks an app builds with: renga's own by name (`rust`,
+    /// `python`, ...) or a classic buildpack folder on the server by its
+    /// absolute path. An empty list goes back to detection.
+    pub async fn set_buildpacks(
+        &self,
+        user: &User,
+        name_or_id: &str,
+        buildpacks: Vec<String>,
+    ) -> Result<App> {
+        let app = self.app(user, name_or_id)?;
+        for name in &buildpacks {
+            self.resolve_buildpack(name)?;
+        }
+        let _lock = self.lock(&app.id).await;
+        let app = self.apps.set_buildpacks(&app, buildpacks)?;
+        self.db.flush().await?;
+        Ok(app)
+    }
+
+    fn resolve_buildpack(&self, name: &str) -> Result<Buildpack> {
+        if buildpack::DETECTION_ORDER.contains(&name) {
+            let all = buildpack::builtin(&self.config.cache)?;
+            return Ok(all
+                .into_iter()
+                .find(|b| b.name() == name)
+                .expect("every builtin buildpack is materialized"));
+        }
+        let path = Path::new(name);
+        if !path.is_absolute() {
+            return Err(PlatformError::Invalid(format!(
+                "unknown buildpack {name:?}: use one of renga's ({}) or the absolute path of a classic buildpack folder on the server",
+                buildpack::DETECTION_ORDER.join(", ")
+            )));
+        }
+        Buildpack::from_dir(path).map_err(|e| PlatformError::Invalid(format!("{e:#}")))
+    }
+
+    async fn run_build(
+        self: Arc<Self>,
+        app: App,
+        user: User,
+        mut build: Build,
+        output: Arc<BuildOutput>,
+    ) {
+        let _serial = self.build_lock(&app.id).await;
+        let work = self.config.data.join("builds").join("work").join(&build.id);
+        self.say(&app, format!("Build started by {}", user.name));
+        let outcome = self
+            .build_steps(&app, &user, &mut build, &output, &work)
+            .await;
+        match outcome {
+            Ok(release) => {
+                output.push(format!("-----> Released {}", release.version()));
+                output.push(format!("       {} deployed to renga", self.web_url(&app)));
+                build.status = BuildStatus::Succeeded;
+                build.release = Some(ReleaseRef {
+                    id: release.id.clone(),
+                    version: release.version,
+                });
+                self.say(&app, format!("Build succeeded ({})", release.version()));
+                if let Err(e) = self.prune_slugs(&app) {
+                    tracing::warn!(app = %app.name, error = %e, "could not prune old slugs");
+                }
+            }
+            Err(e) => {
+                for line in e.to_string().lines() {
+                    output.push(format!(" !     {line}"));
+                }
+                build.status = BuildStatus::Failed;
+                build.failure = Some(e.to_string().lines().next().unwrap_or_default().to_string());
+                self.say(&app, "Build failed".to_string());
+            }
+        }
+        if let Err(e) = self.builds.finish(&build, &output) {
+            tracing::error!(build = %build.id, error = %format!("{e:#}"), "could not record a finished build");
+            output.end();
+        }
+        let _ = self.builds.delete_source(&build.source);
+        let _ = self.db.flush().await;
+        let _ = tokio::fs::remove_dir_all(&work).await;
+    }
+
+    async fn build_steps(
+        &self,
+        app: &App,
+        user: &User,
+        build: &mut Build,
+        output: &Arc<BuildOutput>,
+        work: &Path,
+    ) -> Result<Release> {
+        let source_dir = work.join("source");
+        let archive = self.builds.source_path(&build.source);
+        let unpack_into = source_dir.clone();
+        tokio::task::spawn_blocking(move || unpack_source(&archive, &unpack_into))
+            .await
+            .map_err(|e| PlatformError::Internal(e.into()))?
+            .map_err(|e| {
+                PlatformError::Invalid(format!("the source is not a usable tarball: {e:#}"))
+            })?;
+
+        let buildpacks = if app.buildpacks.is_empty() {
+            buildpack::builtin(&self.config.cache)?
+        } else {
+            app.buildpacks
+                .iter()
+                .map(|name| self.resolve_buildpack(name))
+                .collect::<Result<Vec<_>>>()?
+        };
+        let mut env = BuildEnv::from_host(&self.config.cache.join("tools"));
+        if let Some(version) = &build.version {
+            env.set("SOURCE_VERSION", version.clone());
+        }
+        let config = self.current_release(app)?.config;
+        let build_dir = work.join("build");
+        let cache_dir = self.config.cache.join("builds").join(&app.id);
+        let env_dir = work.join("env");
+        let plan = BuildPlan {
+            source: &source_dir,
+            build_dir: &build_dir,
+            cache_dir: &cache_dir,
+            env_dir: &env_dir,
+            buildpacks: &buildpacks,
+            env: &env,
+            config: &config,
+            time_limit: self.config.build_time_limit,
+        };
+        let sink = output.clone();
+        let built = build::run(&plan, &mut move |line| sink.push(line))
+            .await
+            .map_err(|e| PlatformError::Invalid(e.to_string()))?;
+        build.buildpack = Some(built.buildpack.clone());
+        self.builds.update(build)?;
+
+        let slug = self
+            .slug_from_build(app, build, &built.dir, &built.procfile, output)
+            .await?;
+        build.slug = Some(slug.id.clone());
+        self.builds.update(build)?;
+
+        if let Some(command) = built
+            .procfile
+            .get(&RELEASE_PHASE.parse::<ProcessType>().expect("a valid type"))
+        {
+            self.release_phase(app, &slug, command, &config, output)
+                .await?;
+        }
+        output.push("-----> Launching...".to_string());
+        let description = match &build.version {
+            Some(version) => format!("Deploy {}", short(version)),
+            None => format!("Deploy {}", short(slug.checksum.as_deref().unwrap_or(""))),
+        };
+        self.deploy(user, app.id.as_str(), &slug.id, Some(description))
+            .await
+    }
+
+    async fn slug_from_build(
+        &self,
+        app: &App,
+        build: &Build,
+        dir: &Path,
+        procfile: &Procfile,
+        output: &BuildOutput,
+    ) -> Result<Slug> {
+        output.push("-----> Compressing...".to_string());
+        let process_types: BTreeMap<String, String> = procfile
+            .iter()
+            .map(|(kind, command)| (kind.to_string(), command.to_string()))
+            .collect();
+        let upload = self.slugs.upload_path();
+        let limit = self.config.max_slug_bytes;
+        let from = dir.to_path_buf();
+        let to = upload.clone();
+        let (checksum, size) =
+            tokio::task::spawn_blocking(move || crate::slug::pack_build(&from, &to, limit))
+                .await
+                .map_err(|e| PlatformError::Internal(e.into()))??;
+        output.push(format!("       Done: {}", crate::units::ByteSize(size)));
+        let slug = self.slugs.create(
+            &app.id,
+            process_types,
+            build.version.as_deref().map(|v| short(v).to_string()),
+        )?;
+        let slugs = self.slugs.clone();
+        let slug =
+            tokio::task::spawn_blocking(move || slugs.commit_blob(&slug, &upload, &checksum, size))
+                .await
+                .map_err(|e| PlatformError::Internal(e.into()))??;
+        self.db.flush().await?;
+        Ok(slug)
+    }
+
+    /// Runs the Procfile's `release` process once, to its end, with the
+    /// release's config vars; a non-zero exit fails the build.
+    async fn release_phase(
+        &self,
+        app: &App,
+        slug: &Slug,
+        command: &Command,
+        config: &crate::config::ConfigVars,
+        output: &Arc<BuildOutput>,
+    ) -> Result<()> {
+        output.push(format!("-----> Running release command: {command}"));
+        let Command::Component { path, args } = command else {
+            return Err(PlatformError::Invalid(format!(
+                "the release process `{command}` is not a .wasm component; native processes are not supported yet"
+            )));
+        };
+        let component = tokio::task::block_in_place(|| {
+            let dir = self.slugs.unpacked(slug)?;
+            let file = crate::slug::file_inside(&dir, path)
+                .map_err(|e| PlatformError::Invalid(format!("{e:#}")))?;
+            self.runtime
+                .load_command(&file)
+                .map_err(|e| PlatformError::Invalid(e.to_string()))
+        })?;
+        let process: crate::logplex::Process = Arc::from("release.1");
+        let mut env: Vec<(String, String)> = config
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_string()))
+            .collect();
+        env.push(("DYNO".into(), process.to_string()));
+        let mut argv = vec![path.clone()];
+        argv.extend(args.iter().cloned());
+        let log = self.logs.app(&app.id);
+        // The release's output goes to the app's log; follow it there into
+        // the build's output too.
+        let (_, mut live) = log.tail(0);
+        let forward = {
+            let output = output.clone();
+            let process = process.clone();
+            tokio::spawn(async move {
+                while let Ok(line) = live.recv().await {
+                    if line.process == process && line.source == LogSource::App {
+                        output.push(format!("       {}", line.message));
+                    }
+                }
+            })
+        };
+        let spec = CommandSpec {
+            process,
+            env: env.into(),
+            args: argv,
+            memory_limit: self.config.memory,
+            time_limit: self.config.build_time_limit,
+            log: log.clone(),
+        };
+        let result = component.run(&spec).await;
+        // Let the last lines reach the follower before it stops.
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        forward.abort();
+        match result {
+            Ok(0) => {
+                self.say(app, "Release command succeeded".to_string());
+                Ok(())
+            }
+            Ok(code) => {
+                self.say(app, format!("Release command failed (exit {code})"));
+                Err(PlatformError::Invalid(format!(
+                    "Release command `{command}` failed with exit code {code}; the current release keeps serving"
+                )))
+            }
+            Err(e) => {
+                self.say(app, format!("Release command failed: {e}"));
+                Err(PlatformError::Invalid(format!(
+                    "Release command `{command}` failed: {e}; the current release keeps serving"
+                )))
+            }
+        }
+    }
+
+    async fn build_lock(&self, app_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .build_locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(app_id.to_string())
+            .or_default()
+            .clone();
+        lock.lock_owned().await
+    }
+}
+
+fn short(version: &str) -> &str {
+    &version[..version.len().min(7)]
+}
+
+/// Unpacks a source tarball (gzipped or not); the tar crate refuses entries
+/// that would land outside `into`.
+fn unpack_source(archive: &Path, into: &Path) -> anyhow::Result<()> {
+    use std::io::{Read, Seek};
+    if into.exists() {
+        std::fs::remove_dir_all(into)?;
+    }
+    std::fs::create_dir_all(into)?;
+    let mut file = std::fs::File::open(archive)?;
+    let mut magic = [0u8; 2];
+    let gzipped = file.read(&mut magic)? == 2 && magic == [0x1f, 0x8b];
+    file.rewind()?;
+    let reader: Box<dyn Read> = if gzipped {
+        Box::new(flate2::read::GzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let mut tar = tar::Archive::new(reader);
+    tar.set_preserve_permissions(true);
+    tar.set_overwrite(true);
+    tar.unpack(into)?;
+    Ok(())
+}

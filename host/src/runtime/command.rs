@@ -1,0 +1,143 @@
+//! Command processes: a `wasi:cli/command` component run once to its end,
+//! as a release phase (and, later, a worker or a one-off dyno).
+//!
+//! Each run gets its own store: the config vars as its environment, its
+//! arguments, its stdout and stderr as log lines of its process, a memory
+//! limit and a time limit. Nothing else: no folders, no sockets.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::Store;
+use wasmtime::component::{Component, Linker};
+use wasmtime_wasi::p2::bindings::CommandPre;
+
+use super::artefact::Provenance;
+use super::http::describe_error;
+use super::state::DynoState;
+use super::{LoadError, exported_interfaces};
+use crate::logplex::{AppLog, Process};
+
+/// The interface every command process must export.
+const RUN: &str = "wasi:cli/run@0.2";
+
+/// A command component, compiled and pre-instantiated once.
+pub struct CommandComponent {
+    pre: CommandPre<DynoState>,
+    provenance: Provenance,
+}
+
+impl std::fmt::Debug for CommandComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandComponent")
+            .field("provenance", &self.provenance)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one run of a command gets.
+#[derive(Clone)]
+pub struct CommandSpec {
+    /// The process's name, `release.1`: the source of its log lines.
+    pub process: Process,
+    pub env: Arc<[(String, String)]>,
+    /// `argv`, the program name first.
+    pub args: Vec<String>,
+    pub memory_limit: u64,
+    pub time_limit: Duration,
+    pub log: AppLog,
+}
+
+/// Why a command did not finish with an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandFailure {
+    #[error("the process could not start: {0}")]
+    Instantiate(String),
+    #[error("the process ran longer than {0:?} and was stopped")]
+    Timeout(Duration),
+    #[error("the process trapped: {0}")]
+    Trap(String),
+    #[error("the process needed more than its memory limit")]
+    MemoryExceeded { limit: u64 },
+}
+
+impl CommandComponent {
+    pub(super) fn new(
+        name: &str,
+        engine: &wasmtime::Engine,
+        linker: &Linker<DynoState>,
+        component: Component,
+        provenance: Provenance,
+    ) -> Result<CommandComponent, LoadError> {
+        let exports = exported_interfaces(engine, &component);
+        if !exports.iter().any(|e| e.starts_with(RUN)) {
+            return Err(LoadError::NotCommand {
+                name: name.to_string(),
+                exports: if exports.is_empty() {
+                    "nothing".into()
+                } else {
+                    exports.join(", ")
+                },
+            });
+        }
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::UnsatisfiedImport {
+                name: name.to_string(),
+                reason: format!("{e:#}"),
+            })?;
+        let pre = CommandPre::new(pre).map_err(|e| LoadError::NotCommand {
+            name: name.to_string(),
+            exports: format!("{} ({e:#})", exports.join(", ")),
+        })?;
+        Ok(CommandComponent { pre, provenance })
+    }
+
+    pub fn provenance(&self) -> Provenance {
+        self.provenance
+    }
+
+    /// Runs the command to its end: its exit code (0 when `run` returns
+    /// success, 1 when it returns an error, or what it passed to `exit`).
+    pub async fn run(&self, spec: &CommandSpec) -> Result<i32, CommandFailure> {
+        let mut store = Store::new(
+            self.pre.engine(),
+            DynoState::with(
+                &spec.env,
+                &spec.args,
+                &spec.log,
+                &spec.process,
+                spec.memory_limit,
+            ),
+        );
+        store.limiter(|state| &mut state.limits);
+        store.epoch_deadline_async_yield_and_update(1);
+        store.set_epoch_deadline(1);
+        let limit = spec.time_limit;
+        let memory_limit = spec.memory_limit;
+        let outcome = tokio::time::timeout(limit, async {
+            let command = self.pre.instantiate_async(&mut store).await?;
+            command.wasi_cli_run().call_run(&mut store).await
+        })
+        .await;
+        let exceeded = store.data().limits.exceeded;
+        match outcome {
+            Err(_) => Err(CommandFailure::Timeout(limit)),
+            Ok(Ok(Ok(()))) => Ok(0),
+            Ok(Ok(Err(()))) => Ok(1),
+            Ok(Err(e)) => {
+                if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                    Ok(exit.0)
+                } else if exceeded {
+                    Err(CommandFailure::MemoryExceeded {
+                        limit: memory_limit,
+                    })
+                } else if e.downcast_ref::<wasmtime::Trap>().is_some() {
+                    Err(CommandFailure::Trap(describe_error(&e)))
+                } else {
+                    Err(CommandFailure::Instantiate(describe_error(&e)))
+                }
+            }
+        }
+    }
+}
