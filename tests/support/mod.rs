@@ -600,6 +600,9 @@ impl Server {
     }
 
     pub fn cli_as(&self, token: &str, args: &[&str]) -> Ran {
+        if token == ADMIN_TOKEN {
+            return self.cli_in(&self.home, args);
+        }
         let mut command = Command::new(renga());
         command
             .args(args)
@@ -618,6 +621,56 @@ impl Server {
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
+    }
+
+    /// Runs the `renga` CLI in `dir` (a git repository, for `git:remote`).
+    pub fn cli_in(&self, dir: &Path, args: &[&str]) -> Ran {
+        self.run_in(renga(), dir, args, &format!("renga {}", args.join(" ")))
+    }
+
+    /// Runs the real `git` in `dir` with this server's credentials in the
+    /// environment (what `renga git:remote`'s credential helper reads).
+    pub fn git(&self, dir: &Path, args: &[&str]) -> Ran {
+        self.run_in("git".into(), dir, args, &format!("git {}", args.join(" ")))
+    }
+
+    fn run_in(&self, program: PathBuf, dir: &Path, args: &[&str], description: &str) -> Ran {
+        let output = Command::new(program)
+            .args(args)
+            .env("RENGA_API_URL", &self.api)
+            .env("RENGA_API_KEY", ADMIN_TOKEN)
+            .env("HOME", &self.home)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_AUTHOR_NAME", "Dev")
+            .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+            .env("GIT_COMMITTER_NAME", "Dev")
+            .env("GIT_COMMITTER_EMAIL", "dev@example.com")
+            .env_remove("RENGA_APP")
+            .env_remove("XDG_CONFIG_HOME")
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running a command");
+        Ran {
+            command: description.to_string(),
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// A git repository holding a copy of `relative`, committed on `main`.
+    pub fn git_repo(&self, relative: &str, into: &Path) -> PathBuf {
+        let dir = copy_app(relative, into);
+        self.git(&dir, &["init", "-q", "-b", "main"]).ok();
+        self.commit_all(&dir, "first");
+        dir
+    }
+
+    pub fn commit_all(&self, dir: &Path, message: &str) {
+        self.git(dir, &["add", "-A"]).ok();
+        self.git(dir, &["commit", "-q", "--allow-empty", "-m", message])
+            .ok();
     }
 
     /// An HTTP request to an app, through the router.
