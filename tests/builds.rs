@@ -265,4 +265,56 @@ fn git_pushes_need_a_token_and_reach_only_your_apps() {
     );
     let builds = server.cli(&["builds", "-a", "guarded", "--json"]).ok();
     assert_eq!(builds.stdout.trim(), "[]");
+
+    // Source no buildpack recognises: the push is rejected, saying what
+    // each buildpack looks for.
+    let docs = tmp.join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(docs.join("README.md"), "just words\n").unwrap();
+    server.git(&docs, &["init", "-q", "-b", "main"]).ok();
+    server.commit_all(&docs, "docs");
+    let push = server.git(&docs, &["push", &admin, "main"]).failed();
+    let text = all(&push);
+    assert!(text.contains("no buildpack recognised this app"), "{text}");
+    assert!(text.contains("python: a requirements.txt"), "{text}");
+    assert!(text.contains("pre-receive hook declined"), "{text}");
+}
+
+/// Pushes an example app with git, with a config var set first, and checks
+/// the greeting it answers through the router.
+fn push_example(label: &str, example: &str, detected: &str) {
+    let tmp = TempDir::new(label);
+    let server = Server::start(&tmp.join("data"));
+    let app = format!("hello-{label}");
+    server.cli(&["apps:create", &app]).ok();
+    server
+        .cli(&["config:set", "GREETING=Howdy", "-a", &app])
+        .ok();
+    let repo = server.git_repo(example, tmp.path());
+    server.cli_in(&repo, &["git:remote", "-a", &app]).ok();
+    let push = server.git(&repo, &["push", "renga", "main"]).ok();
+    let text = all(&push);
+    assert!(
+        text.contains(&format!("remote: -----> {detected} app detected")),
+        "{text}"
+    );
+    assert!(text.contains("Released v3"), "{text}");
+    assert_eq!(server.app_get(&app, "/").body, "Howdy from renga\n");
+    server.cli(&["config:unset", "GREETING", "-a", &app]).ok();
+    assert_eq!(server.app_get(&app, "/").body, "hello from renga\n");
+}
+
+#[test]
+fn git_push_builds_the_python_example() {
+    push_example("python", "examples/hello-python", "Python");
+}
+
+#[test]
+fn git_push_builds_the_javascript_example() {
+    push_example("js", "examples/hello-js", "JavaScript");
+}
+
+#[test]
+fn git_push_builds_the_c_example() {
+    push_example("c", "examples/hello-c", "C");
 }

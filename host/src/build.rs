@@ -61,6 +61,9 @@ pub enum BuildError {
 fn expectation(buildpack: &str) -> &'static str {
     match buildpack {
         "rust" => "a Cargo.toml (a Rust crate building a wasi:http component)",
+        "python" => "a requirements.txt or pyproject.toml, with the handler in app.py",
+        "javascript" => "a package.json, with the handler in its `main` file (default index.js)",
+        "c" => "C sources (*.c) at the top of the app, with the handler in one of them",
         "wasm" => "a Procfile whose web: line names a .wasm component in the app",
         _ => "what its bin/detect looks for",
     }

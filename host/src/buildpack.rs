@@ -23,9 +23,13 @@ use crate::procfile::{Command as ProcessCommand, ProcessType, Procfile};
 /// renga's own buildpacks, in detection order.
 static BUILTIN: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../buildpacks");
 
+/// The WIT of renga's app worlds, written beside the buildpacks (as `wit/`)
+/// for the ones that generate bindings from it.
+static WIT: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../wit");
+
 /// The order in which renga's own buildpacks are asked to detect an app:
 /// language buildpacks first, then prebuilt components.
-pub const DETECTION_ORDER: &[&str] = &["rust", "wasm"];
+pub const DETECTION_ORDER: &[&str] = &["rust", "python", "javascript", "c", "wasm"];
 
 /// `bin/detect` and `bin/release` only look at files; they get a minute.
 const SHORT_SCRIPT_LIMIT: Duration = Duration::from_secs(60);
@@ -79,6 +83,26 @@ impl BuildEnv {
             "CARGO_HOME",
             "RUSTUP_HOME",
             "RUSTUP_TOOLCHAIN",
+            // How this machine reaches package registries (proxies, the CA
+            // certificates a proxy signs with, mirrors): buildpacks install
+            // toolchains and dependencies from crates.io, PyPI and npm.
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "NO_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "no_proxy",
+            "SSL_CERT_FILE",
+            "SSL_CERT_DIR",
+            "NODE_EXTRA_CA_CERTS",
+            "REQUESTS_CA_BUNDLE",
+            "CURL_CA_BUNDLE",
+            "CARGO_HTTP_CAINFO",
+            "PIP_CERT",
+            "PIP_INDEX_URL",
+            "PIP_EXTRA_INDEX_URL",
+            "PIP_DEFAULT_TIMEOUT",
+            "NPM_CONFIG_REGISTRY",
         ];
         let mut vars: Vec<(String, String)> = PASSED
             .iter()
@@ -365,12 +389,20 @@ pub fn builtin(cache: &Path) -> anyhow::Result<Vec<Buildpack>> {
 }
 
 fn materialize(cache: &Path) -> anyhow::Result<PathBuf> {
-    let mut files = Vec::new();
-    collect(&BUILTIN, &mut files);
-    files.sort_by_key(|f| f.path());
+    let mut files: Vec<(PathBuf, &include_dir::File<'_>)> = Vec::new();
+    let mut buildpacks = Vec::new();
+    collect(&BUILTIN, &mut buildpacks);
+    files.extend(buildpacks.into_iter().map(|f| (f.path().to_path_buf(), f)));
+    let mut wit = Vec::new();
+    collect(&WIT, &mut wit);
+    files.extend(
+        wit.into_iter()
+            .map(|f| (Path::new("wit").join(f.path()), f)),
+    );
+    files.sort_by(|a, b| a.0.cmp(&b.0));
     let mut hasher = Sha256::new();
-    for file in &files {
-        hasher.update(file.path().to_string_lossy().as_bytes());
+    for (path, file) in &files {
+        hasher.update(path.to_string_lossy().as_bytes());
         hasher.update([0]);
         hasher.update(file.contents());
         hasher.update([0]);
@@ -384,15 +416,14 @@ fn materialize(cache: &Path) -> anyhow::Result<PathBuf> {
         .join("buildpacks")
         .join(format!(".{digest}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
-    for file in &files {
-        let path = staging.join(file.path());
+    for (relative, file) in &files {
+        let path = staging.join(relative);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
         std::fs::write(&path, file.contents())
             .with_context(|| format!("writing {}", path.display()))?;
-        let executable = file
-            .path()
+        let executable = relative
             .parent()
             .is_some_and(|p| p.file_name().is_some_and(|n| n == "bin"));
         if executable {
