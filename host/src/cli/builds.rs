@@ -453,3 +453,41 @@ impl PreReceiveCommand {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_tarballs_hold_what_git_would_see() {
+        let dir = std::env::temp_dir().join(format!("renga-source-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for folder in ["src", "target/release", "node_modules/x", ".git", "logs"] {
+            std::fs::create_dir_all(dir.join(folder)).unwrap();
+        }
+        for (file, text) in [
+            ("Cargo.toml", "[package]\n"),
+            ("src/main.rs", "fn main() {}\n"),
+            (".gitignore", "logs/\n*.tmp\n"),
+            ("notes.tmp", "scratch"),
+            ("logs/today.log", "noise"),
+            (".env", "SECRET=1\n"),
+            ("target/release/app.wasm", "\0asm"),
+            ("node_modules/x/index.js", ""),
+            (".git/HEAD", "ref: refs/heads/main\n"),
+        ] {
+            std::fs::write(dir.join(file), text).unwrap();
+        }
+        let tarball = source_tarball(&dir).unwrap();
+        let mut names: Vec<String> = tar::Archive::new(flate2::read::GzDecoder::new(&tarball[..]))
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.header().entry_type().is_file())
+            .map(|e| e.path().unwrap().display().to_string())
+            .collect();
+        names.sort();
+        assert_eq!(names, [".gitignore", "Cargo.toml", "src/main.rs"]);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
