@@ -50,7 +50,7 @@ def main() -> int:
                RENGA_ADMIN_TOKEN=TOKEN, RENGA_API_URL=api, RENGA_API_KEY=TOKEN,
                GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@example.com",
                GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="bench@example.com",
-               GIT_TERMINAL_PROMPT="0", HOME=work)
+               GIT_TERMINAL_PROMPT="0")
     env.pop("RENGA_APP", None)
     server = subprocess.Popen([renga, "server", "--api", f"127.0.0.1:{api_port}",
                                "--http", f"127.0.0.1:{http_port}"], env=env,
