@@ -133,6 +133,13 @@ fn git_push_builds_rust_reuses_the_cache_and_rejects_what_fails() {
         "{}",
         logs.stdout
     );
+    // The build's own output is in the log too, as renga[build].
+    assert!(
+        logs.stdout
+            .contains("renga[build]: -----> Rust app detected"),
+        "{}",
+        logs.stdout
+    );
 
     // `renga deploy DIR` runs the same pipeline from a folder, and the build
     // is listed with its output.

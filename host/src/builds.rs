@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 
+use crate::logplex::{self, AppLog, Process};
 use crate::store::{Db, StoreError, Tree, new_id, now_ms};
 
 /// A build's output past this many bytes is cut, with a note saying so.
@@ -165,7 +166,8 @@ impl Builds {
 
     // ---- builds -----------------------------------------------------------------
 
-    /// Records a new pending build, with an empty output to follow.
+    /// Records a new pending build, with an empty output to follow; each
+    /// line also goes to the app's log as `renga[build]`.
     pub fn create(
         &self,
         app: &str,
@@ -173,6 +175,7 @@ impl Builds {
         version: Option<String>,
         user_id: &str,
         user_name: &str,
+        log: AppLog,
     ) -> Result<(Build, Arc<BuildOutput>), StoreError> {
         let now = now_ms();
         let build = Build {
@@ -191,7 +194,10 @@ impl Builds {
             updated_at: now,
         };
         self.builds.put(key(app, &build.id), &build)?;
-        let output = Arc::new(BuildOutput::default());
+        let output = Arc::new(BuildOutput {
+            log: Some(log),
+            ..BuildOutput::default()
+        });
         self.live
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -293,6 +299,8 @@ impl Builds {
 pub struct BuildOutput {
     state: Mutex<OutputState>,
     changed: tokio::sync::Notify,
+    /// The app's log, which gets each line too.
+    log: Option<AppLog>,
 }
 
 #[derive(Default)]
@@ -304,7 +312,21 @@ struct OutputState {
 }
 
 impl BuildOutput {
+    /// Adds a line, for followers and the app's log.
     pub fn push(&self, line: String) {
+        if let Some(log) = &self.log {
+            log.emit(
+                logplex::Source::Renga,
+                &Process::from("build"),
+                line.trim_end(),
+            );
+        }
+        self.push_unlogged(line);
+    }
+
+    /// Adds a line that is already in the app's log (a release phase's own
+    /// output).
+    pub fn push_unlogged(&self, line: String) {
         {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             if state.ended || state.truncated {

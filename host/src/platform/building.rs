@@ -78,9 +78,14 @@ impl Platform {
                 "the source has no content yet: PUT the tarball to its put_url first".into(),
             ));
         }
-        let (build, output) = self
-            .builds
-            .create(&app.id, &source, version, &user.id, &user.name)?;
+        let (build, output) = self.builds.create(
+            &app.id,
+            &source,
+            version,
+            &user.id,
+            &user.name,
+            self.logs.app(&app.id),
+        )?;
         self.db.flush().await?;
         let platform = self.clone();
         let user = user.clone();
@@ -344,7 +349,7 @@ impl Platform {
             tokio::spawn(async move {
                 while let Ok(line) = live.recv().await {
                     if line.process == process && line.source == LogSource::App {
-                        output.push(format!("       {}", line.message));
+                        output.push_unlogged(format!("       {}", line.message));
                     }
                 }
             })
