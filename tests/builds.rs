@@ -288,8 +288,13 @@ fn git_pushes_need_a_token_and_reach_only_your_apps() {
 }
 
 /// Pushes an example app with git, with a config var set first, and checks
-/// the greeting it answers through the router.
-fn push_example(label: &str, example: &str, detected: &str) {
+/// the greeting it answers through the router. Returns the server and the
+/// repository for more pushes.
+fn push_example(
+    label: &str,
+    example: &str,
+    detected: &str,
+) -> (Server, std::path::PathBuf, TempDir) {
     let tmp = TempDir::new(label);
     let server = Server::start(&tmp.join("data"));
     let app = format!("hello-{label}");
@@ -309,19 +314,39 @@ fn push_example(label: &str, example: &str, detected: &str) {
     assert_eq!(server.app_get(&app, "/").body, "Howdy from renga\n");
     server.cli(&["config:unset", "GREETING", "-a", &app]).ok();
     assert_eq!(server.app_get(&app, "/").body, "hello from renga\n");
+    (server, repo, tmp)
 }
 
 #[test]
 fn git_push_builds_the_python_example() {
-    push_example("python", "examples/hello-python", "Python");
+    let _ = push_example("python", "examples/hello-python", "Python");
 }
 
 #[test]
 fn git_push_builds_the_javascript_example() {
-    push_example("js", "examples/hello-js", "JavaScript");
+    let _ = push_example("js", "examples/hello-js", "JavaScript");
 }
 
 #[test]
 fn git_push_builds_the_c_example() {
-    push_example("c", "examples/hello-c", "C");
+    let (server, repo, _tmp) = push_example("c", "examples/hello-c", "C");
+    // A command in bin/ becomes a process type: here the release phase.
+    std::fs::create_dir_all(repo.join("bin")).unwrap();
+    std::fs::write(
+        repo.join("bin/release.c"),
+        "#include <stdio.h>\n#include <stdlib.h>\nint main(void) {\n  printf(\"release phase in C, greeting %s\\n\", getenv(\"GREETING\") ? getenv(\"GREETING\") : \"unset\");\n  return 0;\n}\n",
+    )
+    .unwrap();
+    server
+        .cli(&["config:set", "GREETING=Hej", "-a", "hello-c"])
+        .ok();
+    server.commit_all(&repo, "release phase");
+    let push = server.git(&repo, &["push", "renga", "main"]).ok();
+    let text = all(&push);
+    assert!(
+        text.contains("Running release command: release.wasm"),
+        "{text}"
+    );
+    assert!(text.contains("release phase in C, greeting Hej"), "{text}");
+    assert_eq!(server.app_get("hello-c", "/").body, "Hej from renga\n");
 }
