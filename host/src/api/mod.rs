@@ -6,6 +6,7 @@
 //! before anything else is read. It never changes a record itself: each route
 //! calls one platform operation.
 
+mod body;
 mod git;
 mod views;
 
@@ -16,29 +17,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use http::header::{AUTHORIZATION, HOST};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 use crate::auth::User;
 use crate::config::ConfigKey;
 use crate::platform::{Platform, PlatformError};
 
+use body::{
+    created, json_response, ok, read_json, read_json_or_default, receive_blob, stream_build_output,
+    stream_logs,
+};
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ApiBody = UnsyncBoxBody<Bytes, BoxError>;
-
-/// JSON request bodies larger than this are refused with 413.
-const MAX_JSON_BYTES: usize = 1 << 20;
 
 /// A refusal: status, Heroku error id, message.
 #[derive(Debug)]
@@ -570,159 +569,6 @@ fn web_command(platform: &Platform, user: &User, app: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Streams an upload to `path` while hashing it, refusing it past `limit`.
-async fn receive_blob(
-    mut body: Incoming,
-    path: std::path::PathBuf,
-    limit: u64,
-    what: &str,
-) -> Result<(std::path::PathBuf, String, u64), ApiError> {
-    let mut file = tokio::fs::File::create(&path)
-        .await
-        .map_err(|e| PlatformError::Internal(e.into()))?;
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    let result: Result<(), ApiError> = async {
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| {
-                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
-            })?;
-            if let Some(data) = frame.data_ref() {
-                size += data.len() as u64;
-                if size > limit {
-                    return Err(ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload_too_large",
-                        format!(
-                            "The {what} is larger than the {} limit",
-                            crate::units::ByteSize(limit)
-                        ),
-                    ));
-                }
-                hasher.update(data);
-                file.write_all(data)
-                    .await
-                    .map_err(|e| PlatformError::Internal(e.into()))?;
-            }
-        }
-        file.flush()
-            .await
-            .map_err(|e| PlatformError::Internal(e.into()))?;
-        Ok(())
-    }
-    .await;
-    if let Err(e) = result {
-        let _ = tokio::fs::remove_file(&path).await;
-        return Err(e);
-    }
-    Ok((path, hex::encode(hasher.finalize()), size))
-}
-
-fn stream_logs(platform: &Platform, user: &User, id: &str) -> ApiResult {
-    let (session, log) = platform.open_log_session(user, id)?;
-    let (lines, mut live) = log.tail(session.lines);
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
-    tokio::spawn(async move {
-        for line in lines {
-            if tx.send(Bytes::from(format!("{line}\n"))).await.is_err() {
-                return;
-            }
-        }
-        if !session.tail {
-            return;
-        }
-        loop {
-            let text = match live.recv().await {
-                Ok(line) => format!("{line}\n"),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    format!("(renga: {n} log lines dropped: this tail fell behind)\n")
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            };
-            if tx.send(Bytes::from(text)).await.is_err() {
-                return;
-            }
-        }
-    });
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|chunk| (Ok::<_, BoxError>(Frame::data(chunk)), rx))
-    });
-    let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    Ok(response)
-}
-
-/// A build's output as plain text, following it until the build ends.
-fn stream_build_output(output: std::sync::Arc<crate::builds::BuildOutput>) -> Response<ApiBody> {
-    let stream = futures::stream::unfold((output, 0usize), |(output, read)| async move {
-        let lines = output.next(read).await?;
-        let read = read + lines.len();
-        let mut text = lines.join("\n");
-        text.push('\n');
-        Some((
-            Ok::<_, BoxError>(Frame::data(Bytes::from(text))),
-            (output, read),
-        ))
-    });
-    let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
-
-async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
-    match Limited::new(body, MAX_JSON_BYTES).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!(
-                "Request bodies are limited to {}",
-                crate::units::ByteSize(MAX_JSON_BYTES as u64)
-            ),
-        )),
-        Err(e) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            e.to_string(),
-        )),
-    }
-}
-
-async fn read_json<T: DeserializeOwned>(body: Incoming) -> Result<T, ApiError> {
-    let bytes = read_body(body).await?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("Invalid JSON body: {e}"),
-        )
-    })
-}
-
-async fn read_json_or_default<T: DeserializeOwned + Default>(
-    body: Incoming,
-) -> Result<T, ApiError> {
-    let bytes = read_body(body).await?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("Invalid JSON body: {e}"),
-        )
-    })
-}
-
 fn api_base(request: &Request<Incoming>) -> String {
     let host = request
         .headers()
@@ -730,27 +576,4 @@ fn api_base(request: &Request<Incoming>) -> String {
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
     format!("http://{host}")
-}
-
-fn ok(value: Value) -> ApiResult {
-    Ok(json_response(StatusCode::OK, &value))
-}
-
-fn created(value: Value) -> ApiResult {
-    Ok(json_response(StatusCode::CREATED, &value))
-}
-
-fn json_response(status: StatusCode, value: &Value) -> Response<ApiBody> {
-    let body = serde_json::to_vec_pretty(value).unwrap_or_default();
-    let mut response = Response::new(
-        Full::new(Bytes::from(body))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    response
 }

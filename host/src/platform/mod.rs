@@ -10,19 +10,24 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
 mod building;
+mod dynos;
+mod releases;
+
+pub use dynos::{LogSession, Running, RunningDyno};
+pub use releases::KEPT_RELEASES;
 
 use crate::app::{App, AppName, Apps};
 use crate::auth::{Auth, User};
 use crate::builds::Builds;
 use crate::config::{ConfigKey, ConfigVars};
 use crate::dyno::WebDyno;
-use crate::formation::{Formation, Formations, MAX_QUANTITY};
-use crate::logplex::{AppLog, Logplex, Process, Source};
+use crate::formation::Formations;
+use crate::logplex::{Logplex, Process, Source};
 use crate::procfile::{Command, ProcessType, Procfile};
 use crate::release::{Ledger, NewRelease, Release};
 use crate::router::{AppRoute, RouteTable, WebState};
@@ -75,39 +80,6 @@ impl From<SlugError> for PlatformError {
 }
 
 type Result<T, E = PlatformError> = std::result::Result<T, E>;
-
-/// What is running for an app right now.
-#[derive(Clone, Debug)]
-pub struct Running {
-    pub release: Release,
-    pub dynos: Vec<RunningDyno>,
-}
-
-#[derive(Clone, Debug)]
-pub struct RunningDyno {
-    pub name: String,
-    pub kind: String,
-    pub command: String,
-    pub size: String,
-    pub started_at: u64,
-}
-
-/// A live log session: who may read it, and what.
-#[derive(Clone, Debug)]
-pub struct LogSession {
-    pub app_id: String,
-    pub user_id: String,
-    pub lines: usize,
-    pub tail: bool,
-    pub created: Instant,
-}
-
-/// An app can roll back to any of this many newest releases; older ones'
-/// slugs are cleaned up.
-pub const KEPT_RELEASES: usize = 20;
-
-/// Log sessions must be opened soon after they are created.
-const LOG_SESSION_TTL: Duration = Duration::from_secs(300);
 
 pub struct Platform {
     db: Db,
@@ -362,324 +334,7 @@ impl Platform {
         Ok(config)
     }
 
-    // ---- slugs and releases --------------------------------------------------
-
-    pub fn create_slug(
-        &self,
-        user: &User,
-        name_or_id: &str,
-        process_types: BTreeMap<String, String>,
-        commit: Option<String>,
-    ) -> Result<Slug> {
-        let app = self.app(user, name_or_id)?;
-        for kind in process_types.keys() {
-            kind.parse::<ProcessType>()
-                .map_err(|e| PlatformError::Invalid(e.to_string()))?;
-        }
-        Ok(self.slugs.create(&app.id, process_types, commit)?)
-    }
-
-    pub fn slug(&self, user: &User, name_or_id: &str, slug_id: &str) -> Result<Slug> {
-        let app = self.app(user, name_or_id)?;
-        self.slugs
-            .find(&app.id, slug_id)?
-            .ok_or_else(|| PlatformError::NotFound(format!("Couldn't find that slug: {slug_id}")))
-    }
-
-    pub fn slug_upload_path(&self) -> PathBuf {
-        self.slugs.upload_path()
-    }
-
-    /// Files an uploaded archive (already streamed to `upload`) as the slug's blob.
-    pub async fn commit_slug_blob(
-        &self,
-        user: &User,
-        name_or_id: &str,
-        slug_id: &str,
-        upload: PathBuf,
-        checksum: String,
-        size: u64,
-    ) -> Result<Slug> {
-        let slug = self.slug(user, name_or_id, slug_id)?;
-        let slugs = self.slugs.clone();
-        let slug =
-            tokio::task::spawn_blocking(move || slugs.commit_blob(&slug, &upload, &checksum, size))
-                .await
-                .map_err(|e| PlatformError::Internal(e.into()))??;
-        self.db.flush().await?;
-        Ok(slug)
-    }
-
-    /// Releases a slug with the app's current config: the component is
-    /// compiled and checked first, so a bad one makes no release.
-    pub async fn deploy(
-        &self,
-        user: &User,
-        name_or_id: &str,
-        slug_id: &str,
-        description: Option<String>,
-    ) -> Result<Release> {
-        let app = self.app(user, name_or_id)?;
-        let _lock = self.lock(&app.id).await;
-        let slug = self.slugs.find(&app.id, slug_id)?.ok_or_else(|| {
-            PlatformError::NotFound(format!("Couldn't find that slug: {slug_id}"))
-        })?;
-        let Some(checksum) = slug.checksum.clone() else {
-            return Err(PlatformError::Invalid(SlugError::NoBlob.to_string()));
-        };
-        let current = self.current_release(&app)?;
-        let description = description.unwrap_or_else(|| {
-            format!(
-                "Deploy {}",
-                slug.commit
-                    .clone()
-                    .unwrap_or_else(|| checksum[..7].to_string())
-            )
-        });
-        let first_web = self.formations.get(&app.id, &ProcessType::web())?.is_none()
-            && procfile_of(&slug)?.web().is_some();
-        if first_web {
-            // Heroku's first deploy of a web process scales it to one dyno.
-            self.formations.set(&app.id, &ProcessType::web(), 1)?;
-        }
-        let released = self
-            .release(
-                &app,
-                user,
-                Some(slug.id.clone()),
-                current.config,
-                description,
-            )
-            .await;
-        if released.is_err() && first_web {
-            self.formations.remove(&app.id, &ProcessType::web())?;
-        }
-        released
-    }
-
-    /// A new release copying an older one's slug and config.
-    pub async fn rollback(&self, user: &User, name_or_id: &str, target: &str) -> Result<Release> {
-        let app = self.app(user, name_or_id)?;
-        let _lock = self.lock(&app.id).await;
-        let target = self
-            .ledger
-            .find(&app.id, target)?
-            .ok_or_else(|| PlatformError::NotFound(format!("Couldn't find release {target}")))?;
-        if let Some(slug) = &target.slug {
-            if self.slugs.find(&app.id, slug)?.is_none() {
-                return Err(PlatformError::Invalid(format!(
-                    "{}'s slug was cleaned up: an app can roll back to its {KEPT_RELEASES} newest releases",
-                    target.version()
-                )));
-            }
-        }
-        self.release(
-            &app,
-            user,
-            target.slug.clone(),
-            target.config.clone(),
-            format!("Rollback to {}", target.version()),
-        )
-        .await
-    }
-
-    pub fn releases(&self, user: &User, name_or_id: &str) -> Result<Vec<Release>> {
-        let app = self.app(user, name_or_id)?;
-        Ok(self.ledger.list(&app.id)?)
-    }
-
-    pub fn find_release(
-        &self,
-        user: &User,
-        name_or_id: &str,
-        version_or_id: &str,
-    ) -> Result<Release> {
-        let app = self.app(user, name_or_id)?;
-        self.ledger.find(&app.id, version_or_id)?.ok_or_else(|| {
-            PlatformError::NotFound(format!("Couldn't find release {version_or_id}"))
-        })
-    }
-
-    pub fn current_release(&self, app: &App) -> Result<Release> {
-        self.ledger.current(&app.id)?.ok_or_else(|| {
-            PlatformError::Internal(anyhow::anyhow!("app {} has no release", app.name))
-        })
-    }
-
-    // ---- formation and dynos ---------------------------------------------------
-
-    pub fn formation(&self, user: &User, name_or_id: &str) -> Result<Vec<Formation>> {
-        let app = self.app(user, name_or_id)?;
-        Ok(self.formations.list(&app.id)?)
-    }
-
-    pub async fn scale(
-        &self,
-        user: &User,
-        name_or_id: &str,
-        kind: &str,
-        quantity: u32,
-    ) -> Result<Formation> {
-        let app = self.app(user, name_or_id)?;
-        let _lock = self.lock(&app.id).await;
-        let kind: ProcessType =
-            kind.parse()
-                .map_err(|e: crate::procfile::InvalidProcessType| {
-                    PlatformError::Invalid(e.to_string())
-                })?;
-        if quantity > MAX_QUANTITY {
-            return Err(PlatformError::Invalid(format!(
-                "Quantity {quantity} is more than the {MAX_QUANTITY} dynos a process type may have"
-            )));
-        }
-        let release = self.current_release(&app)?;
-        let declared = match &release.slug {
-            Some(slug_id) => match self.slugs.find(&app.id, slug_id)? {
-                Some(slug) => procfile_of(&slug)?.get(&kind).is_some(),
-                None => false,
-            },
-            None => false,
-        };
-        if !declared {
-            return Err(PlatformError::NotFound(format!(
-                "Couldn't find that process type ({kind}): the current release does not declare it"
-            )));
-        }
-        if !kind.is_web() {
-            return Err(PlatformError::Invalid(format!(
-                "Only web dynos run on this renga for now; {kind} processes arrive with worker dynos"
-            )));
-        }
-        let formation = self.formations.set(&app.id, &kind, quantity)?;
-        self.db.flush().await?;
-        self.activate(&app, &release).await?;
-        self.say(
-            &app,
-            format!(
-                "Scaled to {kind}@{quantity}:{} by {}",
-                formation.size, user.name
-            ),
-        );
-        Ok(formation)
-    }
-
-    pub fn dynos(&self, user: &User, name_or_id: &str) -> Result<Running> {
-        let app = self.app(user, name_or_id)?;
-        let running = self
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&app.id)
-            .cloned();
-        match running {
-            Some(running) => Ok(running),
-            None => Ok(Running {
-                release: self.current_release(&app)?,
-                dynos: Vec::new(),
-            }),
-        }
-    }
-
-    /// Restarts every dyno, or those of one type, or one dyno.
-    pub async fn restart(&self, user: &User, name_or_id: &str, which: Option<&str>) -> Result<()> {
-        let app = self.app(user, name_or_id)?;
-        let _lock = self.lock(&app.id).await;
-        let running = self.dynos(user, name_or_id)?;
-        if let Some(which) = which {
-            let known = running
-                .dynos
-                .iter()
-                .any(|d| d.name == which || d.kind == which);
-            if !known {
-                return Err(PlatformError::NotFound(format!(
-                    "Couldn't find that dyno or process type: {which}"
-                )));
-            }
-        }
-        let release = self.current_release(&app)?;
-        self.activate(&app, &release).await?;
-        self.say(
-            &app,
-            format!("Restart {} by {}", which.unwrap_or("all dynos"), user.name),
-        );
-        Ok(())
-    }
-
-    // ---- logs --------------------------------------------------------------
-
-    pub fn create_log_session(
-        &self,
-        user: &User,
-        name_or_id: &str,
-        lines: usize,
-        tail: bool,
-    ) -> Result<String> {
-        let app = self.app(user, name_or_id)?;
-        let id = crate::auth::new_token();
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        sessions.retain(|_, s| s.created.elapsed() < LOG_SESSION_TTL);
-        sessions.insert(
-            id.clone(),
-            LogSession {
-                app_id: app.id,
-                user_id: user.id.clone(),
-                lines: lines.min(crate::logplex::DEFAULT_BUFFER_LINES),
-                tail,
-                created: Instant::now(),
-            },
-        );
-        Ok(id)
-    }
-
-    /// Opens a log session (once): the app's log, if the session is the user's.
-    pub fn open_log_session(&self, user: &User, id: &str) -> Result<(LogSession, AppLog)> {
-        let session = self
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
-        match session {
-            Some(session)
-                if session.user_id == user.id && session.created.elapsed() < LOG_SESSION_TTL =>
-            {
-                let log = self.logs.app(&session.app_id);
-                Ok((session, log))
-            }
-            _ => Err(PlatformError::NotFound(
-                "Couldn't find that log session".into(),
-            )),
-        }
-    }
-
     // ---- internals ------------------------------------------------------------
-
-    /// The cleanup rule for slugs: an app keeps the slugs its
-    /// [`KEPT_RELEASES`] newest releases use; older slugs are forgotten an
-    /// hour after they were made, and a slug file is deleted once no app's
-    /// slug names it.
-    fn prune_slugs(&self, app: &App) -> Result<()> {
-        let releases = self.ledger.list(&app.id)?;
-        let keep: std::collections::HashSet<String> = releases
-            .iter()
-            .rev()
-            .take(KEPT_RELEASES)
-            .filter_map(|r| r.slug.clone())
-            .collect();
-        let before = crate::store::now_ms().saturating_sub(60 * 60 * 1000);
-        if self.slugs.prune(&app.id, &keep, before)? > 0 {
-            self.collect_slug_files();
-        }
-        Ok(())
-    }
-
-    fn collect_slug_files(&self) {
-        let slugs = self.slugs.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = slugs.collect_garbage() {
-                tracing::warn!(error = %format!("{e:#}"), "could not delete unused slug files");
-            }
-        });
-    }
 
     /// Appends a release, makes it durable, and switches the app to it. The
     /// dynos are built before the release is written, so a component that
@@ -876,7 +531,7 @@ fn api_process() -> Process {
 }
 
 /// A slug's process types as a Procfile.
-fn procfile_of(slug: &Slug) -> Result<Procfile> {
+pub(super) fn procfile_of(slug: &Slug) -> Result<Procfile> {
     let mut map = BTreeMap::new();
     for (kind, command) in &slug.process_types {
         let kind: ProcessType =

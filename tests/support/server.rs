@@ -1,0 +1,298 @@
+//! `renga server` for tests: a real server on ephemeral ports, the real CLI
+//! and `git` run against it, and components built by the real Rust buildpack.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use super::{Output, Reply, copy_app, copy_tree, renga, repo, request, shared_cache, signal};
+
+/// The admin token every test server starts with.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// A component built from `relative` (a crate in the repository) by the real
+/// Rust buildpack, once per test run.
+pub fn built_component(relative: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<std::collections::HashMap<String, PathBuf>>> = OnceLock::new();
+    let built = BUILT.get_or_init(Default::default);
+    let mut built = built.lock().unwrap();
+    if let Some(path) = built.get(relative) {
+        return path.clone();
+    }
+    let name = Path::new(relative)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let root = shared_cache().join("test-builds").join(&name);
+    let build = root.join("build");
+    let _ = std::fs::remove_dir_all(&build);
+    copy_tree(&repo().join(relative), &build);
+    let env_dir = root.join("env");
+    std::fs::create_dir_all(&env_dir).unwrap();
+    let mut command = Command::new(repo().join("buildpacks/rust/bin/compile"));
+    command
+        .arg(&build)
+        .arg(root.join("cache"))
+        .arg(&env_dir)
+        .env_clear()
+        .env("RENGA_TOOLS", shared_cache().join("tools"))
+        .env("CARGO_TERM_COLOR", "never");
+    for key in [
+        "PATH",
+        "HOME",
+        "CARGO_HOME",
+        "RUSTUP_HOME",
+        "RUSTUP_TOOLCHAIN",
+    ] {
+        if let Ok(value) = std::env::var(key) {
+            command.env(key, value);
+        }
+    }
+    let output = command.output().expect("running the Rust buildpack");
+    assert!(
+        output.status.success(),
+        "the Rust buildpack failed on {relative}:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let wasm = build.join(format!("{name}.wasm"));
+    assert!(
+        wasm.is_file(),
+        "the buildpack did not produce {}",
+        wasm.display()
+    );
+    built.insert(relative.to_string(), wasm.clone());
+    wasm
+}
+
+/// A running `renga server` on ephemeral ports.
+pub struct Server {
+    child: Option<Child>,
+    pub output: Output,
+    pub api: String,
+    pub http_port: u16,
+    pub data: PathBuf,
+    home: PathBuf,
+}
+
+/// What a CLI command did.
+#[derive(Debug)]
+pub struct Ran {
+    pub command: String,
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    /// Panics, showing everything, unless the command succeeded.
+    pub fn ok(self) -> Ran {
+        assert!(self.status.success(), "{self}");
+        self
+    }
+
+    /// Panics, showing everything, unless the command failed.
+    pub fn failed(self) -> Ran {
+        assert!(!self.status.success(), "expected a failure:\n{self}");
+        self
+    }
+}
+
+impl std::fmt::Display for Ran {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "command: {}\nstatus: {}\nstdout:\n{}\nstderr:\n{}",
+            self.command, self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Server {
+    /// Starts `renga server` on `data` (which may hold an earlier server's state).
+    pub fn start(data: &Path) -> Server {
+        let home = data.join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let mut command = Command::new(renga());
+        command
+            .args(["server", "--api", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .env("RENGA_DATA", data)
+            .env("RENGA_CACHE", shared_cache())
+            .env("RENGA_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("RENGA_LOG", "warn,renga=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let description = format!("{command:?}");
+        let mut child = command.spawn().expect("spawning renga server");
+        let output = Output::default();
+        output.capture(child.stdout.take().unwrap(), "");
+        output.capture(child.stderr.take().unwrap(), "[stderr] ");
+        let api = output.wait_for(Duration::from_secs(120), |l| {
+            l.contains("API listening on http://")
+        });
+        let apps = output.wait_for(Duration::from_secs(10), |l| {
+            l.contains("Apps served at http://")
+        });
+        let (Some(api), Some(apps)) = (api, apps) else {
+            let _ = child.kill();
+            panic!(
+                "renga server did not start.\ncommand: {description}\noutput:\n{}",
+                output.text()
+            );
+        };
+        let api = api
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap()
+            .to_string();
+        let http_port = apps
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .and_then(|url| url.rsplit(':').next())
+            .and_then(|port| port.parse().ok())
+            .unwrap();
+        Server {
+            child: Some(child),
+            output,
+            api,
+            http_port,
+            data: data.to_path_buf(),
+            home,
+        }
+    }
+
+    /// Runs the `renga` CLI against this server as the admin.
+    pub fn cli(&self, args: &[&str]) -> Ran {
+        self.cli_as(ADMIN_TOKEN, args)
+    }
+
+    pub fn cli_as(&self, token: &str, args: &[&str]) -> Ran {
+        if token == ADMIN_TOKEN {
+            return self.cli_in(&self.home, args);
+        }
+        let mut command = Command::new(renga());
+        command
+            .args(args)
+            .env("RENGA_API_URL", &self.api)
+            .env("RENGA_API_KEY", token)
+            .env("HOME", &self.home)
+            .env_remove("RENGA_APP")
+            .env_remove("XDG_CONFIG_HOME")
+            .current_dir(&self.home)
+            .stdin(Stdio::null());
+        let description = format!("renga {}", args.join(" "));
+        let output = command.output().expect("running renga");
+        Ran {
+            command: description,
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Runs the `renga` CLI in `dir` (a git repository, for `git:remote`).
+    pub fn cli_in(&self, dir: &Path, args: &[&str]) -> Ran {
+        self.run_in(renga(), dir, args, &format!("renga {}", args.join(" ")))
+    }
+
+    /// Runs the real `git` in `dir` with this server's credentials in the
+    /// environment (what `renga git:remote`'s credential helper reads).
+    pub fn git(&self, dir: &Path, args: &[&str]) -> Ran {
+        self.run_in("git".into(), dir, args, &format!("git {}", args.join(" ")))
+    }
+
+    fn run_in(&self, program: PathBuf, dir: &Path, args: &[&str], description: &str) -> Ran {
+        let output = Command::new(program)
+            .args(args)
+            .env("RENGA_API_URL", &self.api)
+            .env("RENGA_API_KEY", ADMIN_TOKEN)
+            .env("HOME", &self.home)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_AUTHOR_NAME", "Dev")
+            .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+            .env("GIT_COMMITTER_NAME", "Dev")
+            .env("GIT_COMMITTER_EMAIL", "dev@example.com")
+            .env_remove("RENGA_APP")
+            .env_remove("XDG_CONFIG_HOME")
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running a command");
+        Ran {
+            command: description.to_string(),
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// A git repository holding a copy of `relative`, committed on `main`.
+    pub fn git_repo(&self, relative: &str, into: &Path) -> PathBuf {
+        let dir = copy_app(relative, into);
+        self.git(&dir, &["init", "-q", "-b", "main"]).ok();
+        self.commit_all(&dir, "first");
+        dir
+    }
+
+    pub fn commit_all(&self, dir: &Path, message: &str) {
+        self.git(dir, &["add", "-A"]).ok();
+        self.git(dir, &["commit", "-q", "--allow-empty", "-m", message])
+            .ok();
+    }
+
+    /// An HTTP request to an app, through the router.
+    pub fn app_get(&self, app: &str, path: &str) -> Reply {
+        request(
+            "GET",
+            &format!("http://127.0.0.1:{}{path}", self.http_port),
+            &[("Host", &format!("{app}.localhost"))],
+            None,
+        )
+    }
+
+    /// A raw API request with an optional token.
+    pub fn api_request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Reply {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("Accept", "application/vnd.heroku+json; version=3")];
+        if let Some(auth) = &auth {
+            headers.push(("Authorization", auth.as_str()));
+        }
+        if body.is_some() {
+            headers.push(("Content-Type", "application/json"));
+        }
+        request(method, &format!("{}{path}", self.api), &headers, body)
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        signal(&child, libc::SIGTERM);
+        child.wait().unwrap()
+    }
+
+    /// SIGKILL: no chance to flush or clean up.
+    pub fn kill9(mut self) {
+        let mut child = self.child.take().unwrap();
+        signal(&child, libc::SIGKILL);
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
