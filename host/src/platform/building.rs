@@ -343,30 +343,32 @@ impl Platform {
         // The release's output goes to the app's log; follow it there into
         // the build's output too.
         let (_, mut live) = log.tail(0);
-        let forward = {
-            let output = output.clone();
-            let process = process.clone();
-            tokio::spawn(async move {
-                while let Ok(line) = live.recv().await {
-                    if line.process == process && line.source == LogSource::App {
-                        output.push_unlogged(format!("       {}", line.message));
-                    }
-                }
-            })
+        let forward = |line: &crate::logplex::LogLine| {
+            if line.process == process && line.source == LogSource::App {
+                output.push_unlogged(format!("       {}", line.message));
+            }
         };
         let spec = CommandSpec {
-            process,
+            process: process.clone(),
             env: env.into(),
             args: argv,
             memory_limit: self.config.memory,
             time_limit: self.config.build_time_limit,
             log: log.clone(),
         };
-        let result = component.run(&spec).await;
-        // Let the last lines reach the follower before it stops.
-        tokio::task::yield_now().await;
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        forward.abort();
+        let run = component.run(&spec);
+        tokio::pin!(run);
+        let result = loop {
+            tokio::select! {
+                result = &mut run => break result,
+                Ok(line) = live.recv() => forward(&line),
+            }
+        };
+        // Every line was emitted before the run returned (the guest's last
+        // partial line when its store was dropped): take what is queued.
+        while let Ok(line) = live.try_recv() {
+            forward(&line);
+        }
         match result {
             Ok(0) => {
                 self.say(app, "Release command succeeded".to_string());
