@@ -85,6 +85,10 @@ pub struct App {
     /// own, by detection.
     #[serde(default)]
     pub buildpacks: Vec<String>,
+    /// Seconds without a request after which the app's web dynos are
+    /// unloaded (0: never); `None` follows the server's setting.
+    #[serde(default)]
+    pub idle_after: Option<u64>,
     pub created_at: u64,
     pub updated_at: u64,
 }
@@ -118,6 +122,7 @@ impl Apps {
             owner: owner.to_string(),
             maintenance: false,
             buildpacks: Vec::new(),
+            idle_after: None,
             created_at: now,
             updated_at: now,
         };
@@ -159,6 +164,14 @@ impl Apps {
     pub fn set_buildpacks(&self, app: &App, buildpacks: Vec<String>) -> Result<App, StoreError> {
         let mut app = app.clone();
         app.buildpacks = buildpacks;
+        app.updated_at = now_ms();
+        self.by_name.put(app.name.as_str(), &app)?;
+        Ok(app)
+    }
+
+    pub fn set_idle_after(&self, app: &App, seconds: Option<u64>) -> Result<App, StoreError> {
+        let mut app = app.clone();
+        app.idle_after = seconds;
         app.updated_at = now_ms();
         self.by_name.put(app.name.as_str(), &app)?;
         Ok(app)

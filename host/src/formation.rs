@@ -4,10 +4,22 @@
 //! platform reconciles the running dynos with these numbers.
 
 use crate::procfile::ProcessType;
+use crate::size::Size;
 use crate::store::{Db, StoreError, Tree, new_id, now_ms};
 
 /// The most dynos of one type an app may ask for.
 pub const MAX_QUANTITY: u32 = 100;
+
+/// The most requests one instance may serve when reuse is on.
+pub const MAX_REUSE: u32 = 100_000;
+
+/// A change to one process type's formation; what is `None` stays.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Change {
+    pub quantity: Option<u32>,
+    pub size: Option<Size>,
+    pub reuse: Option<u32>,
+}
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Formation {
@@ -17,7 +29,11 @@ pub struct Formation {
     #[serde(rename = "type")]
     pub kind: String,
     pub quantity: u32,
-    pub size: String,
+    pub size: Size,
+    /// Requests one instance may serve before it is replaced; 0 (the
+    /// default) gives every request a fresh instance.
+    #[serde(default)]
+    pub reuse: u32,
     pub created_at: u64,
     pub updated_at: u64,
 }
@@ -46,29 +62,35 @@ impl Formations {
         self.tree.get(key(app, kind.as_str()))
     }
 
+    /// Applies a change; a type without a record starts at 0 dynos of the
+    /// default size, serving each request in a fresh instance.
     pub fn set(
         &self,
         app: &str,
         kind: &ProcessType,
-        quantity: u32,
+        change: Change,
     ) -> Result<Formation, StoreError> {
         let now = now_ms();
-        let formation = match self.get(app, kind)? {
-            Some(mut existing) => {
-                existing.quantity = quantity;
-                existing.updated_at = now;
-                existing
-            }
-            None => Formation {
-                id: new_id(),
-                app: app.to_string(),
-                kind: kind.to_string(),
-                quantity,
-                size: "standard-1x".to_string(),
-                created_at: now,
-                updated_at: now,
-            },
-        };
+        let mut formation = self.get(app, kind)?.unwrap_or_else(|| Formation {
+            id: new_id(),
+            app: app.to_string(),
+            kind: kind.to_string(),
+            quantity: 0,
+            size: Size::default(),
+            reuse: 0,
+            created_at: now,
+            updated_at: now,
+        });
+        if let Some(quantity) = change.quantity {
+            formation.quantity = quantity;
+        }
+        if let Some(size) = change.size {
+            formation.size = size;
+        }
+        if let Some(reuse) = change.reuse {
+            formation.reuse = reuse;
+        }
+        formation.updated_at = now;
         self.tree.put(key(app, kind.as_str()), &formation)?;
         Ok(formation)
     }

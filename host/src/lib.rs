@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod app;
+pub mod attach;
 pub mod auth;
 pub mod build;
 pub mod buildpack;
@@ -20,6 +21,7 @@ pub mod procfile;
 pub mod release;
 pub mod router;
 pub mod runtime;
+pub mod size;
 pub mod slug;
 pub mod store;
 pub mod units;

@@ -43,10 +43,12 @@ impl FromStr for HumanDuration {
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if ms % 1000 == 0 {
-            write!(f, "{}s", ms / 1000)
-        } else {
-            write!(f, "{ms}ms")
+        match ms {
+            0 => f.write_str("0s"),
+            ms if ms % 3_600_000 == 0 => write!(f, "{}h", ms / 3_600_000),
+            ms if ms % 60_000 == 0 => write!(f, "{}m", ms / 60_000),
+            ms if ms % 1000 == 0 => write!(f, "{}s", ms / 1000),
+            ms => write!(f, "{ms}ms"),
         }
     }
 }
@@ -132,6 +134,12 @@ mod tests {
         assert_eq!("100".parse(), Ok(ByteSize(100)));
         assert!("12 parsecs".parse::<ByteSize>().is_err());
         assert_eq!(ByteSize::mib(64).to_string(), "64 MiB");
+        assert_eq!(HumanDuration(Duration::from_secs(1800)).to_string(), "30m");
+        assert_eq!(HumanDuration(Duration::from_secs(90)).to_string(), "90s");
+        assert_eq!(
+            HumanDuration(Duration::from_millis(250)).to_string(),
+            "250ms"
+        );
         assert_eq!(ByteSize(236_979).to_string(), "231.4 KiB");
         assert_eq!(ByteSize(12).to_string(), "12 bytes");
     }

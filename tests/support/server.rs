@@ -114,11 +114,17 @@ impl std::fmt::Display for Ran {
 impl Server {
     /// Starts `renga server` on `data` (which may hold an earlier server's state).
     pub fn start(data: &Path) -> Server {
+        Server::start_with(data, &[])
+    }
+
+    /// The same, with more `renga server` flags.
+    pub fn start_with(data: &Path, extra: &[&str]) -> Server {
         let home = data.join("home");
         std::fs::create_dir_all(&home).unwrap();
         let mut command = Command::new(renga());
         command
             .args(["server", "--api", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args(extra)
             .env("RENGA_DATA", data)
             .env("RENGA_CACHE", shared_cache())
             .env("RENGA_ADMIN_TOKEN", ADMIN_TOKEN)
@@ -203,6 +209,37 @@ impl Server {
     /// environment (what `renga git:remote`'s credential helper reads).
     pub fn git(&self, dir: &Path, args: &[&str]) -> Ran {
         self.run_in("git".into(), dir, args, &format!("git {}", args.join(" ")))
+    }
+
+    /// Runs the `renga` CLI with `input` as its stdin.
+    pub fn cli_with_stdin(&self, args: &[&str], input: &[u8]) -> Ran {
+        use std::io::Write as _;
+        let mut child = Command::new(renga())
+            .args(args)
+            .env("RENGA_API_URL", &self.api)
+            .env("RENGA_API_KEY", ADMIN_TOKEN)
+            .env("HOME", &self.home)
+            .env_remove("RENGA_APP")
+            .env_remove("XDG_CONFIG_HOME")
+            .current_dir(&self.home)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running renga");
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        let feeder = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let output = child.wait_with_output().expect("waiting for renga");
+        let _ = feeder.join();
+        Ran {
+            command: format!("renga {}", args.join(" ")),
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
     }
 
     fn run_in(&self, program: PathBuf, dir: &Path, args: &[&str], description: &str) -> Ran {

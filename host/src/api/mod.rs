@@ -8,6 +8,7 @@
 
 mod body;
 mod git;
+mod run;
 mod views;
 
 use std::collections::BTreeMap;
@@ -122,7 +123,7 @@ pub async fn serve(
                     let platform = platform.clone();
                     async move { Ok::<_, Infallible>(handle(platform, request).await) }
                 });
-                let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
+                let connection = graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned());
                 tokio::spawn(async move {
                     let _ = connection.await;
                 });
@@ -190,6 +191,9 @@ async fn route(platform: &Arc<Platform>, request: Request<Incoming>) -> ApiResul
         .filter(|s| !s.is_empty())
         .collect();
     let query = request.uri().query().unwrap_or("").to_string();
+    if let (&Method::POST, ["apps", app, "dynos"]) = (&method, segments.as_slice()) {
+        return run::create(platform, &user, app, request).await;
+    }
     let body = request.into_body();
 
     match (&method, segments.as_slice()) {
@@ -223,11 +227,26 @@ async fn route(platform: &Arc<Platform>, request: Request<Incoming>) -> ApiResul
             #[derive(serde::Deserialize)]
             struct Update {
                 maintenance: Option<bool>,
+                /// Seconds without a request before the web dynos are
+                /// unloaded: 0 never, `"default"` the server's setting.
+                idle_after: Option<Value>,
             }
             let update: Update = read_json(body).await?;
             let mut found = platform.app(&user, app)?;
             if let Some(on) = update.maintenance {
                 found = platform.set_maintenance(&user, app, on).await?;
+            }
+            if let Some(idle) = update.idle_after {
+                let seconds = match &idle {
+                    Value::String(s) if s == "default" => None,
+                    Value::Number(n) if n.as_u64().is_some() => n.as_u64(),
+                    _ => {
+                        return Err(ApiError::invalid(
+                            "idle_after is a number of seconds (0: never) or \"default\"",
+                        ));
+                    }
+                };
+                found = platform.set_idle_after(&user, app, seconds).await?;
             }
             ok(views::app(platform, &found, &user.name, &base))
         }
@@ -432,53 +451,54 @@ async fn route(platform: &Arc<Platform>, request: Request<Incoming>) -> ApiResul
 
         (&Method::GET, ["apps", app, "formation"]) => {
             let found = platform.app(&user, app)?;
-            let command = web_command(platform, &user, app);
             let list = platform.formation(&user, app)?;
+            let commands = process_commands(platform, &user, app);
             ok(Value::Array(
                 list.iter()
-                    .map(|f| views::formation(&found, f, &command))
+                    .map(|f| views::formation(&found, f, command_of(&commands, &f.kind)))
                     .collect(),
             ))
         }
         (&Method::PATCH, ["apps", app, "formation"]) => {
             #[derive(serde::Deserialize)]
             struct Updates {
-                updates: Vec<Update>,
-            }
-            #[derive(serde::Deserialize)]
-            struct Update {
-                #[serde(rename = "type")]
-                kind: String,
-                quantity: Option<u32>,
+                updates: Vec<FormationUpdate>,
             }
             let updates: Updates = read_json(body).await?;
+            let changes = updates
+                .updates
+                .into_iter()
+                .map(|u| {
+                    let kind = u.kind.clone().ok_or_else(|| {
+                        ApiError::invalid("each update needs a type (for example web)")
+                    })?;
+                    Ok((kind, u.change()?))
+                })
+                .collect::<Result<Vec<_>, ApiError>>()?;
             let found = platform.app(&user, app)?;
-            let command = web_command(platform, &user, app);
-            let mut out = Vec::new();
-            for update in updates.updates {
-                let quantity = update
-                    .quantity
-                    .ok_or_else(|| ApiError::invalid("each update needs a quantity"))?;
-                let formation = platform.scale(&user, app, &update.kind, quantity).await?;
-                out.push(views::formation(&found, &formation, &command));
-            }
-            ok(Value::Array(out))
+            let formations = platform.scale(&user, app, changes).await?;
+            let commands = process_commands(platform, &user, app);
+            ok(Value::Array(
+                formations
+                    .iter()
+                    .map(|f| views::formation(&found, f, command_of(&commands, &f.kind)))
+                    .collect(),
+            ))
         }
         (&Method::PATCH, ["apps", app, "formation", kind]) => {
-            #[derive(serde::Deserialize)]
-            struct Update {
-                quantity: Option<u32>,
-            }
-            let update: Update = read_json(body).await?;
+            let update: FormationUpdate = read_json(body).await?;
             let found = platform.app(&user, app)?;
-            let quantity = update
-                .quantity
-                .ok_or_else(|| ApiError::invalid("quantity is required"))?;
-            let formation = platform.scale(&user, app, kind, quantity).await?;
+            let formations = platform
+                .scale(&user, app, vec![(kind.to_string(), update.change()?)])
+                .await?;
+            let commands = process_commands(platform, &user, app);
+            let formation = formations
+                .first()
+                .ok_or_else(|| ApiError::invalid("nothing changed"))?;
             ok(views::formation(
                 &found,
-                &formation,
-                &web_command(platform, &user, app),
+                formation,
+                command_of(&commands, &formation.kind),
             ))
         }
 
@@ -561,12 +581,46 @@ async fn create_user(platform: &Arc<Platform>, user: &User, body: Incoming) -> A
     )
 }
 
-fn web_command(platform: &Platform, user: &User, app: &str) -> String {
-    platform
-        .dynos(user, app)
-        .ok()
-        .and_then(|r| r.dynos.first().map(|d| d.command.clone()))
-        .unwrap_or_default()
+/// The current release's command of each process type.
+fn process_commands(platform: &Platform, user: &User, app: &str) -> BTreeMap<String, String> {
+    platform.process_commands(user, app).unwrap_or_default()
+}
+
+fn command_of<'a>(commands: &'a BTreeMap<String, String>, kind: &str) -> &'a str {
+    commands.get(kind).map(String::as_str).unwrap_or("")
+}
+
+/// One process type's change in `PATCH /apps/{app}/formation`: Heroku's
+/// `quantity` and `size`, and renga's `reuse`.
+#[derive(serde::Deserialize)]
+struct FormationUpdate {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    quantity: Option<u32>,
+    size: Option<String>,
+    reuse: Option<u32>,
+}
+
+impl FormationUpdate {
+    fn change(&self) -> Result<crate::formation::Change, ApiError> {
+        let size = match &self.size {
+            Some(size) => Some(
+                size.parse::<crate::size::Size>()
+                    .map_err(|e| ApiError::invalid(e.to_string()))?,
+            ),
+            None => None,
+        };
+        if self.quantity.is_none() && size.is_none() && self.reuse.is_none() {
+            return Err(ApiError::invalid(
+                "each update needs a quantity, a size or a reuse count",
+            ));
+        }
+        Ok(crate::formation::Change {
+            quantity: self.quantity,
+            size,
+            reuse: self.reuse,
+        })
+    }
 }
 
 fn api_base(request: &Request<Incoming>) -> String {

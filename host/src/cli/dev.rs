@@ -11,7 +11,7 @@ use notify::{EventKind, RecursiveMode, Watcher as _};
 use crate::build::{self, BuildPlan};
 use crate::buildpack::{self, BuildEnv, Buildpack};
 use crate::config::ConfigVars;
-use crate::dyno::WebDyno;
+use crate::dyno::{WebDyno, WebLimits};
 use crate::logplex::AppLog;
 use crate::paths::{DevDirs, Paths};
 use crate::procfile::{Command, Procfile};
@@ -46,6 +46,11 @@ pub struct DevCommand {
     #[command(flatten)]
     serving: super::ServingArgs,
 
+    /// Keep each instance for up to N requests instead of a fresh one per
+    /// request, as `ps:type web=SIZE --reuse N` does on the server.
+    #[arg(long, default_value_t = 0)]
+    reuse: u32,
+
     /// Serve the first build only; do not watch the folder.
     #[arg(long)]
     no_watch: bool,
@@ -54,6 +59,13 @@ pub struct DevCommand {
     #[arg(long, env = "RENGA_DATA")]
     data: Option<PathBuf>,
 }
+
+/// Linear memory per instance unless `--memory` says otherwise.
+const DEV_MEMORY: u64 = 512 << 20;
+/// Request timeout unless `--timeout` says otherwise.
+const DEV_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Requests the one local dyno serves at once: enough for a load test.
+const DEV_CONCURRENCY: u32 = 1024;
 
 /// Everything needed to turn the source folder into web dynos, again and again.
 struct DevApp {
@@ -65,6 +77,7 @@ struct DevApp {
     dirs: DevDirs,
     log: AppLog,
     memory: u64,
+    reuse: u32,
     timeouts: Timeouts,
 }
 
@@ -83,7 +96,10 @@ impl DevCommand {
         // A broken .env is an error before anything else happens.
         read_dotenv(&source)?;
 
-        let runtime = Runtime::new(&self.serving.runtime(paths.artefacts()))?;
+        let runtime = Runtime::new(&self.serving.runtime(
+            paths.artefacts(),
+            self.serving.memory().unwrap_or(DEV_MEMORY),
+        ))?;
         println!(
             "-----> renga dev: wasmtime {}, {} instance allocator",
             crate::runtime::WASMTIME_VERSION,
@@ -100,8 +116,9 @@ impl DevCommand {
             buildpacks: buildpack::builtin(&paths.cache)?,
             env: BuildEnv::from_host(&paths.tools()),
             log: log.clone(),
-            memory: self.serving.memory(),
-            timeouts: self.serving.timeouts(),
+            memory: self.serving.memory().unwrap_or(DEV_MEMORY),
+            reuse: self.reuse,
+            timeouts: Timeouts::new(self.serving.timeout().unwrap_or(DEV_TIMEOUT)),
         });
 
         let web = app.build().await?;
@@ -189,7 +206,12 @@ impl DevApp {
             ByteSize(std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0)),
             started.elapsed().as_secs_f64()
         );
-        let dyno = WebDyno::new(1, component, &config, self.memory, self.log.clone());
+        let limits = WebLimits {
+            memory: self.memory,
+            concurrency: DEV_CONCURRENCY,
+            reuse: self.reuse,
+        };
+        let dyno = WebDyno::new(1, component, &config, limits, self.log.clone());
         Ok(WebState::new(vec![Arc::new(dyno)], false, self.timeouts))
     }
 

@@ -13,24 +13,28 @@ mod dev;
 mod logs;
 mod ps;
 mod releases;
+mod run;
 mod server;
 
 pub use dev::DevCommand;
 
 use crate::router::RouterConfig;
-use crate::runtime::{RuntimeConfig, Timeouts};
+use crate::runtime::RuntimeConfig;
 use crate::units::{ByteSize, HumanDuration};
 
 /// How apps are run and served; shared by `renga dev` and `renga server`.
 #[derive(clap::Args, Debug)]
 pub struct ServingArgs {
-    /// Time a request may take before it fails with H12.
-    #[arg(long, default_value = "30s")]
-    timeout: HumanDuration,
+    /// Time a request may take before it fails with H12 [default: 30s on
+    /// `renga dev`; on `renga server`, each dyno size's own].
+    #[arg(long)]
+    timeout: Option<HumanDuration>,
 
-    /// Linear memory each instance may use (for example 64MiB or 1G).
-    #[arg(long, default_value = "512MiB")]
-    memory: ByteSize,
+    /// Linear memory each instance may use, for example 64MiB or 1G
+    /// [default: 512MiB on `renga dev`; on `renga server`, each dyno size's
+    /// own, and this caps every size].
+    #[arg(long)]
+    memory: Option<ByteSize>,
 
     /// Largest request body accepted (413 past it).
     #[arg(long, default_value = "100MiB")]
@@ -47,9 +51,10 @@ pub struct ServingArgs {
 }
 
 impl ServingArgs {
-    pub fn runtime(&self, artefact_dir: std::path::PathBuf) -> RuntimeConfig {
+    /// The runtime, sized so that no instance can exceed `max_memory`.
+    pub fn runtime(&self, artefact_dir: std::path::PathBuf, max_memory: u64) -> RuntimeConfig {
         let mut config = RuntimeConfig::new(artefact_dir);
-        config.max_memory = self.memory.0;
+        config.max_memory = max_memory;
         config.pooling = self.instance_allocator == "pooling";
         config
     }
@@ -62,12 +67,12 @@ impl ServingArgs {
         }
     }
 
-    pub fn timeouts(&self) -> Timeouts {
-        Timeouts::new(self.timeout.0)
+    pub fn timeout(&self) -> Option<std::time::Duration> {
+        self.timeout.map(|t| t.0)
     }
 
-    pub fn memory(&self) -> u64 {
-        self.memory.0
+    pub fn memory(&self) -> Option<u64> {
+        self.memory.map(|m| m.0)
     }
 }
 pub use server::ServerCommand;
@@ -131,8 +136,15 @@ pub enum Commands {
     Ps(ps::PsCommand),
     #[command(name = "ps:scale", alias = "scale")]
     PsScale(ps::ScaleCommand),
+    #[command(name = "ps:type", alias = "ps:resize")]
+    PsType(ps::TypeCommand),
     #[command(name = "ps:restart", alias = "restart")]
     PsRestart(ps::RestartCommand),
+    #[command(name = "ps:idle")]
+    PsIdle(ps::IdleCommand),
+    Run(run::RunCommand),
+    #[command(name = "run:detached")]
+    RunDetached(run::RunDetachedCommand),
 
     Logs(logs::LogsCommand),
     #[command(
@@ -187,7 +199,11 @@ impl Commands {
             Commands::ReleasesRollback(c) => c.run(),
             Commands::Ps(c) => c.run(),
             Commands::PsScale(c) => c.run(),
+            Commands::PsType(c) => c.run(),
             Commands::PsRestart(c) => c.run(),
+            Commands::PsIdle(c) => c.run(),
+            Commands::Run(c) => c.run(),
+            Commands::RunDetached(c) => c.run(),
             Commands::Logs(c) => c.run(),
             Commands::MaintenanceOn(c) => c.run(true),
             Commands::MaintenanceOff(c) => c.run(false),

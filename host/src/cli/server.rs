@@ -52,13 +52,39 @@ pub struct ServerCommand {
     /// Time one build (its buildpacks and its release phase) may take.
     #[arg(long, default_value = "15m")]
     build_timeout: HumanDuration,
+
+    /// Unload an app's web dynos after this long without a request (the
+    /// next request wakes them in milliseconds); `never` keeps them loaded.
+    /// An app can set its own period with `renga ps:idle`.
+    #[arg(long, default_value = "30m", value_parser = parse_idle_after)]
+    idle_after: IdleAfter,
+}
+
+/// `--idle-after`: a duration, or never.
+#[derive(Clone, Copy, Debug)]
+pub struct IdleAfter(pub Option<std::time::Duration>);
+
+pub fn parse_idle_after(s: &str) -> Result<IdleAfter, String> {
+    if s.trim() == "never" {
+        return Ok(IdleAfter(None));
+    }
+    let d: HumanDuration = s.parse()?;
+    if d.0 < std::time::Duration::from_secs(1) {
+        return Err("the idle period is at least 1s (or `never`)".into());
+    }
+    Ok(IdleAfter(Some(d.0)))
 }
 
 impl ServerCommand {
     pub async fn run(self) -> anyhow::Result<()> {
         let paths = Paths::resolve(self.data)?;
         let db = Db::open(&paths.data.join("db"))?;
-        let runtime = Runtime::new(&self.serving.runtime(paths.artefacts()))?;
+        // The pool's slots fit the largest size (or the cap given).
+        let memory_cap = self
+            .serving
+            .memory()
+            .unwrap_or(crate::size::Size::largest_memory());
+        let runtime = Runtime::new(&self.serving.runtime(paths.artefacts(), memory_cap))?;
         let allocator = runtime.allocator();
 
         let api_listener = tokio::net::TcpListener::bind(self.api)
@@ -79,8 +105,9 @@ impl ServerCommand {
                 api_url: format!("http://{}", local_address(api_addr)),
                 domain: self.domain.clone(),
                 http_port: http_addr.port(),
-                memory: self.serving.memory(),
-                timeouts: self.serving.timeouts(),
+                memory_cap,
+                timeout: self.serving.timeout(),
+                idle_after: self.idle_after.0,
                 max_slug_bytes: self.max_slug.0,
                 build_time_limit: self.build_timeout.0,
             },

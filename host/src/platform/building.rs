@@ -352,11 +352,11 @@ impl Platform {
             process: process.clone(),
             env: env.into(),
             args: argv,
-            memory_limit: self.config.memory,
-            time_limit: self.config.build_time_limit,
+            memory_limit: self.memory_of(crate::size::Size::default()),
+            time_limit: Some(self.config.build_time_limit),
             log: log.clone(),
         };
-        let run = component.run(&spec);
+        let run = component.run(&spec, crate::runtime::ProcessIo::default());
         tokio::pin!(run);
         let result = loop {
             tokio::select! {

@@ -1,13 +1,26 @@
-//! Formation, dynos and log sessions: what runs for an app, and who may
-//! read its log.
+//! Formation and dynos: what runs for an app (web dynos behind the router,
+//! worker dynos under supervision), how big, and how they are switched,
+//! restarted, unloaded when idle and woken again. Also who may read an
+//! app's log.
 
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use crate::app::App;
 use crate::auth::User;
-use crate::formation::{Formation, MAX_QUANTITY};
-use crate::logplex::AppLog;
-use crate::procfile::ProcessType;
+use crate::config::ConfigVars;
+use crate::dyno::worker::{Status, Worker, WorkerSpec};
+use crate::dyno::{WebDyno, WebLimits};
+use crate::formation::{Change, Formation, MAX_QUANTITY, MAX_REUSE};
+use crate::logplex::{AppLog, Process};
+use crate::procfile::{Command, ProcessType, Procfile};
 use crate::release::Release;
+use crate::router::{AppRoute, Wake, WebState};
+use crate::runtime::{CommandSpec, HttpComponent, LoadError, Runtime, Timeouts};
+use crate::size::Size;
+use crate::slug::{Slug, SlugError};
 
 use super::{Platform, PlatformError, Result, procfile_of};
 
@@ -23,8 +36,10 @@ pub struct RunningDyno {
     pub name: String,
     pub kind: String,
     pub command: String,
-    pub size: String,
-    pub started_at: u64,
+    pub size: Size,
+    pub state: Status,
+    /// Since when it is in that state (ms since the epoch).
+    pub since: u64,
 }
 
 /// A live log session: who may read it, and what.
@@ -40,82 +55,375 @@ pub struct LogSession {
 /// Log sessions must be opened soon after they are created.
 const LOG_SESSION_TTL: Duration = Duration::from_secs(300);
 
+/// A worker dyno and what `ps` says of it.
+pub(super) struct WorkerDyno {
+    worker: Worker,
+    kind: String,
+    index: u32,
+    command: String,
+    size: Size,
+}
+
+/// Compiled web components by slug checksum and path, shared by every
+/// release (and every app) that runs the same one, and dropped with the
+/// last dyno that uses it.
+pub(super) struct ComponentCache {
+    runtime: Arc<Runtime>,
+    loaded: Mutex<HashMap<String, Weak<HttpComponent>>>,
+    /// The artefact digest of each component loaded once, so that waking it
+    /// maps the precompiled code without reading the component again.
+    digests: Mutex<HashMap<String, String>>,
+}
+
+impl ComponentCache {
+    pub(super) fn new(runtime: Arc<Runtime>) -> ComponentCache {
+        ComponentCache {
+            runtime,
+            loaded: Mutex::default(),
+            digests: Mutex::default(),
+        }
+    }
+
+    /// The component `key` (`checksum/path`) from `file`. Blocking: compiling
+    /// can take seconds the first time.
+    fn get(&self, key: &str, file: &std::path::Path) -> Result<Arc<HttpComponent>, LoadError> {
+        if let Some(component) = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .and_then(Weak::upgrade)
+        {
+            return Ok(component);
+        }
+        let known = self
+            .digests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned();
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let component = match known.and_then(|d| self.runtime.reload_http(&name, &d)) {
+            Some(component) => component,
+            None => self.runtime.load_http(file)?,
+        };
+        self.digests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), component.digest().to_string());
+        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        loaded.retain(|_, weak| weak.strong_count() > 0);
+        loaded.insert(key.to_string(), Arc::downgrade(&component));
+        Ok(component)
+    }
+}
+
+/// How to make an app's web dynos for one release: used when the release
+/// goes live, and again each time the app wakes from zero.
+struct WebRecipe {
+    cache: Arc<ComponentCache>,
+    key: String,
+    file: PathBuf,
+    quantity: u32,
+    config: ConfigVars,
+    limits: WebLimits,
+    log: AppLog,
+}
+
+impl WebRecipe {
+    fn dynos(&self, component: &Arc<HttpComponent>) -> Vec<Arc<WebDyno>> {
+        (1..=self.quantity)
+            .map(|index| {
+                Arc::new(WebDyno::new(
+                    index,
+                    component.clone(),
+                    &self.config,
+                    self.limits,
+                    self.log.clone(),
+                ))
+            })
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl Wake for WebRecipe {
+    async fn wake(&self) -> std::result::Result<Vec<Arc<WebDyno>>, String> {
+        let (cache, key, file) = (self.cache.clone(), self.key.clone(), self.file.clone());
+        let component = tokio::task::spawn_blocking(move || cache.get(&key, &file))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        Ok(self.dynos(&component))
+    }
+}
+
+/// How many instances an app's formation may hold at once: its web dynos'
+/// request slots plus one per worker.
+fn instances_of(formations: &[Formation]) -> u64 {
+    formations
+        .iter()
+        .map(|f| {
+            let per_dyno = if f.kind == "web" {
+                u64::from(f.size.concurrency())
+            } else {
+                1
+            };
+            u64::from(f.quantity) * per_dyno
+        })
+        .sum()
+}
+
 impl Platform {
-    // ---- formation and dynos ---------------------------------------------------
+    // ---- sizes ---------------------------------------------------------------
+
+    /// Linear memory per instance for a size, capped by the server's limit.
+    pub(super) fn memory_of(&self, size: Size) -> u64 {
+        size.memory().min(self.config.memory_cap)
+    }
+
+    fn timeouts_of(&self, size: Size) -> Timeouts {
+        Timeouts::new(self.config.timeout.unwrap_or(size.request_timeout()))
+    }
+
+    /// The app's idle period: its own, else the server's.
+    fn idle_after(&self, app: &App) -> Option<Duration> {
+        match app.idle_after {
+            Some(0) => None,
+            Some(seconds) => Some(Duration::from_secs(seconds)),
+            None => self.config.idle_after,
+        }
+    }
+
+    // ---- formation -------------------------------------------------------------
+
+    /// The current release's command of each process type.
+    pub fn process_commands(
+        &self,
+        user: &User,
+        name_or_id: &str,
+    ) -> Result<BTreeMap<String, String>> {
+        let app = self.app(user, name_or_id)?;
+        let release = self.current_release(&app)?;
+        Ok(self
+            .procfile_for(&app, &release)?
+            .iter()
+            .map(|(kind, command)| (kind.to_string(), command.to_string()))
+            .collect())
+    }
 
     pub fn formation(&self, user: &User, name_or_id: &str) -> Result<Vec<Formation>> {
         let app = self.app(user, name_or_id)?;
         Ok(self.formations.list(&app.id)?)
     }
 
+    /// Changes the quantity, size or instance reuse of process types, then
+    /// makes the running dynos match: web dynos are rebuilt and switched
+    /// atomically, workers are started or stopped one by one.
     pub async fn scale(
         &self,
         user: &User,
         name_or_id: &str,
-        kind: &str,
-        quantity: u32,
-    ) -> Result<Formation> {
+        changes: Vec<(String, Change)>,
+    ) -> Result<Vec<Formation>> {
         let app = self.app(user, name_or_id)?;
         let _lock = self.lock(&app.id).await;
-        let kind: ProcessType =
-            kind.parse()
-                .map_err(|e: crate::procfile::InvalidProcessType| {
-                    PlatformError::Invalid(e.to_string())
-                })?;
-        if quantity > MAX_QUANTITY {
-            return Err(PlatformError::Invalid(format!(
-                "Quantity {quantity} is more than the {MAX_QUANTITY} dynos a process type may have"
-            )));
-        }
         let release = self.current_release(&app)?;
-        let declared = match &release.slug {
-            Some(slug_id) => match self.slugs.find(&app.id, slug_id)? {
-                Some(slug) => procfile_of(&slug)?.get(&kind).is_some(),
-                None => false,
-            },
-            None => false,
-        };
-        if !declared {
-            return Err(PlatformError::NotFound(format!(
-                "Couldn't find that process type ({kind}): the current release does not declare it"
-            )));
+        let procfile = self.procfile_for(&app, &release)?;
+        let mut checked = Vec::new();
+        for (kind, change) in changes {
+            let kind: ProcessType =
+                kind.parse()
+                    .map_err(|e: crate::procfile::InvalidProcessType| {
+                        PlatformError::Invalid(e.to_string())
+                    })?;
+            if procfile.get(&kind).is_none() {
+                return Err(PlatformError::NotFound(format!(
+                    "Couldn't find that process type ({kind}): the current release does not declare it"
+                )));
+            }
+            if let Some(quantity) = change.quantity {
+                if quantity > MAX_QUANTITY {
+                    return Err(PlatformError::Invalid(format!(
+                        "Quantity {quantity} is more than the {MAX_QUANTITY} dynos a process type may have"
+                    )));
+                }
+            }
+            if let Some(reuse) = change.reuse {
+                if reuse > MAX_REUSE {
+                    return Err(PlatformError::Invalid(format!(
+                        "Reuse {reuse} is more than the {MAX_REUSE} requests one instance may serve"
+                    )));
+                }
+                if reuse > 0 && !kind.is_web() {
+                    return Err(PlatformError::Invalid(format!(
+                        "Instance reuse applies to web dynos; {kind} dynos keep one instance for as long as they run"
+                    )));
+                }
+            }
+            checked.push((kind, change));
         }
-        if !kind.is_web() {
+
+        // One app may hold at most half of the server's instance pool, so
+        // that it cannot take every slot from the others.
+        let mut planned = self.formations.list(&app.id)?;
+        for (kind, change) in &checked {
+            let entry = match planned.iter_mut().find(|f| f.kind == kind.as_str()) {
+                Some(entry) => entry,
+                None => {
+                    planned.push(Formation {
+                        id: String::new(),
+                        app: app.id.clone(),
+                        kind: kind.to_string(),
+                        quantity: 0,
+                        size: Size::default(),
+                        reuse: 0,
+                        created_at: 0,
+                        updated_at: 0,
+                    });
+                    planned.last_mut().expect("just pushed")
+                }
+            };
+            entry.quantity = change.quantity.unwrap_or(entry.quantity);
+            entry.size = change.size.unwrap_or(entry.size);
+        }
+        let share = u64::from(self.runtime.max_instances()) / 2;
+        let wanted = instances_of(&planned);
+        if wanted > share {
             return Err(PlatformError::Invalid(format!(
-                "Only web dynos run on this renga for now; {kind} processes arrive with worker dynos"
+                "That formation could hold {wanted} instances at once; one app may hold at most {share} (half of this server's instance pool)"
             )));
         }
-        let formation = self.formations.set(&app.id, &kind, quantity)?;
+
+        let mut out = Vec::new();
+        let mut web_changed = false;
+        for (kind, change) in &checked {
+            let formation = self.formations.set(&app.id, kind, *change)?;
+            web_changed |= kind.is_web();
+            out.push(formation);
+        }
         self.db.flush().await?;
-        self.activate(&app, &release).await?;
-        self.say(
-            &app,
-            format!(
-                "Scaled to {kind}@{quantity}:{} by {}",
-                formation.size, user.name
-            ),
-        );
-        Ok(formation)
+        if web_changed {
+            let web = self.web_state(&app, &release).await?;
+            self.switch_web(&app, web);
+        }
+        self.reconcile_workers(&app, &release, None);
+        for formation in &out {
+            let reuse = if formation.reuse > 0 {
+                format!(" (instances reused for up to {} requests)", formation.reuse)
+            } else {
+                String::new()
+            };
+            self.say(
+                &app,
+                format!(
+                    "Scaled to {}@{}:{}{reuse} by {}",
+                    formation.kind, formation.quantity, formation.size, user.name
+                ),
+            );
+        }
+        Ok(out)
     }
+
+    /// Sets how long the app may go without a request before its web dynos
+    /// are unloaded: `Some(0)` never, `None` the server's setting.
+    pub async fn set_idle_after(
+        &self,
+        user: &User,
+        name_or_id: &str,
+        seconds: Option<u64>,
+    ) -> Result<App> {
+        let app = self.app(user, name_or_id)?;
+        let _lock = self.lock(&app.id).await;
+        let app = self.apps.set_idle_after(&app, seconds)?;
+        self.db.flush().await?;
+        if let Some(route) = self.routes.get(app.name.as_str()) {
+            route.set_idle_after(self.idle_after(&app));
+        }
+        Ok(app)
+    }
+
+    pub fn app_idle_after(&self, app: &App) -> Option<Duration> {
+        self.idle_after(app)
+    }
+
+    // ---- dynos ---------------------------------------------------------------
 
     pub fn dynos(&self, user: &User, name_or_id: &str) -> Result<Running> {
         let app = self.app(user, name_or_id)?;
-        let running = self
-            .running
+        let release = self.current_release(&app)?;
+        let procfile = self.procfile_for(&app, &release).unwrap_or_default();
+        let command_of = |kind: &str| {
+            kind.parse::<ProcessType>()
+                .ok()
+                .and_then(|k| procfile.get(&k).map(|c| c.to_string()))
+                .unwrap_or_default()
+        };
+        let mut dynos = Vec::new();
+        let web_size = self
+            .formations
+            .get(&app.id, &ProcessType::web())?
+            .map(|f| (f.quantity, f.size));
+        if let (Some(route), Some((quantity, size))) =
+            (self.routes.get(app.name.as_str()), web_size)
+        {
+            let web = route.current();
+            let command = command_of("web");
+            if web.is_asleep() {
+                for index in 1..=quantity {
+                    dynos.push(RunningDyno {
+                        name: format!("web.{index}"),
+                        kind: "web".into(),
+                        command: command.clone(),
+                        size,
+                        state: Status::Idle,
+                        since: web.since,
+                    });
+                }
+            } else {
+                for dyno in &web.dynos {
+                    dynos.push(RunningDyno {
+                        name: dyno.name().to_string(),
+                        kind: "web".into(),
+                        command: command.clone(),
+                        size,
+                        state: Status::Up,
+                        since: web.since,
+                    });
+                }
+            }
+        }
+        if let Some(workers) = self
+            .workers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&app.id)
-            .cloned();
-        match running {
-            Some(running) => Ok(running),
-            None => Ok(Running {
-                release: self.current_release(&app)?,
-                dynos: Vec::new(),
-            }),
+        {
+            for dyno in workers {
+                let (state, since) = dyno.worker.status();
+                dynos.push(RunningDyno {
+                    name: dyno.worker.name().to_string(),
+                    kind: dyno.kind.clone(),
+                    command: dyno.command.clone(),
+                    size: dyno.size,
+                    state,
+                    since,
+                });
+            }
         }
+        dynos.extend(self.one_off_dynos(&app));
+        dynos.sort_by(|a, b| {
+            (a.kind.as_str(), dyno_number(&a.name)).cmp(&(b.kind.as_str(), dyno_number(&b.name)))
+        });
+        Ok(Running { release, dynos })
     }
 
-    /// Restarts every dyno, or those of one type, or one dyno.
+    /// Restarts every dyno, those of one type, or one dyno. Web dynos are
+    /// rebuilt and switched atomically (requests in flight finish on the old
+    /// ones); workers are stopped with their grace period and started again.
     pub async fn restart(&self, user: &User, name_or_id: &str, which: Option<&str>) -> Result<()> {
         let app = self.app(user, name_or_id)?;
         let _lock = self.lock(&app.id).await;
@@ -132,7 +440,15 @@ impl Platform {
             }
         }
         let release = self.current_release(&app)?;
-        self.activate(&app, &release).await?;
+        let web = which.is_none_or(|w| w == "web" || w.starts_with("web."));
+        if web {
+            let state = self.web_state(&app, &release).await?;
+            self.switch_web(&app, state);
+        }
+        if !which.is_some_and(|w| w == "web" || w.starts_with("web.")) {
+            self.stop_workers(&app, which);
+            self.reconcile_workers(&app, &release, None);
+        }
         self.say(
             &app,
             format!("Restart {} by {}", which.unwrap_or("all dynos"), user.name),
@@ -140,6 +456,252 @@ impl Platform {
         Ok(())
     }
 
+    // ---- switching -----------------------------------------------------------
+
+    /// Puts a release's dynos in place: web first (built before the switch),
+    /// then workers, stopped and started again.
+    pub(super) async fn activate(&self, app: &App, release: &Release) -> Result<()> {
+        let web = self.web_state(app, release).await?;
+        self.switch(app, release, web);
+        Ok(())
+    }
+
+    pub(super) fn switch(&self, app: &App, release: &Release, web: WebState) {
+        self.switch_web(app, web);
+        self.stop_workers(app, None);
+        self.reconcile_workers(app, release, None);
+    }
+
+    pub(super) fn switch_web(&self, app: &App, web: WebState) {
+        let route = match self.routes.get(app.name.as_str()) {
+            Some(route) => {
+                route.set(web);
+                route
+            }
+            None => {
+                let route = Arc::new(AppRoute::new(
+                    app.name.as_str(),
+                    self.logs.app(&app.id),
+                    web,
+                ));
+                self.routes.insert(app.name.as_str(), route.clone());
+                route
+            }
+        };
+        route.set_idle_after(self.idle_after(app));
+    }
+
+    /// The web dynos a release runs with the app's formation, compiled and
+    /// pre-instantiated (so that the switch to them is instant).
+    pub(super) async fn web_state(&self, app: &App, release: &Release) -> Result<WebState> {
+        let formation = self.formations.get(&app.id, &ProcessType::web())?;
+        let size = formation.as_ref().map(|f| f.size).unwrap_or_default();
+        let timeouts = self.timeouts_of(size);
+        let procfile = self.procfile_for(app, release)?;
+        let (Some(slug_id), Some(web), Some(formation)) =
+            (&release.slug, procfile.web(), formation)
+        else {
+            return Ok(WebState::new(Vec::new(), app.maintenance, timeouts));
+        };
+        let Command::Component { path, .. } = web else {
+            return Err(PlatformError::Invalid(format!(
+                "the web process `{web}` is not a .wasm component; native processes are not supported yet"
+            )));
+        };
+        let slug = self.slugs.find(&app.id, slug_id)?.ok_or_else(|| {
+            PlatformError::NotFound(format!("Couldn't find that slug: {slug_id}"))
+        })?;
+        let checksum = slug.checksum.clone().ok_or(SlugError::NoBlob)?;
+        let file = tokio::task::block_in_place(|| -> Result<PathBuf> {
+            let dir = self.slugs.unpacked(&slug)?;
+            crate::slug::file_inside(&dir, path)
+                .map_err(|e| PlatformError::Invalid(format!("{e:#}")))
+        })?;
+        let recipe = Arc::new(WebRecipe {
+            cache: self.components.clone(),
+            key: format!("{checksum}/{path}"),
+            file,
+            quantity: formation.quantity,
+            config: release.config.clone(),
+            limits: WebLimits {
+                memory: self.memory_of(size),
+                concurrency: size.concurrency(),
+                reuse: formation.reuse,
+            },
+            log: self.logs.app(&app.id),
+        });
+        if formation.quantity == 0 {
+            return Ok(WebState::new(Vec::new(), app.maintenance, timeouts));
+        }
+        let cache = self.components.clone();
+        let component = tokio::task::block_in_place(|| cache.get(&recipe.key, &recipe.file))
+            .map_err(|e| PlatformError::Invalid(e.to_string()))?;
+        Ok(WebState::waking(
+            recipe.dynos(&component),
+            app.maintenance,
+            timeouts,
+            recipe,
+        ))
+    }
+
+    pub(super) fn procfile_for(&self, app: &App, release: &Release) -> Result<Procfile> {
+        match &release.slug {
+            Some(slug_id) => match self.slugs.find(&app.id, slug_id)? {
+                Some(slug) => procfile_of(&slug),
+                None => Ok(Procfile::default()),
+            },
+            None => Ok(Procfile::default()),
+        }
+    }
+
+    // ---- workers -------------------------------------------------------------
+
+    /// Stops the app's workers (all, those of one type, or one dyno), each
+    /// with its grace period, in the background.
+    pub(super) fn stop_workers(&self, app: &App, which: Option<&str>) {
+        let mut all = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(workers) = all.get_mut(&app.id) else {
+            return;
+        };
+        let (stopping, kept): (Vec<WorkerDyno>, Vec<WorkerDyno>) = std::mem::take(workers)
+            .into_iter()
+            .partition(|d| which.is_none_or(|w| w == d.kind || w == d.worker.name().as_ref()));
+        *workers = kept;
+        for dyno in stopping {
+            drop(dyno.worker.stop());
+        }
+    }
+
+    /// Starts and stops workers until each process type runs as many as its
+    /// formation says, of the release given.
+    pub(super) fn reconcile_workers(&self, app: &App, release: &Release, _only: Option<&str>) {
+        let formations = match self.formations.list(&app.id) {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!(app = %app.name, error = %e, "could not read the formation");
+                return;
+            }
+        };
+        let procfile = self.procfile_for(app, release).unwrap_or_default();
+        let slug = release
+            .slug
+            .as_ref()
+            .and_then(|id| self.slugs.find(&app.id, id).ok().flatten());
+        let mut all = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        let workers = all.entry(app.id.clone()).or_default();
+        let wanted: BTreeMap<String, (u32, Size)> = formations
+            .iter()
+            .filter(|f| f.kind != "web" && f.kind != "release")
+            .map(|f| (f.kind.clone(), (f.quantity, f.size)))
+            .collect();
+        // Fewer: stop the highest-numbered ones.
+        let (stopping, kept): (Vec<WorkerDyno>, Vec<WorkerDyno>) =
+            std::mem::take(workers).into_iter().partition(|d| {
+                wanted
+                    .get(&d.kind)
+                    .is_none_or(|(quantity, _)| d.index > *quantity)
+            });
+        *workers = kept;
+        for dyno in stopping {
+            drop(dyno.worker.stop());
+        }
+        // More: start the missing numbers.
+        for (kind, (quantity, size)) in wanted {
+            for index in 1..=quantity {
+                if workers.iter().any(|d| d.kind == kind && d.index == index) {
+                    continue;
+                }
+                let Some(slug) = &slug else { continue };
+                match self.worker_spec(app, release, slug, &procfile, &kind, index, size) {
+                    Ok(spec) => {
+                        let command = spec.command.clone();
+                        workers.push(WorkerDyno {
+                            worker: Worker::start(spec),
+                            kind: kind.clone(),
+                            index,
+                            command,
+                            size,
+                        });
+                    }
+                    Err(e) => self.logs.app(&app.id).emit(
+                        crate::logplex::Source::Renga,
+                        &Process::from(format!("{kind}.{index}")),
+                        format!("Could not start {kind}.{index}: {e}"),
+                    ),
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn worker_spec(
+        &self,
+        app: &App,
+        release: &Release,
+        slug: &Slug,
+        procfile: &Procfile,
+        kind: &str,
+        index: u32,
+        size: Size,
+    ) -> Result<WorkerSpec> {
+        let kind_parsed: ProcessType =
+            kind.parse()
+                .map_err(|e: crate::procfile::InvalidProcessType| {
+                    PlatformError::Invalid(e.to_string())
+                })?;
+        let command = procfile.get(&kind_parsed).ok_or_else(|| {
+            PlatformError::NotFound(format!("the release does not declare a {kind} process"))
+        })?;
+        let Command::Component { path, args } = command else {
+            return Err(PlatformError::Invalid(format!(
+                "`{command}` is not a .wasm component; native processes are not supported yet"
+            )));
+        };
+        let component = tokio::task::block_in_place(|| {
+            let dir = self.slugs.unpacked(slug)?;
+            let file = crate::slug::file_inside(&dir, path)
+                .map_err(|e| PlatformError::Invalid(format!("{e:#}")))?;
+            self.runtime
+                .load_command(&file)
+                .map_err(|e| PlatformError::Invalid(e.to_string()))
+        })?;
+        let name = format!("{kind}.{index}");
+        let mut argv = vec![path.clone()];
+        argv.extend(args.iter().cloned());
+        Ok(WorkerSpec {
+            component,
+            spec: CommandSpec {
+                process: Process::from(name.as_str()),
+                env: dyno_env(&release.config, &name),
+                args: argv,
+                memory_limit: self.memory_of(size),
+                time_limit: None,
+                log: self.logs.app(&app.id),
+            },
+            command: command.to_string(),
+        })
+    }
+}
+
+/// A dyno's environment: the release's config vars and `DYNO`.
+pub(super) fn dyno_env(config: &ConfigVars, name: &str) -> Arc<[(String, String)]> {
+    let mut env: Vec<(String, String)> = config
+        .iter()
+        .filter(|(k, _)| k.as_str() != "DYNO")
+        .map(|(k, v)| (k.as_str().to_string(), v.to_string()))
+        .collect();
+    env.push(("DYNO".into(), name.to_string()));
+    env.into()
+}
+
+/// The number of `web.12`, for sorting.
+fn dyno_number(name: &str) -> u64 {
+    name.rsplit_once('.')
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Platform {
     // ---- logs --------------------------------------------------------------
 
     pub fn create_log_session(

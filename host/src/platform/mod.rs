@@ -16,22 +16,23 @@ use arc_swap::ArcSwap;
 
 mod building;
 mod dynos;
+mod oneoff;
 mod releases;
 
 pub use dynos::{LogSession, Running, RunningDyno};
+pub use oneoff::{DETACHED_TIME_LIMIT, OneOff};
 pub use releases::KEPT_RELEASES;
 
 use crate::app::{App, AppName, Apps};
 use crate::auth::{Auth, User};
 use crate::builds::Builds;
 use crate::config::{ConfigKey, ConfigVars};
-use crate::dyno::WebDyno;
 use crate::formation::Formations;
 use crate::logplex::{Logplex, Process, Source};
 use crate::procfile::{Command, ProcessType, Procfile};
 use crate::release::{Ledger, NewRelease, Release};
-use crate::router::{AppRoute, RouteTable, WebState};
-use crate::runtime::{HttpComponent, Runtime, Timeouts};
+use crate::router::{AllRoutes, AppRoute, RouteTable, WebState};
+use crate::runtime::{Runtime, Timeouts};
 use crate::slug::{Slug, SlugError, Slugs};
 use crate::store::{Db, StoreError};
 
@@ -46,8 +47,13 @@ pub struct PlatformConfig {
     /// Apps answer at `http://NAME.DOMAIN:PORT`.
     pub domain: String,
     pub http_port: u16,
-    pub memory: u64,
-    pub timeouts: Timeouts,
+    /// Caps every dyno size's memory per instance.
+    pub memory_cap: u64,
+    /// Replaces every dyno size's request timeout, when set.
+    pub timeout: Option<Duration>,
+    /// Unload an app's web dynos after this long without a request, unless
+    /// the app sets its own period; `None`: never.
+    pub idle_after: Option<Duration>,
     pub max_slug_bytes: u64,
     /// How long one build (and one release phase) may run.
     pub build_time_limit: Duration,
@@ -81,6 +87,9 @@ impl From<SlugError> for PlatformError {
 
 type Result<T, E = PlatformError> = std::result::Result<T, E>;
 
+/// How often idle apps are looked for.
+const IDLE_CHECK: Duration = Duration::from_millis(250);
+
 pub struct Platform {
     db: Db,
     apps: Apps,
@@ -89,23 +98,28 @@ pub struct Platform {
     slugs: Slugs,
     formations: Formations,
     builds: Builds,
-    runtime: Runtime,
+    runtime: Arc<Runtime>,
     routes: Arc<ServerRoutes>,
     logs: Logplex,
     config: PlatformConfig,
-    /// Compiled components by slug checksum and path, shared by releases
-    /// that differ only in config.
-    components: Mutex<HashMap<String, Weak<HttpComponent>>>,
+    components: Arc<dynos::ComponentCache>,
+    workers: Mutex<HashMap<String, Vec<dynos::WorkerDyno>>>,
+    one_offs: oneoff::OneOffRegistry,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// One build at a time per app (held for the whole build, while `locks`
     /// is held only for each change).
     build_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    running: Mutex<HashMap<String, Running>>,
     sessions: Mutex<HashMap<String, LogSession>>,
 }
 
 impl Platform {
+    /// Opens the platform's records; also starts the check that unloads idle
+    /// apps (so call it inside the tokio runtime).
     pub fn open(db: Db, runtime: Runtime, config: PlatformConfig) -> anyhow::Result<Platform> {
+        let runtime = Arc::new(runtime);
+        let routes = Arc::new(ServerRoutes::new(&config.domain));
+        let weak: Weak<dyn AllRoutes> = Arc::downgrade(&routes) as Weak<dyn AllRoutes>;
+        tokio::spawn(crate::router::sleep_idle_apps(weak, IDLE_CHECK));
         Ok(Platform {
             apps: Apps::open(&db)?,
             auth: Auth::open(&db)?,
@@ -114,14 +128,15 @@ impl Platform {
             formations: Formations::open(&db)?,
             builds: Builds::open(&db, &config.data)?,
             db,
+            components: Arc::new(dynos::ComponentCache::new(runtime.clone())),
             runtime,
-            routes: Arc::new(ServerRoutes::new(&config.domain)),
+            routes,
             logs: Logplex::default(),
             config,
-            components: Mutex::default(),
+            workers: Mutex::default(),
+            one_offs: Arc::default(),
             locks: Mutex::default(),
             build_locks: Mutex::default(),
-            running: Mutex::default(),
             sessions: Mutex::default(),
         })
     }
@@ -234,10 +249,7 @@ impl Platform {
         let app = self.app(user, name_or_id)?;
         let _lock = self.lock(&app.id).await;
         self.routes.remove(app.name.as_str());
-        self.running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&app.id);
+        self.stop_workers(&app, None);
         self.ledger.delete_app(&app.id)?;
         self.slugs.delete_app(&app.id)?;
         self.formations.delete_app(&app.id)?;
@@ -262,8 +274,7 @@ impl Platform {
         let app = self.apps.set_maintenance(&app, on)?;
         self.db.flush().await?;
         if let Some(route) = self.routes.get(app.name.as_str()) {
-            let current = route.current();
-            route.set(WebState::new(current.dynos.clone(), on, current.timeouts));
+            route.set(route.current().with_maintenance(on));
         }
         let verb = if on { "Enable" } else { "Disable" };
         self.say(&app, format!("{verb} maintenance mode by {}", user.name));
@@ -376,125 +387,12 @@ impl Platform {
         Ok(release)
     }
 
-    async fn activate(&self, app: &App, release: &Release) -> Result<()> {
-        let web = self.web_state(app, release).await?;
-        self.switch(app, release, web);
-        Ok(())
-    }
-
-    fn switch(&self, app: &App, release: &Release, web: WebState) {
-        let now = crate::store::now_ms();
-        let command = self
-            .procfile_for(app, release)
-            .ok()
-            .and_then(|p| p.web().map(|c| c.to_string()))
-            .unwrap_or_default();
-        let dynos = web
-            .dynos
-            .iter()
-            .map(|d| RunningDyno {
-                name: d.name().to_string(),
-                kind: "web".into(),
-                command: command.clone(),
-                size: "standard-1x".into(),
-                started_at: now,
-            })
-            .collect();
-        self.running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                app.id.clone(),
-                Running {
-                    release: release.clone(),
-                    dynos,
-                },
-            );
-        match self.routes.get(app.name.as_str()) {
-            Some(route) => route.set(web),
-            None => self.routes.insert(
-                app.name.as_str(),
-                Arc::new(AppRoute::new(
-                    app.name.as_str(),
-                    self.logs.app(&app.id),
-                    web,
-                )),
-            ),
-        }
-    }
-
-    /// The web dynos a release runs with the app's formation.
-    async fn web_state(&self, app: &App, release: &Release) -> Result<WebState> {
-        let quantity = self
-            .formations
-            .get(&app.id, &ProcessType::web())?
-            .map_or(0, |f| f.quantity);
-        let mut dynos = Vec::new();
-        let procfile = self.procfile_for(app, release)?;
-        if let (Some(slug_id), Some(web)) = (&release.slug, procfile.web()) {
-            let Command::Component { path, .. } = web else {
-                return Err(PlatformError::Invalid(format!(
-                    "the web process `{web}` is not a .wasm component; native processes are not supported yet"
-                )));
-            };
-            let slug = self.slugs.find(&app.id, slug_id)?.ok_or_else(|| {
-                PlatformError::NotFound(format!("Couldn't find that slug: {slug_id}"))
-            })?;
-            let component = self.component(&slug, path)?;
-            let log = self.logs.app(&app.id);
-            for index in 1..=quantity {
-                dynos.push(Arc::new(WebDyno::new(
-                    index,
-                    component.clone(),
-                    &release.config,
-                    self.config.memory,
-                    log.clone(),
-                )));
-            }
-        }
-        Ok(WebState::new(dynos, app.maintenance, self.config.timeouts))
-    }
-
-    fn procfile_for(&self, app: &App, release: &Release) -> Result<Procfile> {
-        match &release.slug {
-            Some(slug_id) => match self.slugs.find(&app.id, slug_id)? {
-                Some(slug) => procfile_of(&slug),
-                None => Ok(Procfile::default()),
-            },
-            None => Ok(Procfile::default()),
-        }
-    }
-
-    /// The compiled web component of a slug, shared by every release that
-    /// runs it. Compiling can take seconds; it happens on a blocking thread.
-    fn component(&self, slug: &Slug, path: &str) -> Result<Arc<HttpComponent>> {
-        let checksum = slug.checksum.clone().ok_or(SlugError::NoBlob)?;
-        let key = format!("{checksum}/{path}");
-        if let Some(component) = self
-            .components
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .and_then(Weak::upgrade)
-        {
-            return Ok(component);
-        }
-        let component = tokio::task::block_in_place(|| -> Result<Arc<HttpComponent>> {
-            let dir = self.slugs.unpacked(slug)?;
-            let file = crate::slug::file_inside(&dir, path)
-                .map_err(|e| PlatformError::Invalid(format!("{e:#}")))?;
-            self.runtime
-                .load_http(&file)
-                .map_err(|e| PlatformError::Invalid(e.to_string()))
-        })?;
-        let mut cache = self.components.lock().unwrap_or_else(|e| e.into_inner());
-        cache.retain(|_, weak| weak.strong_count() > 0);
-        cache.insert(key, Arc::downgrade(&component));
-        Ok(component)
-    }
-
     fn empty_web(&self, app: &App) -> WebState {
-        WebState::new(Vec::new(), app.maintenance, self.config.timeouts)
+        WebState::new(
+            Vec::new(),
+            app.maintenance,
+            Timeouts::new(self.config.timeout.unwrap_or(Duration::from_secs(30))),
+        )
     }
 
     async fn lock(&self, app_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
@@ -576,6 +474,12 @@ impl ServerRoutes {
             apps.remove(name);
             apps
         });
+    }
+}
+
+impl AllRoutes for ServerRoutes {
+    fn all(&self) -> Vec<Arc<AppRoute>> {
+        self.apps.load().values().cloned().collect()
     }
 }
 

@@ -95,7 +95,14 @@ impl Platform {
             && procfile_of(&slug)?.web().is_some();
         if first_web {
             // Heroku's first deploy of a web process scales it to one dyno.
-            self.formations.set(&app.id, &ProcessType::web(), 1)?;
+            self.formations.set(
+                &app.id,
+                &ProcessType::web(),
+                crate::formation::Change {
+                    quantity: Some(1),
+                    ..Default::default()
+                },
+            )?;
         }
         let released = self
             .release(

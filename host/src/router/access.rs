@@ -18,7 +18,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 
-use crate::dyno::InFlight;
+use super::Slot;
 use crate::logplex::{AppLog, Process, Source};
 use crate::runtime::GuestBody;
 
@@ -31,6 +31,10 @@ pub(super) struct ErrorCode {
     pub desc: &'static str,
 }
 
+pub(super) const H11: ErrorCode = ErrorCode {
+    code: "H11",
+    desc: "Backlog too deep",
+};
 pub(super) const H12: ErrorCode = ErrorCode {
     code: "H12",
     desc: "Request timeout",
@@ -66,6 +70,8 @@ pub(super) struct Access {
     pub fwd: String,
     pub dyno: Option<Process>,
     pub connect: Duration,
+    /// Time spent waking the app from zero, when this request woke it.
+    pub wake: Option<Duration>,
     pub started: Instant,
     pub status: u16,
     pub error: Option<ErrorCode>,
@@ -81,10 +87,15 @@ impl Access {
             }
             None => line.push_str("at=info "),
         }
-        let service = self.started.elapsed().saturating_sub(self.connect);
+        let wake = self.wake.unwrap_or_default();
+        let service = self
+            .started
+            .elapsed()
+            .saturating_sub(self.connect)
+            .saturating_sub(wake);
         let _ = write!(
             line,
-            "method={} path=\"{}\" host={} request_id={} fwd=\"{}\" dyno={} connect={}ms service={}ms status={} bytes={} protocol={}",
+            "method={} path=\"{}\" host={} request_id={} fwd=\"{}\" dyno={} connect={}ms service={}ms ",
             self.method,
             self.path,
             self.host,
@@ -93,9 +104,14 @@ impl Access {
             self.dyno.as_deref().unwrap_or(""),
             self.connect.as_millis(),
             service.as_millis(),
-            self.status,
-            bytes,
-            self.protocol,
+        );
+        if let Some(wake) = self.wake {
+            let _ = write!(line, "wake={}ms ", wake.as_millis());
+        }
+        let _ = write!(
+            line,
+            "status={} bytes={} protocol={}",
+            self.status, bytes, self.protocol,
         );
         line
     }
@@ -112,7 +128,7 @@ pub(super) struct AccessBody {
     access: Option<Box<Access>>,
     bytes: u64,
     /// Keeps the dyno's in-flight count until the body is done.
-    _in_flight: Option<InFlight>,
+    _slot: Option<Slot>,
 }
 
 enum Inner {
@@ -121,12 +137,12 @@ enum Inner {
 }
 
 impl AccessBody {
-    pub(super) fn guest(body: GuestBody, access: Access, in_flight: InFlight) -> AccessBody {
+    pub(super) fn guest(body: GuestBody, access: Access, slot: Slot) -> AccessBody {
         AccessBody {
             inner: Inner::Guest(body),
             access: Some(Box::new(access)),
             bytes: 0,
-            _in_flight: Some(in_flight),
+            _slot: Some(slot),
         }
     }
 
@@ -135,7 +151,7 @@ impl AccessBody {
             inner: Inner::Page(Full::new(body.into())),
             access: access.map(Box::new),
             bytes: 0,
-            _in_flight: None,
+            _slot: None,
         }
     }
 
@@ -223,6 +239,7 @@ mod tests {
             fwd: "127.0.0.1".into(),
             dyno: Some("web.1".into()),
             connect: Duration::ZERO,
+            wake: None,
             started: Instant::now(),
             status: 200,
             error: None,
@@ -244,5 +261,10 @@ mod tests {
                 .starts_with("at=error code=H12 desc=\"Request timeout\" method=GET")
         );
         assert!(failed.line(0).contains(" dyno= connect=0ms"));
+        let woken = Access {
+            wake: Some(Duration::from_millis(2)),
+            ..failed
+        };
+        assert!(woken.line(0).contains(" service=0ms wake=2ms status=503 "));
     }
 }

@@ -1,10 +1,13 @@
 //! router: HTTP in, to an app's web dynos, by `Host`.
 //!
 //! Owns the listener, connection limits (header size, body size, slow
-//! clients), the forwarding headers, and the one log line per request in
-//! Heroku's format. It reads which dynos serve an app from an [`AppRoute`]
-//! (written by whoever manages dynos) without taking a lock, and it never
-//! touches wasmtime or the disk.
+//! clients), the forwarding headers, the one log line per request in
+//! Heroku's format, the spreading of requests over an app's web dynos (the
+//! least busy one with a free slot; a bounded backlog, then H11), and
+//! scale to zero: an idle app's dynos are dropped and the next request waits
+//! for them to be rebuilt. It reads which dynos serve an app from an
+//! [`AppRoute`] (written by whoever manages dynos) without taking a lock,
+//! and it never touches wasmtime or the disk.
 
 mod access;
 mod io;
@@ -13,7 +16,8 @@ mod proxy;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -21,9 +25,10 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::dyno::WebDyno;
-use crate::logplex::AppLog;
+use crate::dyno::{InFlight, WebDyno};
+use crate::logplex::{AppLog, Process, Source};
 use crate::runtime::Timeouts;
+use crate::units::HumanDuration;
 
 /// Limits that protect the router from its clients.
 #[derive(Clone, Debug)]
@@ -67,47 +72,191 @@ impl RouteTable for SingleApp {
     }
 }
 
-/// What the router needs to know about one app; swapped whole, atomically,
-/// when its release, formation or maintenance flag changes.
+/// What the router needs to know about one app; its web side is swapped
+/// whole, atomically, when its release, formation or maintenance flag
+/// changes, and when it falls asleep or wakes.
 pub struct AppRoute {
     name: Arc<str>,
     log: AppLog,
     web: ArcSwap<WebState>,
+    /// When the app last got a request, in ms since `born`.
+    last_request: AtomicU64,
+    /// Unload the web dynos after this long without a request (0: never).
+    idle_after_ms: AtomicU64,
+    born: Instant,
+    /// One wake at a time; requests that arrive meanwhile wait for it.
+    waking: tokio::sync::Mutex<()>,
+}
+
+/// Rebuilds an app's web dynos after it slept: from precompiled code, so in
+/// milliseconds.
+#[async_trait::async_trait]
+pub trait Wake: Send + Sync {
+    async fn wake(&self) -> Result<Vec<Arc<WebDyno>>, String>;
 }
 
 /// An app's web side at one moment.
 pub struct WebState {
-    /// Web dynos of the current release; empty means `web=0` (H14).
+    /// Web dynos of the current release; empty means `web=0` (H14), or that
+    /// the app sleeps when `wake` is set.
     pub dynos: Vec<Arc<WebDyno>>,
     /// Answer every request with 503 H80.
     pub maintenance: bool,
     pub timeouts: Timeouts,
+    /// How to bring the dynos back after the app is unloaded; `None` for an
+    /// app that never sleeps.
+    pub wake: Option<Arc<dyn Wake>>,
+    /// Whether this is the unloaded state.
+    asleep: bool,
+    /// Since when this state holds (ms since the epoch).
+    pub since: u64,
+    /// One permit per request slot of every dyno: a request holding one is
+    /// sure to find a dyno with a free slot.
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Requests waiting for a slot.
+    waiting: AtomicUsize,
     /// Where the next search for the least busy dyno starts, so that equally
     /// busy dynos take turns.
-    next: std::sync::atomic::AtomicUsize,
+    next: AtomicUsize,
+}
+
+/// How long a request may wait in an app's backlog for a free dyno slot.
+pub const BACKLOG_WAIT: Duration = Duration::from_secs(5);
+
+/// Why a request got no dyno.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NoDyno {
+    /// `web=0`.
+    NoneRunning,
+    /// Every slot is busy and the backlog is full, or the wait was too long.
+    BacklogTooDeep,
+}
+
+/// A request's slot on a dyno; given back when dropped.
+pub struct Slot {
+    in_flight: InFlight,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Slot {
+    pub fn dyno(&self) -> &Arc<WebDyno> {
+        self.in_flight.dyno()
+    }
 }
 
 impl WebState {
     pub fn new(dynos: Vec<Arc<WebDyno>>, maintenance: bool, timeouts: Timeouts) -> WebState {
+        WebState::build(dynos, maintenance, timeouts, None, false)
+    }
+
+    /// A state that can be unloaded when idle and woken by `wake`.
+    pub fn waking(
+        dynos: Vec<Arc<WebDyno>>,
+        maintenance: bool,
+        timeouts: Timeouts,
+        wake: Arc<dyn Wake>,
+    ) -> WebState {
+        WebState::build(dynos, maintenance, timeouts, Some(wake), false)
+    }
+
+    fn build(
+        dynos: Vec<Arc<WebDyno>>,
+        maintenance: bool,
+        timeouts: Timeouts,
+        wake: Option<Arc<dyn Wake>>,
+        asleep: bool,
+    ) -> WebState {
+        let slots: usize = dynos.iter().map(|d| d.concurrency()).sum();
         WebState {
             dynos,
             maintenance,
             timeouts,
-            next: std::sync::atomic::AtomicUsize::new(0),
+            wake,
+            asleep,
+            since: crate::store::now_ms(),
+            slots: Arc::new(tokio::sync::Semaphore::new(slots)),
+            waiting: AtomicUsize::new(0),
+            next: AtomicUsize::new(0),
         }
     }
 
-    /// The least busy web dyno; equally busy ones take turns.
-    pub fn pick(&self) -> Option<Arc<WebDyno>> {
-        let n = self.dynos.len();
-        if n == 0 {
-            return None;
+    /// The same app, unloaded: no dynos, only the way back.
+    fn asleep(&self) -> WebState {
+        WebState::build(
+            Vec::new(),
+            self.maintenance,
+            self.timeouts,
+            self.wake.clone(),
+            true,
+        )
+    }
+
+    /// The same state with maintenance mode switched.
+    pub fn with_maintenance(&self, maintenance: bool) -> WebState {
+        let mut state = WebState::build(
+            self.dynos.clone(),
+            maintenance,
+            self.timeouts,
+            self.wake.clone(),
+            self.asleep,
+        );
+        state.since = self.since;
+        state
+    }
+
+    pub fn is_asleep(&self) -> bool {
+        self.asleep
+    }
+
+    /// Requests in progress on every dyno.
+    pub fn in_flight(&self) -> usize {
+        self.dynos.iter().map(|d| d.in_flight()).sum()
+    }
+
+    /// A slot on the least busy dyno. When every slot is taken the request
+    /// waits in the app's backlog, which holds as many requests as the app
+    /// has slots, for at most [`BACKLOG_WAIT`].
+    pub async fn acquire(&self) -> Result<Slot, NoDyno> {
+        if self.dynos.is_empty() {
+            return Err(NoDyno::NoneRunning);
         }
-        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n;
-        (0..n)
-            .map(|i| &self.dynos[(start + i) % n])
-            .min_by_key(|d| d.in_flight())
-            .cloned()
+        let permit = match self.slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let capacity: usize = self.dynos.iter().map(|d| d.concurrency()).sum();
+                if self.waiting.fetch_add(1, Ordering::AcqRel) >= capacity {
+                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                    return Err(NoDyno::BacklogTooDeep);
+                }
+                let waited =
+                    tokio::time::timeout(BACKLOG_WAIT, self.slots.clone().acquire_owned()).await;
+                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                match waited {
+                    Ok(Ok(permit)) => permit,
+                    _ => return Err(NoDyno::BacklogTooDeep),
+                }
+            }
+        };
+        // The permit guarantees a free slot somewhere; another request may
+        // take the one seen first, so look again until one is ours.
+        let n = self.dynos.len();
+        loop {
+            let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+            let mut order: Vec<&Arc<WebDyno>> =
+                (0..n).map(|i| &self.dynos[(start + i) % n]).collect();
+            order.sort_by_key(|d| d.in_flight());
+            for dyno in order {
+                if let Some(in_flight) = dyno.try_begin() {
+                    return Ok(Slot {
+                        in_flight,
+                        _permit: permit,
+                    });
+                }
+            }
+            // Only when a slot is still held through an older state of the
+            // same dynos (maintenance mode switched under load).
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 }
 
@@ -117,6 +266,10 @@ impl AppRoute {
             name: name.into(),
             log,
             web: ArcSwap::from_pointee(web),
+            last_request: AtomicU64::new(0),
+            idle_after_ms: AtomicU64::new(0),
+            born: Instant::now(),
+            waking: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -131,12 +284,127 @@ impl AppRoute {
     /// Switches the app to a new state. Requests already running keep the
     /// dynos they started on until they finish.
     pub fn set(&self, web: WebState) {
+        self.touch();
         self.web.store(Arc::new(web));
     }
 
     pub fn current(&self) -> Arc<WebState> {
         self.web.load_full()
     }
+
+    /// Sets how long the app may go without a request before it is unloaded
+    /// (`None`: never).
+    pub fn set_idle_after(&self, after: Option<Duration>) {
+        let ms = after.map_or(0, |d| (d.as_millis() as u64).max(1));
+        self.idle_after_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Records a request (or a change) now.
+    fn touch(&self) {
+        let now = self.born.elapsed().as_millis() as u64;
+        self.last_request.store(now, Ordering::Relaxed);
+    }
+
+    /// Unloads the app's web dynos if it has had no request for its idle
+    /// period and none is in flight: its instances, pre-instantiated
+    /// component and mapped code are freed once the last reference goes.
+    /// Returns whether it fell asleep.
+    pub fn sleep_if_idle(&self) -> bool {
+        let idle_after = self.idle_after_ms.load(Ordering::Relaxed);
+        if idle_after == 0 {
+            return false;
+        }
+        let now = self.born.elapsed().as_millis() as u64;
+        if now.saturating_sub(self.last_request.load(Ordering::Relaxed)) < idle_after {
+            return false;
+        }
+        let current = self.current();
+        if current.asleep || current.wake.is_none() || current.dynos.is_empty() {
+            return false;
+        }
+        if current.in_flight() > 0 {
+            return false;
+        }
+        let asleep = Arc::new(current.asleep());
+        let previous = self.web.compare_and_swap(&current, asleep);
+        if !Arc::ptr_eq(&previous, &current) {
+            return false;
+        }
+        self.log.emit(
+            Source::Renga,
+            &Process::from("web"),
+            format!(
+                "Idle for {}: unloaded {} web dyno(s); the next request wakes them",
+                HumanDuration(Duration::from_millis(idle_after)),
+                current.dynos.len()
+            ),
+        );
+        true
+    }
+
+    /// The state to serve a request with, waking the app first if it sleeps.
+    /// The second value is how long the wake took, when this request waited
+    /// for one.
+    pub async fn serving_state(&self) -> Result<(Arc<WebState>, Option<Duration>), String> {
+        self.touch();
+        let current = self.current();
+        if !current.asleep {
+            return Ok((current, None));
+        }
+        let started = Instant::now();
+        let _waking = self.waking.lock().await;
+        let current = self.current();
+        if !current.asleep {
+            return Ok((current, Some(started.elapsed())));
+        }
+        let Some(wake) = current.wake.clone() else {
+            return Ok((current, None));
+        };
+        let dynos = wake.wake().await?;
+        let count = dynos.len();
+        let awake = Arc::new(WebState::build(
+            dynos,
+            current.maintenance,
+            current.timeouts,
+            Some(wake),
+            false,
+        ));
+        let previous = self.web.compare_and_swap(&current, awake.clone());
+        let took = started.elapsed();
+        if !Arc::ptr_eq(&previous, &current) {
+            // A deploy or scale switched the app while it woke: serve that.
+            return Ok((self.current(), Some(took)));
+        }
+        self.log.emit(
+            Source::Renga,
+            &Process::from("web"),
+            format!(
+                "Woke {count} web dyno(s) from zero in {}ms",
+                took.as_millis()
+            ),
+        );
+        Ok((awake, Some(took)))
+    }
+}
+
+/// Unloads idle apps, checking every `every`, for as long as `routes` lives.
+pub async fn sleep_idle_apps(routes: std::sync::Weak<dyn AllRoutes>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(routes) = routes.upgrade() else {
+            return;
+        };
+        for route in routes.all() {
+            route.sleep_if_idle();
+        }
+    }
+}
+
+/// Every app's route, for the idle check.
+pub trait AllRoutes: Send + Sync {
+    fn all(&self) -> Vec<Arc<AppRoute>>;
 }
 
 /// Serves HTTP on `listener` until `shutdown` resolves, then stops accepting

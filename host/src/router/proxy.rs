@@ -12,8 +12,8 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
-use super::access::{Access, AccessBody, ErrorCode, H12, H13, H14, H80, H99, R14, error_page};
-use super::{RouteTable, RouterConfig};
+use super::access::{Access, AccessBody, ErrorCode, H11, H12, H13, H14, H80, H99, R14, error_page};
+use super::{NoDyno, RouteTable, RouterConfig};
 use crate::dyno::WebDyno;
 use crate::logplex::{Process, Source};
 use crate::runtime::GuestFailure;
@@ -72,6 +72,7 @@ impl Proxy {
             fwd: fwd.clone(),
             dyno: None,
             connect: std::time::Duration::ZERO,
+            wake: None,
             started,
             status: 0,
             error: None,
@@ -87,14 +88,45 @@ impl Proxy {
                 "Maintenance mode",
             );
         }
-        let Some(dyno) = web.pick() else {
-            return fail(
-                access,
-                StatusCode::SERVICE_UNAVAILABLE,
-                H14,
-                "No web processes running",
-            );
+        let web = match route.serving_state().await {
+            Ok((web, wake)) => {
+                access.wake = wake;
+                web
+            }
+            Err(reason) => {
+                route.log().emit(
+                    Source::Renga,
+                    &Process::from("web"),
+                    format!("Error (App failed to wake): request {request_id}: {reason}"),
+                );
+                return fail(
+                    access,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    H99,
+                    "Application error",
+                );
+            }
         };
+        let slot = match web.acquire().await {
+            Ok(slot) => slot,
+            Err(NoDyno::NoneRunning) => {
+                return fail(
+                    access,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    H14,
+                    "No web processes running",
+                );
+            }
+            Err(NoDyno::BacklogTooDeep) => {
+                return fail(
+                    access,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    H11,
+                    "Backlog too deep",
+                );
+            }
+        };
+        let dyno = slot.dyno().clone();
         access.dyno = Some(dyno.name().clone());
 
         if let Some(length) = content_length(&request) {
@@ -140,7 +172,6 @@ impl Proxy {
             })
         });
 
-        let in_flight = dyno.begin();
         match dyno.serve(request, &web.timeouts).await {
             Ok(served) => {
                 access.connect = served.connect;
@@ -150,10 +181,10 @@ impl Proxy {
                     HeaderValue::from_str(&request_id).expect("request ids are header-safe"),
                 );
                 access.status = parts.status.as_u16();
-                Response::from_parts(parts, AccessBody::guest(body, access, in_flight))
+                Response::from_parts(parts, AccessBody::guest(body, access, slot))
             }
             Err(failure) => {
-                drop(in_flight);
+                drop(slot);
                 let (status, code, title) = match &failure {
                     GuestFailure::Timeout => {
                         (StatusCode::SERVICE_UNAVAILABLE, H12, "Request timeout")

@@ -38,11 +38,23 @@ impl ArtefactCache {
         Ok(ArtefactCache { dir })
     }
 
+    /// Maps the artefact of the component whose sha256 is `digest`, if the
+    /// cache holds a usable one: no reading or hashing of the component.
+    pub(super) fn load_cached(&self, engine: &Engine, digest: &str) -> Option<Component> {
+        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let path = self.dir.join(format!("{digest}.cwasm"));
+        // SAFETY: as in `load`.
+        unsafe { Component::deserialize_file(engine, &path) }.ok()
+    }
+
+    /// The component's machine code and the sha256 it is filed under.
     pub(super) fn load(
         &self,
         engine: &Engine,
         wasm: &[u8],
-    ) -> anyhow::Result<(Component, Provenance)> {
+    ) -> anyhow::Result<(Component, Provenance, String)> {
         let digest = hex::encode(Sha256::digest(wasm));
         let path = self.dir.join(format!("{digest}.cwasm"));
         if path.exists() {
@@ -52,7 +64,7 @@ impl ArtefactCache {
             // once complete. wasmtime still checks its header and refuses a
             // mismatched artefact, which we then rebuild.
             match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(component) => return Ok((component, Provenance::Cached)),
+                Ok(component) => return Ok((component, Provenance::Cached, digest)),
                 Err(e) => {
                     tracing::warn!(artefact = %path.display(), error = %format!("{e:#}"), "discarding an unusable precompiled artefact");
                     let _ = std::fs::remove_file(&path);
@@ -65,7 +77,7 @@ impl ArtefactCache {
         match self.store(&path, &compiled) {
             // SAFETY: as above; the file holds exactly `compiled`.
             Ok(()) => match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(component) => return Ok((component, Provenance::Compiled)),
+                Ok(component) => return Ok((component, Provenance::Compiled, digest)),
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "could not map a fresh artefact")
                 }
@@ -77,7 +89,7 @@ impl ArtefactCache {
         // SAFETY: `compiled` came from this engine's precompile_component.
         let component =
             unsafe { Component::deserialize(engine, &compiled) }.map_err(anyhow::Error::from)?;
-        Ok((component, Provenance::Compiled))
+        Ok((component, Provenance::Compiled, digest))
     }
 
     fn store(&self, path: &Path, compiled: &[u8]) -> anyhow::Result<()> {

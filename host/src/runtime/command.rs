@@ -1,5 +1,5 @@
 //! Command processes: a `wasi:cli/command` component run once to its end,
-//! as a release phase (and, later, a worker or a one-off dyno).
+//! as a release phase, a worker or a one-off dyno.
 //!
 //! Each run gets its own store: the config vars as its environment, its
 //! arguments, its stdout and stderr as log lines of its process, a memory
@@ -15,6 +15,7 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 use super::artefact::Provenance;
 use super::http::describe_error;
 use super::state::DynoState;
+use super::stdio::ProcessIo;
 use super::{LoadError, exported_interfaces};
 use crate::logplex::{AppLog, Process};
 
@@ -44,7 +45,8 @@ pub struct CommandSpec {
     /// `argv`, the program name first.
     pub args: Vec<String>,
     pub memory_limit: u64,
-    pub time_limit: Duration,
+    /// `None`: the process may run for as long as it likes (a worker).
+    pub time_limit: Option<Duration>,
     pub log: AppLog,
 }
 
@@ -99,7 +101,9 @@ impl CommandComponent {
 
     /// Runs the command to its end: its exit code (0 when `run` returns
     /// success, 1 when it returns an error, or what it passed to `exit`).
-    pub async fn run(&self, spec: &CommandSpec) -> Result<i32, CommandFailure> {
+    ///
+    /// Dropping the future stops the process at once (its instance is freed).
+    pub async fn run(&self, spec: &CommandSpec, io: ProcessIo) -> Result<i32, CommandFailure> {
         let mut store = Store::new(
             self.pre.engine(),
             DynoState::with(
@@ -108,18 +112,21 @@ impl CommandComponent {
                 &spec.log,
                 &spec.process,
                 spec.memory_limit,
+                io,
             ),
         );
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_async_yield_and_update(1);
         store.set_epoch_deadline(1);
-        let limit = spec.time_limit;
         let memory_limit = spec.memory_limit;
-        let outcome = tokio::time::timeout(limit, async {
+        let run = async {
             let command = self.pre.instantiate_async(&mut store).await?;
             command.wasi_cli_run().call_run(&mut store).await
-        })
-        .await;
+        };
+        let (outcome, limit) = match spec.time_limit {
+            Some(limit) => (tokio::time::timeout(limit, run).await, limit),
+            None => (Ok(run.await), Duration::ZERO),
+        };
         let exceeded = store.data().limits.exceeded;
         match outcome {
             Err(_) => Err(CommandFailure::Timeout(limit)),

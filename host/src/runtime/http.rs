@@ -1,15 +1,19 @@
 //! Web processes: a pre-instantiated `wasi:http/proxy` component, and one
-//! fresh instance per request.
+//! fresh instance per request, or, when a process type opts in, an instance
+//! kept for up to N requests.
 //!
-//! Each request gets its own store (its own memory limit, environment and log
-//! streams), so nothing leaks between requests and a guest that traps, loops
-//! or eats memory fails only its own request. The guest runs on its own task
+//! By default each request gets its own store (its own memory limit,
+//! environment and log streams), so nothing leaks between requests and a
+//! guest that traps, loops or eats memory fails only its own request. With
+//! reuse, an instance that answered cleanly goes back to its dyno for the
+//! next request; one that trapped, timed out or hit its memory limit is
+//! dropped. The guest runs on its own task
 //! so it can stream a body after answering; the task is bounded by the
 //! request timeout before the answer, by the idle timeout while the body
 //! flows, and by a short grace period once the client has what it asked for.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -18,8 +22,8 @@ use http_body::{Body, Frame, SizeHint};
 use wasmtime::Store;
 use wasmtime::component::{Component, Linker};
 use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::artefact::Provenance;
@@ -34,6 +38,8 @@ const INCOMING_HANDLER: &str = "wasi:http/incoming-handler@0.2";
 pub struct HttpComponent {
     pre: ProxyPre<DynoState>,
     provenance: Provenance,
+    /// The sha256 its precompiled artefact is filed under.
+    digest: String,
 }
 
 impl std::fmt::Debug for HttpComponent {
@@ -51,6 +57,7 @@ impl HttpComponent {
         linker: &Linker<DynoState>,
         component: Component,
         provenance: Provenance,
+        digest: String,
     ) -> Result<HttpComponent, LoadError> {
         let exports = exported_interfaces(engine, &component);
         if !exports.iter().any(|e| e.starts_with(INCOMING_HANDLER)) {
@@ -69,7 +76,15 @@ impl HttpComponent {
             name: name.to_string(),
             exports: format!("{} ({e:#})", describe_exports(&exports)),
         })?;
-        Ok(HttpComponent { pre, provenance })
+        Ok(HttpComponent {
+            pre,
+            provenance,
+            digest,
+        })
+    }
+
+    pub fn digest(&self) -> &str {
+        &self.digest
     }
 
     /// Whether the machine code was mapped from the cache or compiled now.
@@ -77,12 +92,14 @@ impl HttpComponent {
         self.provenance
     }
 
-    /// Serves one request in a fresh instance.
+    /// Serves one request: in a fresh instance, or in a kept one when the
+    /// dyno reuses instances and has one ready.
     pub async fn serve<B>(
         &self,
         spec: &InstanceSpec,
         request: hyper::Request<B>,
         timeouts: &Timeouts,
+        reuse: Option<&Arc<Reuse>>,
     ) -> Result<Served, GuestFailure>
     where
         B: Body<Data = Bytes> + Send + 'static,
@@ -90,11 +107,19 @@ impl HttpComponent {
     {
         let started = Instant::now();
         let deadline = started + timeouts.response;
-        let mut store = Store::new(self.pre.engine(), DynoState::new(spec));
-        store.limiter(|state| &mut state.limits);
-        // A busy guest yields to the scheduler at every epoch tick, so one
-        // instance never holds a worker thread and a timeout can stop it.
-        store.epoch_deadline_async_yield_and_update(1);
+        let kept = reuse.and_then(|r| r.take());
+        let (mut store, kept_proxy, uses) = match kept {
+            Some(kept) => (kept.store, Some(kept.proxy), kept.uses),
+            None => {
+                let mut store = Store::new(self.pre.engine(), DynoState::new(spec));
+                store.limiter(|state| &mut state.limits);
+                // A busy guest yields to the scheduler at every epoch tick, so
+                // one instance never holds a worker thread and a timeout can
+                // stop it.
+                store.epoch_deadline_async_yield_and_update(1);
+                (store, None, 0)
+            }
+        };
         store.set_epoch_deadline(1);
 
         let (answer_tx, answer_rx) = tokio::sync::oneshot::channel();
@@ -109,9 +134,13 @@ impl HttpComponent {
             .new_response_outparam(answer_tx)
             .map_err(|e| GuestFailure::Instantiate(format!("{e:#}")))?;
 
-        let proxy =
-            match tokio::time::timeout_at(deadline.into(), self.pre.instantiate_async(&mut store))
-                .await
+        let proxy = match kept_proxy {
+            Some(proxy) => proxy,
+            None => match tokio::time::timeout_at(
+                deadline.into(),
+                self.pre.instantiate_async(&mut store),
+            )
+            .await
             {
                 Err(_) => return Err(GuestFailure::Timeout),
                 Ok(Err(e)) => {
@@ -124,11 +153,13 @@ impl HttpComponent {
                     });
                 }
                 Ok(Ok(proxy)) => proxy,
-            };
+            },
+        };
         let connect = started.elapsed();
 
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let grace = timeouts.grace;
+        let reuse = reuse.cloned();
         let task = tokio::spawn(async move {
             let call = proxy
                 .wasi_http_incoming_handler()
@@ -146,7 +177,15 @@ impl HttpComponent {
                     tokio::time::sleep(grace).await;
                 } => Outcome::Abandoned,
             };
-            (outcome, store.data().limits.exceeded)
+            let exceeded = store.data().limits.exceeded;
+            if let (Outcome::Returned, false, Some(reuse)) = (&outcome, exceeded, reuse) {
+                reuse.put(Kept {
+                    store,
+                    proxy,
+                    uses: uses + 1,
+                });
+            }
+            (outcome, exceeded)
         });
         let task = AbortOnDrop(task);
 
@@ -181,6 +220,50 @@ impl HttpComponent {
             // Dropping the task's future drops the instance with it.
             Err(_) => Err(GuestFailure::Timeout),
         }
+    }
+}
+
+/// Instances a dyno keeps between requests, when its process type opts in.
+pub struct Reuse {
+    /// Requests one instance may serve before it is dropped.
+    max_uses: u32,
+    /// Instances kept at most (the dyno's concurrency).
+    max_kept: usize,
+    kept: Mutex<Vec<Kept>>,
+}
+
+struct Kept {
+    store: Store<DynoState>,
+    proxy: Proxy,
+    uses: u32,
+}
+
+impl Reuse {
+    pub fn new(max_uses: u32, max_kept: usize) -> Reuse {
+        Reuse {
+            max_uses,
+            max_kept,
+            kept: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn take(&self) -> Option<Kept> {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    fn put(&self, kept: Kept) {
+        if kept.uses >= self.max_uses {
+            return;
+        }
+        let mut list = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if list.len() < self.max_kept {
+            list.push(kept);
+        }
+    }
+
+    /// Instances kept right now.
+    pub fn kept(&self) -> usize {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
 

@@ -21,7 +21,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllo
 
 pub use artefact::Provenance;
 pub use command::{CommandComponent, CommandFailure, CommandSpec};
-pub use http::{GuestBody, GuestFailure, HttpComponent, InstanceSpec, Served, Timeouts};
+pub use http::{GuestBody, GuestFailure, HttpComponent, InstanceSpec, Reuse, Served, Timeouts};
+pub use stdio::ProcessIo;
 
 use artefact::ArtefactCache;
 use state::DynoState;
@@ -108,6 +109,7 @@ pub struct Runtime {
     linker: Linker<DynoState>,
     artefacts: ArtefactCache,
     allocator: Allocator,
+    max_instances: u32,
     _ticker: EpochTicker,
 }
 
@@ -128,6 +130,7 @@ impl Runtime {
             linker,
             artefacts,
             allocator,
+            max_instances: config.max_instances,
             _ticker: ticker,
         })
     }
@@ -153,21 +156,54 @@ impl Runtime {
         name: &str,
         bytes: &[u8],
     ) -> Result<Arc<HttpComponent>, LoadError> {
-        let (component, provenance) = self.compile(name, bytes)?;
-        http::HttpComponent::new(name, &self.engine, &self.linker, component, provenance)
-            .map(Arc::new)
+        let (component, provenance, digest) = self.compile(name, bytes)?;
+        http::HttpComponent::new(
+            name,
+            &self.engine,
+            &self.linker,
+            component,
+            provenance,
+            digest,
+        )
+        .map(Arc::new)
+    }
+
+    /// Loads a web component straight from its precompiled artefact, by the
+    /// digest an earlier load reported: what waking an app from zero costs.
+    /// `None` when the artefact is gone (then load the file again).
+    pub fn reload_http(&self, name: &str, digest: &str) -> Option<Arc<HttpComponent>> {
+        let component = self.artefacts.load_cached(&self.engine, digest)?;
+        http::HttpComponent::new(
+            name,
+            &self.engine,
+            &self.linker,
+            component,
+            Provenance::Cached,
+            digest.to_string(),
+        )
+        .ok()
+        .map(Arc::new)
+    }
+
+    /// Most instances alive at once, across every app.
+    pub fn max_instances(&self) -> u32 {
+        self.max_instances
     }
 
     /// Loads a command process's component (a release phase, a worker), like
     /// [`Runtime::load_http`].
     pub fn load_command(&self, path: &Path) -> Result<Arc<CommandComponent>, LoadError> {
         let (name, bytes) = read_component(path)?;
-        let (component, provenance) = self.compile(&name, &bytes)?;
+        let (component, provenance, _) = self.compile(&name, &bytes)?;
         command::CommandComponent::new(&name, &self.engine, &self.linker, component, provenance)
             .map(Arc::new)
     }
 
-    fn compile(&self, name: &str, bytes: &[u8]) -> Result<(Component, Provenance), LoadError> {
+    fn compile(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<(Component, Provenance, String), LoadError> {
         check_component_header(name, bytes)?;
         self.artefacts
             .load(&self.engine, bytes)

@@ -6,7 +6,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::http::InstanceSpec;
-use super::stdio::GuestOutput;
+use super::stdio::{GuestOutput, ProcessIo};
 use crate::logplex::{AppLog, Process};
 
 pub(crate) struct DynoState {
@@ -19,7 +19,14 @@ pub(crate) struct DynoState {
 
 impl DynoState {
     pub(crate) fn new(spec: &InstanceSpec) -> DynoState {
-        DynoState::with(&spec.env, &[], &spec.log, &spec.dyno, spec.memory_limit)
+        DynoState::with(
+            &spec.env,
+            &[],
+            &spec.log,
+            &spec.dyno,
+            spec.memory_limit,
+            ProcessIo::default(),
+        )
     }
 
     pub(crate) fn with(
@@ -28,15 +35,33 @@ impl DynoState {
         log: &AppLog,
         process: &Process,
         memory_limit: u64,
+        io: ProcessIo,
     ) -> DynoState {
         let mut wasi = WasiCtxBuilder::new();
         // The guest's environment is exactly its config vars plus what the
         // platform adds (DYNO, ...). No preopened folders, no socket address
         // allowed, no name lookup: those are WasiCtxBuilder's defaults.
-        wasi.envs(env)
-            .args(args)
-            .stdout(GuestOutput::new(log.clone(), process.clone()))
-            .stderr(GuestOutput::new(log.clone(), process.clone()));
+        // Output goes to the app's log unless the process is attached to a
+        // caller (`renga run`); stdin is empty unless someone feeds it.
+        wasi.envs(env).args(args);
+        match io.stdin {
+            Some(stdin) => wasi.stdin(wasmtime_wasi::cli::AsyncStdinStream::new(stdin)),
+            None => &mut wasi,
+        };
+        match io.stdout {
+            Some(out) => wasi.stdout(wasmtime_wasi::cli::AsyncStdoutStream::new(
+                super::stdio::WRITE_BUDGET,
+                out,
+            )),
+            None => wasi.stdout(GuestOutput::new(log.clone(), process.clone())),
+        };
+        match io.stderr {
+            Some(err) => wasi.stderr(wasmtime_wasi::cli::AsyncStdoutStream::new(
+                super::stdio::WRITE_BUDGET,
+                err,
+            )),
+            None => wasi.stderr(GuestOutput::new(log.clone(), process.clone())),
+        };
         DynoState {
             table: ResourceTable::new(),
             wasi: wasi.build(),

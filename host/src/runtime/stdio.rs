@@ -15,7 +15,17 @@ use crate::logplex::{AppLog, MAX_LINE_BYTES, Process, Source};
 
 /// How much a guest may write in one call (the same bound wasmtime's own
 /// stdio uses).
-const WRITE_BUDGET: usize = 64 * 1024;
+pub(super) const WRITE_BUDGET: usize = 64 * 1024;
+
+/// Where a command process's standard streams go when they do not go to the
+/// log: the pipes of an attached caller (`renga run`), or a worker's stdin,
+/// which the platform closes to ask it to stop.
+#[derive(Default)]
+pub struct ProcessIo {
+    pub stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Sync + Unpin>>,
+    pub stdout: Option<Box<dyn tokio::io::AsyncWrite + Send + Sync + Unpin>>,
+    pub stderr: Option<Box<dyn tokio::io::AsyncWrite + Send + Sync + Unpin>>,
+}
 
 /// One instance's stdout (or stderr). Every stream the guest opens on it
 /// shares one line buffer.

@@ -14,16 +14,24 @@
 //! - `/echo`        answers with the request body
 //! - `/fs`          tries to read files
 //! - `/net`         tries an outbound HTTP request
+//! - `/count`       how many requests this instance has served (1 unless
+//!   the dyno reuses instances)
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Requests this instance has served.
+static SERVED: AtomicU64 = AtomicU64::new(0);
 
 use wstd::http::{Body, Client, Error, Request, Response, StatusCode};
 
 #[wstd::http_server]
 async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
     let path = request.uri().path().to_string();
+    let served = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
     let text = match path.as_str() {
         "/" => "ok\n".to_string(),
+        "/count" => format!("{served}\n"),
         "/trap" => panic!("the /trap route panics on purpose"),
         "/unreachable" => core::arch::wasm32::unreachable(),
         "/overflow" => format!("{}\n", recurse(black_box(1))),

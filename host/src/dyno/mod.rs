@@ -1,0 +1,139 @@
+//! dyno: the running units of an app's process types (`web.1`, `worker.2`,
+//! `run.3`).
+//!
+//! A web dyno pairs a release's pre-instantiated component with what each of
+//! its instances gets (environment, memory limit, log stream), counts the
+//! requests it is serving against its size's concurrency, and keeps
+//! instances between requests when its process type opts in. A worker dyno
+//! is a supervised command process ([`worker`]). Dynos never route and never
+//! compile; the router picks web dynos and the runtime runs them.
+
+pub mod worker;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::config::ConfigVars;
+use crate::logplex::{AppLog, Process};
+use crate::runtime::{GuestFailure, HttpComponent, InstanceSpec, Reuse, Served, Timeouts};
+
+/// What a web dyno may use, from its process type's size and formation.
+#[derive(Clone, Copy, Debug)]
+pub struct WebLimits {
+    /// Linear memory per instance.
+    pub memory: u64,
+    /// Requests served at once.
+    pub concurrency: u32,
+    /// Requests one instance may serve (0: a fresh instance for each).
+    pub reuse: u32,
+}
+
+/// One web dyno.
+pub struct WebDyno {
+    component: Arc<HttpComponent>,
+    spec: InstanceSpec,
+    concurrency: usize,
+    reuse: Option<Arc<Reuse>>,
+    in_flight: AtomicUsize,
+}
+
+impl WebDyno {
+    /// `index` is the dyno's number: `web.1` is 1.
+    pub fn new(
+        index: u32,
+        component: Arc<HttpComponent>,
+        config: &ConfigVars,
+        limits: WebLimits,
+        log: AppLog,
+    ) -> WebDyno {
+        let dyno = format!("web.{index}");
+        let mut env: Vec<(String, String)> = config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        env.retain(|(k, _)| k != "DYNO");
+        env.push(("DYNO".to_string(), dyno.clone()));
+        WebDyno {
+            component,
+            spec: InstanceSpec {
+                dyno: Process::from(dyno),
+                env: env.into(),
+                memory_limit: limits.memory,
+                log,
+            },
+            concurrency: limits.concurrency.max(1) as usize,
+            reuse: (limits.reuse > 0)
+                .then(|| Arc::new(Reuse::new(limits.reuse, limits.concurrency.max(1) as usize))),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    /// Instances this dyno keeps for its next requests.
+    pub fn kept_instances(&self) -> usize {
+        self.reuse.as_ref().map_or(0, |r| r.kept())
+    }
+
+    pub fn name(&self) -> &Process {
+        &self.spec.dyno
+    }
+
+    pub fn memory_limit(&self) -> u64 {
+        self.spec.memory_limit
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Takes one of this dyno's request slots, if it has one free. The slot
+    /// is given back when the guard is dropped (when the response body is
+    /// finished).
+    pub fn try_begin(self: &Arc<Self>) -> Option<InFlight> {
+        let mut current = self.in_flight.load(Ordering::Relaxed);
+        while current < self.concurrency {
+            match self.in_flight.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(InFlight(self.clone())),
+                Err(now) => current = now,
+            }
+        }
+        None
+    }
+
+    pub async fn serve<B>(
+        &self,
+        request: hyper::Request<B>,
+        timeouts: &Timeouts,
+    ) -> Result<Served, GuestFailure>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        self.component
+            .serve(&self.spec, request, timeouts, self.reuse.as_ref())
+            .await
+    }
+}
+
+/// A request in progress on a dyno: one of its slots.
+pub struct InFlight(Arc<WebDyno>);
+
+impl InFlight {
+    pub fn dyno(&self) -> &Arc<WebDyno> {
+        &self.0
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,435 @@
+//! Dynos end to end: formation and sizes, the router spreading requests over
+//! web dynos, the backlog (H11), memory limits (R14), scale to zero and
+//! waking, instance reuse, worker dynos with restart backoff, and one-off
+//! dynos attached to the caller, all through the real CLI and a real server.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{Server, Steady, TempDir, built_component, request};
+
+const HELLO: &str = "examples/hello-rust";
+const MISBEHAVE: &str = "tests/guests/misbehave";
+
+fn deploy(server: &Server, app: &str, component: &str) {
+    server.cli(&["apps:create", app]).ok();
+    let file = built_component(component);
+    server
+        .cli(&["deploy", "--component", file.to_str().unwrap(), "-a", app])
+        .ok();
+}
+
+fn logs(server: &Server, app: &str) -> String {
+    server.cli(&["logs", "-n", "1500", "-a", app]).ok().stdout
+}
+
+/// Waits for `pred` on the app's log; panics with the log if it never holds.
+fn wait_for_log(server: &Server, app: &str, timeout: Duration, pred: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = logs(server, app);
+        if pred(&text) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the log never matched:\n{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The router lines of requests whose path contains `marker`.
+fn router_lines(log: &str, marker: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("renga[router]") && l.contains(marker))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn scaling_spreads_requests_and_sizes_limit_memory() {
+    let tmp = TempDir::new("spread");
+    let server = Server::start(tmp.path());
+    deploy(&server, "spread", MISBEHAVE);
+    deploy(&server, "bystander", HELLO);
+
+    server.cli(&["ps:scale", "web=3", "-a", "spread"]).ok();
+    let ps = server.cli(&["ps", "-a", "spread"]).ok().stdout;
+    for dyno in ["web.1: up", "web.2: up", "web.3: up"] {
+        assert!(ps.contains(dyno), "{ps}");
+    }
+    assert!(ps.contains("=== web (standard-1x)"), "{ps}");
+    for i in 0..30 {
+        assert_eq!(
+            server.app_get("spread", &format!("/?three={i}")).status,
+            200
+        );
+    }
+    let three = router_lines(&logs(&server, "spread"), "three=");
+    assert_eq!(three.len(), 30, "{three:#?}");
+    for dyno in ["dyno=web.1 ", "dyno=web.2 ", "dyno=web.3 "] {
+        assert!(
+            three.iter().any(|l| l.contains(dyno)),
+            "no request reached {dyno}: {three:#?}"
+        );
+    }
+
+    // Down to one dyno, of the smallest size: ps and the router agree.
+    server.cli(&["ps:scale", "web=1:eco", "-a", "spread"]).ok();
+    let ps = server.cli(&["ps", "-a", "spread"]).ok().stdout;
+    assert!(
+        ps.contains("=== web (eco)") && ps.contains("web.1: up"),
+        "{ps}"
+    );
+    assert!(!ps.contains("web.2"), "{ps}");
+    for i in 0..10 {
+        server.app_get("spread", &format!("/?one={i}"));
+    }
+    let one = router_lines(&logs(&server, "spread"), "one=");
+    assert_eq!(one.len(), 10);
+    assert!(one.iter().all(|l| l.contains("dyno=web.1 ")), "{one:#?}");
+
+    // An eco dyno's instance gets 64 MiB: a request that wants more fails
+    // with R14, and every other app keeps serving meanwhile.
+    let steady = Steady::start_with_host(
+        format!("http://127.0.0.1:{}/", server.http_port),
+        Some("bystander.localhost".into()),
+        "hello from renga",
+    );
+    let oom = server.app_get("spread", "/oom");
+    assert_eq!(oom.status, 500, "{}", oom.body);
+    assert_eq!(server.app_get("spread", "/").status, 200);
+    let (ok, failures) = steady.stop();
+    assert!(ok > 0 && failures.is_empty(), "{ok} ok, {failures:?}");
+    let log = logs(&server, "spread");
+    assert!(
+        log.contains("code=R14 desc=\"Memory quota exceeded\"") && log.contains("64 MiB"),
+        "{log}"
+    );
+
+    // Sizes and quantities are checked.
+    let refused = server
+        .cli(&["ps:scale", "web=1:huge", "-a", "spread"])
+        .failed();
+    assert!(refused.stderr.contains("unknown dyno size"), "{refused}");
+    let refused = server.cli(&["ps:type", "web=performance-l", "-a", "spread"]);
+    // 1 dyno of performance-l holds 128 instances: within this server's share.
+    refused.ok();
+    let refused = server
+        .cli(&["ps:scale", "web=100", "-a", "spread"])
+        .failed();
+    assert!(refused.stderr.contains("instances at once"), "{refused}");
+}
+
+#[test]
+fn a_full_backlog_answers_h11_and_the_rest_are_served() {
+    let tmp = TempDir::new("backlog");
+    let server = Server::start(tmp.path());
+    deploy(&server, "busy", MISBEHAVE);
+    // One eco dyno: 4 requests at once, 4 more may wait.
+    server.cli(&["ps:type", "web=eco", "-a", "busy"]).ok();
+    let port = server.http_port;
+    let clients: Vec<_> = (0..16)
+        .map(|i| {
+            std::thread::spawn(move || {
+                request(
+                    "GET",
+                    &format!("http://127.0.0.1:{port}/sleep/1500?n={i}"),
+                    &[("Host", "busy.localhost")],
+                    None,
+                )
+                .status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let served = statuses.iter().filter(|s| **s == 200).count();
+    let refused = statuses.iter().filter(|s| **s == 503).count();
+    assert!(served >= 8, "{statuses:?}");
+    assert!(refused >= 1, "{statuses:?}");
+    assert_eq!(served + refused, 16, "{statuses:?}");
+    let log = logs(&server, "busy");
+    assert!(
+        log.contains("at=error code=H11 desc=\"Backlog too deep\""),
+        "{log}"
+    );
+}
+
+#[test]
+fn an_idle_app_unloads_and_the_next_request_wakes_it() {
+    let tmp = TempDir::new("idle");
+    let server = Server::start(tmp.path());
+    deploy(&server, "sleepy", HELLO);
+    let set = server.cli(&["ps:idle", "1s", "-a", "sleepy"]).ok();
+    assert!(set.stdout.contains("after 1s"), "{set}");
+    assert_eq!(server.app_get("sleepy", "/").status, 200);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ps = server.cli(&["ps", "-a", "sleepy"]).ok().stdout;
+        if ps.contains("web.1: idle") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never went idle: {ps}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_for_log(&server, "sleepy", Duration::from_secs(5), |l| {
+        l.contains("unloaded 1 web dyno(s)")
+    });
+
+    let woken = server.app_get("sleepy", "/?wake=1");
+    assert_eq!(woken.status, 200);
+    assert_eq!(woken.body, "hello from renga\n");
+    let lines = router_lines(&logs(&server, "sleepy"), "wake=1");
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].contains(" wake=") && lines[0].contains("status=200"),
+        "{lines:#?}"
+    );
+    assert!(logs(&server, "sleepy").contains("Woke 1 web dyno(s) from zero in"));
+    let ps = server.cli(&["ps", "-a", "sleepy"]).ok().stdout;
+    assert!(ps.contains("web.1: up"), "{ps}");
+
+    // `never` keeps it loaded.
+    server.cli(&["ps:idle", "never", "-a", "sleepy"]).ok();
+    std::thread::sleep(Duration::from_millis(1500));
+    let ps = server.cli(&["ps", "-a", "sleepy"]).ok().stdout;
+    assert!(ps.contains("web.1: up"), "{ps}");
+}
+
+#[test]
+fn reuse_keeps_an_instance_until_it_traps() {
+    let tmp = TempDir::new("reuse");
+    let server = Server::start(tmp.path());
+    deploy(&server, "reused", MISBEHAVE);
+    let counts = |n: usize| -> Vec<u64> {
+        (0..n)
+            .map(|_| {
+                server
+                    .app_get("reused", "/count")
+                    .body
+                    .trim()
+                    .parse()
+                    .unwrap()
+            })
+            .collect()
+    };
+    // The default: a fresh instance per request.
+    assert!(counts(5).iter().all(|c| *c == 1));
+
+    server
+        .cli(&[
+            "ps:type",
+            "web=standard-1x",
+            "--reuse",
+            "50",
+            "-a",
+            "reused",
+        ])
+        .ok();
+    let kept = counts(10);
+    assert!(*kept.iter().max().unwrap() >= 3, "{kept:?}");
+
+    // A trap discards the instance: the next one starts from scratch.
+    assert_eq!(server.app_get("reused", "/trap").status, 500);
+    let after = counts(1)[0];
+    assert!(
+        after < *kept.iter().max().unwrap(),
+        "{after} after {kept:?}"
+    );
+
+    server
+        .cli(&["ps:type", "web=standard-1x", "--reuse", "0", "-a", "reused"])
+        .ok();
+    assert!(counts(5).iter().all(|c| *c == 1));
+}
+
+#[test]
+fn deploys_under_load_lose_no_request() {
+    let tmp = TempDir::new("zerodown");
+    let server = Server::start(tmp.path());
+    deploy(&server, "steady", HELLO);
+    server.cli(&["ps:scale", "web=2", "-a", "steady"]).ok();
+    let url = format!("http://127.0.0.1:{}/", server.http_port);
+    let streams: Vec<Steady> = (0..4)
+        .map(|_| {
+            Steady::start_with_host(url.clone(), Some("steady.localhost".into()), "from renga")
+        })
+        .collect();
+    let file = built_component(HELLO);
+    for i in 0..6 {
+        server
+            .cli(&[
+                "deploy",
+                "--component",
+                file.to_str().unwrap(),
+                "-a",
+                "steady",
+            ])
+            .ok();
+        if i % 2 == 0 {
+            server.cli(&["ps:restart", "web", "-a", "steady"]).ok();
+        }
+    }
+    let mut total = 0;
+    for stream in streams {
+        let (ok, failures) = stream.stop();
+        assert!(failures.is_empty(), "{failures:?}");
+        total += ok;
+    }
+    assert!(total > 100, "only {total} requests were made");
+}
+
+/// An app with no web process: a worker and a one-off command, from the
+/// Rust buildpack.
+fn write_worker_app(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir.join("src/bin")).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        "[package]\nname = \"jobs\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n# Its own workspace: the tests build it inside renga's checkout.\n[workspace]\n\n[dependencies]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("src/bin/worker.rs"),
+        r#"use std::io::Read;
+fn main() {
+    let dyno = std::env::var("DYNO").unwrap_or_default();
+    println!("worker {dyno} starting");
+    if std::env::var("WORKER_MODE").as_deref() == Ok("crash") {
+        eprintln!("worker {dyno} giving up");
+        std::process::exit(3);
+    }
+    // Runs until the platform closes its stdin.
+    let mut rest = String::new();
+    let _ = std::io::stdin().read_to_string(&mut rest);
+    println!("worker {dyno} stopping: stdin closed");
+}
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("src/bin/task.rs"),
+        r#"use std::io::Read;
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut input = String::new();
+    std::io::stdin().read_to_string(&mut input).unwrap();
+    let dyno = std::env::var("DYNO").unwrap_or_default();
+    println!("task args={args:?} dyno={dyno} input={}", input.trim());
+    eprintln!("task says this on stderr");
+    if args.iter().any(|a| a == "--fail") {
+        std::process::exit(2);
+    }
+}
+"#,
+    )
+    .unwrap();
+}
+
+#[test]
+fn workers_restart_with_backoff_and_one_off_dynos_attach() {
+    let tmp = TempDir::new("workers");
+    let server = Server::start(&tmp.join("data"));
+    let app_dir = tmp.join("jobs");
+    write_worker_app(&app_dir);
+    server.cli(&["apps:create", "jobs"]).ok();
+    server
+        .cli(&["config:set", "WORKER_MODE=crash", "-a", "jobs"])
+        .ok();
+    server
+        .cli(&["deploy", app_dir.to_str().unwrap(), "-a", "jobs"])
+        .ok();
+
+    // A crashing worker restarts at once, then after 1s, then 2s...
+    server.cli(&["ps:scale", "worker=1", "-a", "jobs"]).ok();
+    wait_for_log(&server, "jobs", Duration::from_secs(20), |l| {
+        l.contains("Restarting in 2s (crash 3 in a row)")
+    });
+    let log = logs(&server, "jobs");
+    let order = [
+        "Restarting in 0s (crash 1 in a row)",
+        "Restarting in 1s (crash 2 in a row)",
+        "Restarting in 2s (crash 3 in a row)",
+    ];
+    let positions: Vec<usize> = order.iter().map(|o| log.find(o).unwrap()).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{log}");
+    assert!(
+        log.contains("app[worker.1]: worker worker.1 giving up"),
+        "{log}"
+    );
+    assert!(
+        log.contains("renga[worker.1]: Process exited with status 1"),
+        "{log}"
+    );
+    assert!(
+        log.contains("renga[worker.1]: State changed from up to crashed"),
+        "{log}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ps = server.cli(&["ps", "-a", "jobs"]).ok().stdout;
+        if ps.contains("worker.1: crashed") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never shown as crashed: {ps}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A new release brings new, healthy workers; scaling down stops one by
+    // closing its stdin.
+    server
+        .cli(&["config:unset", "WORKER_MODE", "-a", "jobs"])
+        .ok();
+    server.cli(&["ps:scale", "worker=2", "-a", "jobs"]).ok();
+    wait_for_log(&server, "jobs", Duration::from_secs(10), |l| {
+        l.contains("app[worker.2]: worker worker.2 starting")
+    });
+    let ps = server.cli(&["ps", "-a", "jobs"]).ok().stdout;
+    assert!(
+        ps.contains("worker.1: up") && ps.contains("worker.2: up"),
+        "{ps}"
+    );
+    server.cli(&["ps:scale", "worker=1", "-a", "jobs"]).ok();
+    wait_for_log(&server, "jobs", Duration::from_secs(15), |l| {
+        l.contains("app[worker.2]: worker worker.2 stopping: stdin closed")
+            && l.contains("renga[worker.2]: State changed from up to down")
+    });
+    let ps = server.cli(&["ps", "-a", "jobs"]).ok().stdout;
+    assert!(
+        ps.contains("worker.1: up") && !ps.contains("worker.2"),
+        "{ps}"
+    );
+
+    // A one-off dyno, attached: stdin in, stdout and stderr out, and its
+    // exit code as the CLI's.
+    let ran = server.cli_with_stdin(
+        &["run", "-a", "jobs", "--", "task", "hello", "--fail"],
+        b"piped data\n",
+    );
+    assert!(
+        ran.stdout
+            .contains(r#"task args=["hello", "--fail"] dyno=run.1 input=piped data"#),
+        "{ran}"
+    );
+    assert!(ran.stderr.contains("task says this on stderr"), "{ran}");
+    assert!(ran.stderr.contains("up, run.1 (standard-1x)"), "{ran}");
+    // WASI 0.2's exit carries success or failure: exit(2) arrives as 1.
+    assert_eq!(ran.status.code(), Some(1), "{ran}");
+    let ran = server.cli_with_stdin(&["run", "-a", "jobs", "--", "task.wasm", "ok"], b"");
+    assert_eq!(ran.status.code(), Some(0), "{ran}");
+    let missing = server.cli_with_stdin(&["run", "-a", "jobs", "--", "nothing-here"], b"");
+    assert!(!missing.status.success());
+    assert!(
+        missing.stderr.contains("Couldn't find `nothing-here`"),
+        "{missing}"
+    );
+
+    // Detached: the output goes to the log.
+    let detached = server
+        .cli(&["run:detached", "-a", "jobs", "--", "task", "quietly"])
+        .ok();
+    assert!(detached.stdout.contains("up, run.3"), "{detached}");
+    wait_for_log(&server, "jobs", Duration::from_secs(10), |l| {
+        l.contains(r#"app[run.3]: task args=["quietly"] dyno=run.3 input="#)
+            && l.contains("renga[run.3]: Process exited with status 0")
+    });
+}
