@@ -310,7 +310,7 @@ impl Platform {
             let web = self.web_state(&app, &release).await?;
             self.switch_web(&app, web);
         }
-        self.reconcile_workers(&app, &release, None);
+        self.reconcile_workers(&app, &release);
         for formation in &out {
             let reuse = if formation.reuse > 0 {
                 format!(" (instances reused for up to {} requests)", formation.reuse)
@@ -447,7 +447,7 @@ impl Platform {
         }
         if !which.is_some_and(|w| w == "web" || w.starts_with("web.")) {
             self.stop_workers(&app, which);
-            self.reconcile_workers(&app, &release, None);
+            self.reconcile_workers(&app, &release);
         }
         self.say(
             &app,
@@ -469,7 +469,7 @@ impl Platform {
     pub(super) fn switch(&self, app: &App, release: &Release, web: WebState) {
         self.switch_web(app, web);
         self.stop_workers(app, None);
-        self.reconcile_workers(app, release, None);
+        self.reconcile_workers(app, release);
     }
 
     pub(super) fn switch_web(&self, app: &App, web: WebState) {
@@ -574,7 +574,7 @@ impl Platform {
 
     /// Starts and stops workers until each process type runs as many as its
     /// formation says, of the release given.
-    pub(super) fn reconcile_workers(&self, app: &App, release: &Release, _only: Option<&str>) {
+    pub(super) fn reconcile_workers(&self, app: &App, release: &Release) {
         let formations = match self.formations.list(&app.id) {
             Ok(list) => list,
             Err(e) => {

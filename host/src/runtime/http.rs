@@ -29,7 +29,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use super::artefact::Provenance;
 use super::state::DynoState;
 use super::{LoadError, exported_interfaces};
-use crate::logplex::{AppLog, Process};
+use crate::logplex::{AppLog, Process, Source};
 
 /// The interface every web process must export.
 const INCOMING_HANDLER: &str = "wasi:http/incoming-handler@0.2";
@@ -159,6 +159,7 @@ impl HttpComponent {
 
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let grace = timeouts.grace;
+        let reuse_for_failure = reuse;
         let reuse = reuse.cloned();
         let task = tokio::spawn(async move {
             let call = proxy
@@ -189,7 +190,7 @@ impl HttpComponent {
         });
         let task = AbortOnDrop(task);
 
-        match tokio::time::timeout_at(deadline.into(), answer_rx).await {
+        let result = match tokio::time::timeout_at(deadline.into(), answer_rx).await {
             Ok(Ok(Ok(response))) => {
                 let response = response.map(|inner| GuestBody {
                     inner,
@@ -219,7 +220,23 @@ impl HttpComponent {
             }
             // Dropping the task's future drops the instance with it.
             Err(_) => Err(GuestFailure::Timeout),
+        };
+        if let (Err(failure), true, Some(reuse)) = (&result, uses > 0, reuse_for_failure) {
+            // Some components cannot serve twice (componentize-js 0.23's
+            // event loop hangs on a second request): after a kept instance
+            // fails, this dyno stops keeping instances.
+            if reuse.disable() {
+                spec.log.emit(
+                    Source::Renga,
+                    &spec.dyno,
+                    format!(
+                        "An instance failed on a request after serving {uses} ({failure}); {} now gives every request a fresh instance (set `--reuse 0` for this process type if its component cannot serve twice)",
+                        spec.dyno
+                    ),
+                );
+            }
         }
+        result
     }
 }
 
@@ -230,6 +247,8 @@ pub struct Reuse {
     /// Instances kept at most (the dyno's concurrency).
     max_kept: usize,
     kept: Mutex<Vec<Kept>>,
+    /// Set once a kept instance failed: no more keeping.
+    disabled: std::sync::atomic::AtomicBool,
 }
 
 struct Kept {
@@ -244,6 +263,7 @@ impl Reuse {
             max_uses,
             max_kept,
             kept: Mutex::new(Vec::new()),
+            disabled: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -251,8 +271,17 @@ impl Reuse {
         self.kept.lock().unwrap_or_else(|e| e.into_inner()).pop()
     }
 
+    /// Stops keeping instances; true the first time.
+    fn disable(&self) -> bool {
+        let first = !self
+            .disabled
+            .swap(true, std::sync::atomic::Ordering::AcqRel);
+        self.kept.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        first
+    }
+
     fn put(&self, kept: Kept) {
-        if kept.uses >= self.max_uses {
+        if kept.uses >= self.max_uses || self.disabled.load(std::sync::atomic::Ordering::Acquire) {
             return;
         }
         let mut list = self.kept.lock().unwrap_or_else(|e| e.into_inner());
