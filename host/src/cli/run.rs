@@ -23,6 +23,13 @@ use crate::attach;
 #[command(verbatim_doc_comment)]
 pub struct RunCommand {
     #[command(flatten)]
+    args: RunArgs,
+}
+
+/// What both `run` and `run:detached` take.
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    #[command(flatten)]
     app: AppArg,
     /// The dyno's size (default standard-1x).
     #[arg(long, short)]
@@ -32,14 +39,22 @@ pub struct RunCommand {
     command: Vec<String>,
 }
 
-impl RunCommand {
-    pub fn run(self) -> anyhow::Result<()> {
+impl RunArgs {
+    /// The app, and the body of `POST /apps/{app}/dynos`.
+    fn request(&self, attach: bool) -> anyhow::Result<(String, Value)> {
         let name = self.app.resolve()?;
-        let mut body = json!({ "argv": self.command, "attach": true });
+        let mut body = json!({ "argv": self.command, "attach": attach });
         if let Some(size) = &self.size {
             body["size"] = json!(size);
         }
-        eprintln!("Running `{}` on {name}...", self.command.join(" "));
+        Ok((name, body))
+    }
+}
+
+impl RunCommand {
+    pub fn run(self) -> anyhow::Result<()> {
+        let (name, body) = self.args.request(true)?;
+        eprintln!("Running `{}` on {name}...", self.args.command.join(" "));
         let code = attach_to(&name, &body)?;
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
@@ -56,26 +71,16 @@ impl RunCommand {
 #[command(verbatim_doc_comment)]
 pub struct RunDetachedCommand {
     #[command(flatten)]
-    app: AppArg,
-    /// The dyno's size (default standard-1x).
-    #[arg(long, short)]
-    size: Option<String>,
-    /// COMMAND and its ARGS.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
-    command: Vec<String>,
+    args: RunArgs,
 }
 
 impl RunDetachedCommand {
     pub fn run(self) -> anyhow::Result<()> {
-        let name = self.app.resolve()?;
-        let mut body = json!({ "argv": self.command, "attach": false });
-        if let Some(size) = &self.size {
-            body["size"] = json!(size);
-        }
+        let (name, body) = self.args.request(false)?;
         let dyno = Api::connect()?.post(&format!("/apps/{name}/dynos"), &body)?;
         println!(
             "Running `{}` on {name}... up, {} ({})",
-            self.command.join(" "),
+            self.args.command.join(" "),
             field(&dyno, &["name"]),
             field(&dyno, &["size"])
         );

@@ -323,20 +323,8 @@ impl Platform {
                 "the release process `{command}` is not a .wasm component; native processes are not supported yet"
             )));
         };
-        let component = tokio::task::block_in_place(|| {
-            let dir = self.slugs.unpacked(slug)?;
-            let file = crate::slug::file_inside(&dir, path)
-                .map_err(|e| PlatformError::Invalid(format!("{e:#}")))?;
-            self.runtime
-                .load_command(&file)
-                .map_err(|e| PlatformError::Invalid(e.to_string()))
-        })?;
+        let component = self.command_component(slug, path)?;
         let process: crate::logplex::Process = Arc::from("release.1");
-        let mut env: Vec<(String, String)> = config
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.to_string()))
-            .collect();
-        env.push(("DYNO".into(), process.to_string()));
         let mut argv = vec![path.clone()];
         argv.extend(args.iter().cloned());
         let log = self.logs.app(&app.id);
@@ -350,7 +338,7 @@ impl Platform {
         };
         let spec = CommandSpec {
             process: process.clone(),
-            env: env.into(),
+            env: super::dynos::dyno_env(config, &process),
             args: argv,
             memory_limit: self.memory_of(crate::size::Size::default()),
             time_limit: Some(self.config.build_time_limit),

@@ -1,26 +1,25 @@
 //! Formation and dynos: what runs for an app (web dynos behind the router,
-//! worker dynos under supervision), how big, and how they are switched,
-//! restarted, unloaded when idle and woken again. Also who may read an
-//! app's log.
+//! worker dynos under supervision in [`super::workers`]), how big, and how
+//! they are switched, restarted, unloaded when idle and woken again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::app::App;
 use crate::auth::User;
 use crate::config::ConfigVars;
-use crate::dyno::worker::{Status, Worker, WorkerSpec};
+use crate::dyno::worker::Status;
 use crate::dyno::{WebDyno, WebLimits};
 use crate::formation::{Change, Formation, MAX_QUANTITY, MAX_REUSE};
-use crate::logplex::{AppLog, Process};
+use crate::logplex::AppLog;
 use crate::procfile::{Command, ProcessType, Procfile};
 use crate::release::Release;
 use crate::router::{AppRoute, Wake, WebState};
-use crate::runtime::{CommandSpec, HttpComponent, LoadError, Runtime, Timeouts};
+use crate::runtime::{HttpComponent, LoadError, Runtime, Timeouts};
 use crate::size::Size;
-use crate::slug::{Slug, SlugError};
+use crate::slug::SlugError;
 
 use super::{Platform, PlatformError, Result, procfile_of};
 
@@ -40,28 +39,6 @@ pub struct RunningDyno {
     pub state: Status,
     /// Since when it is in that state (ms since the epoch).
     pub since: u64,
-}
-
-/// A live log session: who may read it, and what.
-#[derive(Clone, Debug)]
-pub struct LogSession {
-    pub app_id: String,
-    pub user_id: String,
-    pub lines: usize,
-    pub tail: bool,
-    pub created: Instant,
-}
-
-/// Log sessions must be opened soon after they are created.
-const LOG_SESSION_TTL: Duration = Duration::from_secs(300);
-
-/// A worker dyno and what `ps` says of it.
-pub(super) struct WorkerDyno {
-    worker: Worker,
-    kind: String,
-    index: u32,
-    command: String,
-    size: Size,
 }
 
 /// Compiled web components by slug checksum and path, shared by every
@@ -553,134 +530,6 @@ impl Platform {
             None => Ok(Procfile::default()),
         }
     }
-
-    // ---- workers -------------------------------------------------------------
-
-    /// Stops the app's workers (all, those of one type, or one dyno), each
-    /// with its grace period, in the background.
-    pub(super) fn stop_workers(&self, app: &App, which: Option<&str>) {
-        let mut all = self.workers.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(workers) = all.get_mut(&app.id) else {
-            return;
-        };
-        let (stopping, kept): (Vec<WorkerDyno>, Vec<WorkerDyno>) = std::mem::take(workers)
-            .into_iter()
-            .partition(|d| which.is_none_or(|w| w == d.kind || w == d.worker.name().as_ref()));
-        *workers = kept;
-        for dyno in stopping {
-            drop(dyno.worker.stop());
-        }
-    }
-
-    /// Starts and stops workers until each process type runs as many as its
-    /// formation says, of the release given.
-    pub(super) fn reconcile_workers(&self, app: &App, release: &Release) {
-        let formations = match self.formations.list(&app.id) {
-            Ok(list) => list,
-            Err(e) => {
-                tracing::warn!(app = %app.name, error = %e, "could not read the formation");
-                return;
-            }
-        };
-        let procfile = self.procfile_for(app, release).unwrap_or_default();
-        let slug = release
-            .slug
-            .as_ref()
-            .and_then(|id| self.slugs.find(&app.id, id).ok().flatten());
-        let mut all = self.workers.lock().unwrap_or_else(|e| e.into_inner());
-        let workers = all.entry(app.id.clone()).or_default();
-        let wanted: BTreeMap<String, (u32, Size)> = formations
-            .iter()
-            .filter(|f| f.kind != "web" && f.kind != "release")
-            .map(|f| (f.kind.clone(), (f.quantity, f.size)))
-            .collect();
-        // Fewer: stop the highest-numbered ones.
-        let (stopping, kept): (Vec<WorkerDyno>, Vec<WorkerDyno>) =
-            std::mem::take(workers).into_iter().partition(|d| {
-                wanted
-                    .get(&d.kind)
-                    .is_none_or(|(quantity, _)| d.index > *quantity)
-            });
-        *workers = kept;
-        for dyno in stopping {
-            drop(dyno.worker.stop());
-        }
-        // More: start the missing numbers.
-        for (kind, (quantity, size)) in wanted {
-            for index in 1..=quantity {
-                if workers.iter().any(|d| d.kind == kind && d.index == index) {
-                    continue;
-                }
-                let Some(slug) = &slug else { continue };
-                match self.worker_spec(app, release, slug, &procfile, &kind, index, size) {
-                    Ok(spec) => {
-                        let command = spec.command.clone();
-                        workers.push(WorkerDyno {
-                            worker: Worker::start(spec),
-                            kind: kind.clone(),
-                            index,
-                            command,
-                            size,
-                        });
-                    }
-                    Err(e) => self.logs.app(&app.id).emit(
-                        crate::logplex::Source::Renga,
-                        &Process::from(format!("{kind}.{index}")),
-                        format!("Could not start {kind}.{index}: {e}"),
-                    ),
-                }
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn worker_spec(
-        &self,
-        app: &App,
-        release: &Release,
-        slug: &Slug,
-        procfile: &Procfile,
-        kind: &str,
-        index: u32,
-        size: Size,
-    ) -> Result<WorkerSpec> {
-        let kind_parsed: ProcessType =
-            kind.parse()
-                .map_err(|e: crate::procfile::InvalidProcessType| {
-                    PlatformError::Invalid(e.to_string())
-                })?;
-        let command = procfile.get(&kind_parsed).ok_or_else(|| {
-            PlatformError::NotFound(format!("the release does not declare a {kind} process"))
-        })?;
-        let Command::Component { path, args } = command else {
-            return Err(PlatformError::Invalid(format!(
-                "`{command}` is not a .wasm component; native processes are not supported yet"
-            )));
-        };
-        let component = tokio::task::block_in_place(|| {
-            let dir = self.slugs.unpacked(slug)?;
-            let file = crate::slug::file_inside(&dir, path)
-                .map_err(|e| PlatformError::Invalid(format!("{e:#}")))?;
-            self.runtime
-                .load_command(&file)
-                .map_err(|e| PlatformError::Invalid(e.to_string()))
-        })?;
-        let name = format!("{kind}.{index}");
-        let mut argv = vec![path.clone()];
-        argv.extend(args.iter().cloned());
-        Ok(WorkerSpec {
-            component,
-            spec: CommandSpec {
-                process: Process::from(name.as_str()),
-                env: dyno_env(&release.config, &name),
-                args: argv,
-                memory_limit: self.memory_of(size),
-                time_limit: None,
-                log: self.logs.app(&app.id),
-            },
-            command: command.to_string(),
-        })
-    }
 }
 
 /// A dyno's environment: the release's config vars and `DYNO`.
@@ -699,52 +548,4 @@ fn dyno_number(name: &str) -> u64 {
     name.rsplit_once('.')
         .and_then(|(_, n)| n.parse().ok())
         .unwrap_or(0)
-}
-
-impl Platform {
-    // ---- logs --------------------------------------------------------------
-
-    pub fn create_log_session(
-        &self,
-        user: &User,
-        name_or_id: &str,
-        lines: usize,
-        tail: bool,
-    ) -> Result<String> {
-        let app = self.app(user, name_or_id)?;
-        let id = crate::auth::new_token();
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        sessions.retain(|_, s| s.created.elapsed() < LOG_SESSION_TTL);
-        sessions.insert(
-            id.clone(),
-            LogSession {
-                app_id: app.id,
-                user_id: user.id.clone(),
-                lines: lines.min(crate::logplex::DEFAULT_BUFFER_LINES),
-                tail,
-                created: Instant::now(),
-            },
-        );
-        Ok(id)
-    }
-
-    /// Opens a log session (once): the app's log, if the session is the user's.
-    pub fn open_log_session(&self, user: &User, id: &str) -> Result<(LogSession, AppLog)> {
-        let session = self
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
-        match session {
-            Some(session)
-                if session.user_id == user.id && session.created.elapsed() < LOG_SESSION_TTL =>
-            {
-                let log = self.logs.app(&session.app_id);
-                Ok((session, log))
-            }
-            _ => Err(PlatformError::NotFound(
-                "Couldn't find that log session".into(),
-            )),
-        }
-    }
 }

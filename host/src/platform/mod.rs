@@ -16,10 +16,13 @@ use arc_swap::ArcSwap;
 
 mod building;
 mod dynos;
+mod logs;
 mod oneoff;
 mod releases;
+mod workers;
 
-pub use dynos::{LogSession, Running, RunningDyno};
+pub use dynos::{Running, RunningDyno};
+pub use logs::LogSession;
 pub use oneoff::{DETACHED_TIME_LIMIT, OneOff};
 pub use releases::KEPT_RELEASES;
 
@@ -103,7 +106,7 @@ pub struct Platform {
     logs: Logplex,
     config: PlatformConfig,
     components: Arc<dynos::ComponentCache>,
-    workers: Mutex<HashMap<String, Vec<dynos::WorkerDyno>>>,
+    workers: Mutex<HashMap<String, Vec<workers::WorkerDyno>>>,
     one_offs: oneoff::OneOffRegistry,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// One build at a time per app (held for the whole build, while `locks`

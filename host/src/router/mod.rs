@@ -238,24 +238,27 @@ impl WebState {
             }
         };
         // The permit guarantees a free slot somewhere; another request may
-        // take the one seen first, so look again until one is ours.
+        // take the one seen first, so look again until one is ours. Each
+        // pass tries the least busy dyno, starting at a rotating index so
+        // that equally busy dynos take turns.
         let n = self.dynos.len();
         loop {
             let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
-            let mut order: Vec<&Arc<WebDyno>> =
-                (0..n).map(|i| &self.dynos[(start + i) % n]).collect();
-            order.sort_by_key(|d| d.in_flight());
-            for dyno in order {
-                if let Some(in_flight) = dyno.try_begin() {
-                    return Ok(Slot {
-                        in_flight,
-                        _permit: permit,
-                    });
-                }
+            let least = (0..n)
+                .map(|i| &self.dynos[(start + i) % n])
+                .filter(|d| d.in_flight() < d.concurrency())
+                .min_by_key(|d| d.in_flight());
+            if let Some(in_flight) = least.and_then(|d| d.try_begin()) {
+                return Ok(Slot {
+                    in_flight,
+                    _permit: permit,
+                });
             }
-            // Only when a slot is still held through an older state of the
-            // same dynos (maintenance mode switched under load).
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            if least.is_none() {
+                // Only when a slot is still held through an older state of
+                // the same dynos (maintenance mode switched under load).
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
         }
     }
 }
