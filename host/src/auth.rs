@@ -23,6 +23,23 @@ pub struct User {
 struct TokenRecord {
     user: String,
     created_at: u64,
+    /// What the token is shown as in `auth:tokens` (never the token).
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    description: String,
+    /// The admin token that came from `$RENGA_ADMIN_TOKEN`: replaced when
+    /// the variable changes.
+    #[serde(default)]
+    from_environment: bool,
+}
+
+/// A token as its owner sees it: never the token itself.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub description: String,
+    pub created_at: u64,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -100,20 +117,69 @@ impl Auth {
         Ok(Some(user))
     }
 
-    pub fn add_token(&self, user: &User, token: &str) -> Result<(), StoreError> {
-        self.tokens.put(
-            hash(token),
-            &TokenRecord {
-                user: user.id.clone(),
-                created_at: now_ms(),
-            },
-        )
+    pub fn add_token(&self, user: &User, token: &str) -> Result<TokenInfo, StoreError> {
+        self.add(user, token, "", false)
+    }
+
+    /// Makes a new token for the user; the token is returned once, here.
+    pub fn create_token(
+        &self,
+        user: &User,
+        description: &str,
+    ) -> Result<(String, TokenInfo), StoreError> {
+        let token = new_token();
+        let info = self.add(user, &token, description, false)?;
+        Ok((token, info))
+    }
+
+    fn add(
+        &self,
+        user: &User,
+        token: &str,
+        description: &str,
+        from_environment: bool,
+    ) -> Result<TokenInfo, StoreError> {
+        let hashed = hash(token);
+        let record = TokenRecord {
+            user: user.id.clone(),
+            created_at: now_ms(),
+            id: new_id(),
+            description: description.to_string(),
+            from_environment,
+        };
+        self.tokens.put(&hashed, &record)?;
+        Ok(info(&hashed, &record))
+    }
+
+    /// The user's tokens, oldest first.
+    pub fn tokens(&self, user: &User) -> Result<Vec<TokenInfo>, StoreError> {
+        let mut found: Vec<TokenInfo> = self
+            .tokens
+            .scan_with_keys::<TokenRecord>("")?
+            .into_iter()
+            .filter(|(_, r)| r.user == user.id)
+            .map(|(key, r)| info(&key, &r))
+            .collect();
+        found.sort_by_key(|t| t.created_at);
+        Ok(found)
+    }
+
+    /// Revokes one of the user's tokens by its id; false if they have no
+    /// such token.
+    pub fn revoke(&self, user: &User, id: &str) -> Result<bool, StoreError> {
+        for (key, record) in self.tokens.scan_with_keys::<TokenRecord>("")? {
+            if record.user == user.id && info(&key, &record).id == id {
+                self.tokens.remove(&key)?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// On first start, the admin user. Its token is `$RENGA_ADMIN_TOKEN` when
-    /// set (and is re-registered on every start, so it can be rotated by
-    /// changing the variable); otherwise a random one, returned once and
-    /// written to `DATA/admin.token` (mode 0600).
+    /// set (and is checked on every start, so it is rotated by changing the
+    /// variable: the previous one stops working); otherwise a random one,
+    /// returned once and written to `DATA/admin.token` (mode 0600).
     pub fn ensure_admin(
         &self,
         env_token: Option<&str>,
@@ -121,7 +187,7 @@ impl Auth {
     ) -> anyhow::Result<Option<String>> {
         if let Some(admin) = self.find_by_name("admin")? {
             if let Some(token) = env_token {
-                self.add_token(&admin, token)?;
+                self.use_environment_token(&admin, token)?;
             }
             return Ok(None);
         }
@@ -129,13 +195,31 @@ impl Auth {
             Some(token) => token.to_string(),
             None => new_token(),
         };
-        self.create_user("admin", true, &token)?
+        let admin = self
+            .create_user("admin", true, &token)?
             .context("creating the admin user")?;
-        if env_token.is_none() {
-            write_private(&data.join("admin.token"), &format!("{token}\n"))?;
-            return Ok(Some(token));
+        if env_token.is_some() {
+            self.use_environment_token(&admin, &token)?;
+            return Ok(None);
         }
-        Ok(None)
+        write_private(&data.join("admin.token"), &format!("{token}\n"))?;
+        Ok(Some(token))
+    }
+
+    /// Makes `token` the admin's environment token, revoking the one an
+    /// earlier `$RENGA_ADMIN_TOKEN` gave.
+    fn use_environment_token(&self, admin: &User, token: &str) -> Result<(), StoreError> {
+        let current = hash(token);
+        for (key, record) in self.tokens.scan_with_keys::<TokenRecord>("")? {
+            if record.user == admin.id && record.from_environment && key != current {
+                self.tokens.remove(&key)?;
+            }
+        }
+        let known = self.tokens.get::<TokenRecord>(&current)?;
+        if !known.is_some_and(|r| r.from_environment) {
+            self.add(admin, token, "from $RENGA_ADMIN_TOKEN", true)?;
+        }
+        Ok(())
     }
 }
 
@@ -148,6 +232,20 @@ pub fn new_token() -> String {
 
 fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// How a token is shown: its record's id, or, for a record written before
+/// tokens had ids, the start of its hash.
+fn info(hashed: &str, record: &TokenRecord) -> TokenInfo {
+    TokenInfo {
+        id: if record.id.is_empty() {
+            hashed[..12].to_string()
+        } else {
+            record.id.clone()
+        },
+        description: record.description.clone(),
+        created_at: record.created_at,
+    }
 }
 
 /// Writes a file only its owner can read.

@@ -2,14 +2,18 @@
 //!
 //! A buildpack is a folder with `bin/detect BUILD_DIR`, `bin/compile BUILD_DIR
 //! CACHE_DIR ENV_DIR` and `bin/release BUILD_DIR`. This module runs those
-//! scripts with a clean environment, streams their output line by line, and
-//! parses what `bin/release` prints. renga's own buildpacks ship inside the
-//! binary and are written out to the cache on first use. It never decides
-//! what a build's output becomes; the build module does.
+//! scripts with a clean environment, directly (`renga dev`) or in a sandbox
+//! (`renga server`), streams their output line by line, and parses what
+//! `bin/release` prints. renga's own buildpacks ship inside the binary and
+//! are written out to the cache on first use; they also have `bin/tools
+//! TOOLS_DIR`, which installs the pinned tools they build with into a folder
+//! shared by every build, before `bin/compile` runs with it read-only. It
+//! never decides what a build's output becomes; the build module does.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -19,6 +23,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 use crate::procfile::{Command as ProcessCommand, ProcessType, Procfile};
+use crate::sandbox::{Bind, Ended, Jail, Jailed, Sandbox};
 
 /// renga's own buildpacks, in detection order.
 static BUILTIN: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../buildpacks");
@@ -38,7 +43,15 @@ const SHORT_SCRIPT_LIMIT: Duration = Duration::from_secs(60);
 pub struct Buildpack {
     name: String,
     dir: PathBuf,
+    /// One of renga's own: its folder sits beside the others and `wit/`.
+    builtin: bool,
 }
+
+/// Where renga's own buildpacks appear in a sandbox (with `wit/` beside them).
+pub const BUILTIN_INSIDE: &str = "/renga/buildpacks";
+
+/// Where a buildpack set by path appears in a sandbox.
+pub const CUSTOM_INSIDE: &str = "/buildpack";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildpackError {
@@ -62,6 +75,80 @@ pub enum BuildpackError {
     },
     #[error("buildpack {name}: bin/release printed YAML renga cannot read: {reason}")]
     BadRelease { name: String, reason: String },
+    #[error("buildpack {name}: {script} was stopped: {reason}")]
+    OverLimit {
+        name: String,
+        script: &'static str,
+        reason: String,
+    },
+    #[error("buildpack {name}: {script} could not be sandboxed: {reason}")]
+    Sandbox {
+        name: String,
+        script: &'static str,
+        reason: String,
+    },
+}
+
+/// How a buildpack's scripts run.
+#[derive(Clone)]
+pub enum Launcher {
+    /// As renga's own children, seeing the host (`renga dev`: the developer
+    /// builds their own code).
+    Direct,
+    /// In a jail (`renga server`). The jail's environment and working folder
+    /// are replaced by each script's; paths given to scripts are as the jail
+    /// sees them.
+    Sandboxed(Arc<Sandbox>, Jail),
+}
+
+/// A running buildpack script.
+enum Running {
+    Direct(tokio::process::Child),
+    Jailed(Box<Jailed>),
+}
+
+impl Running {
+    fn stdout(&mut self) -> Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>> {
+        match self {
+            Running::Direct(child) => child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            Running::Jailed(jailed) => jailed
+                .stdout()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        }
+    }
+
+    fn stderr(&mut self) -> Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>> {
+        match self {
+            Running::Direct(child) => child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            Running::Jailed(jailed) => jailed
+                .stderr()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        }
+    }
+
+    async fn wait(&mut self) -> std::io::Result<Ended> {
+        match self {
+            Running::Direct(child) => child.wait().await.map(Ended::Exited),
+            Running::Jailed(jailed) => jailed.wait().await,
+        }
+    }
+
+    /// Stops the script and everything it started.
+    async fn kill(&mut self) {
+        match self {
+            Running::Direct(child) => {
+                kill_group(child.id());
+                let _ = child.wait().await;
+            }
+            Running::Jailed(jailed) => jailed.kill().await,
+        }
+    }
 }
 
 /// The environment of a buildpack's processes: an allowlist, so that the
@@ -72,9 +159,9 @@ pub struct BuildEnv {
 }
 
 impl BuildEnv {
-    /// What a build needs from the host: where tools are, and nothing else.
-    /// `tools` is the shared folder where buildpacks install toolchains.
-    pub fn from_host(tools: &Path) -> BuildEnv {
+    /// What a build needs from the host: where its toolchains are and how
+    /// this machine reaches package registries, and nothing else.
+    pub fn from_host() -> BuildEnv {
         const PASSED: &[&str] = &[
             "PATH",
             "HOME",
@@ -109,7 +196,6 @@ impl BuildEnv {
             .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
             .collect();
         vars.push(("STACK".into(), "renga-1".into()));
-        vars.push(("RENGA_TOOLS".into(), tools.display().to_string()));
         vars.push(("CARGO_TERM_COLOR".into(), "never".into()));
         BuildEnv { vars }
     }
@@ -117,6 +203,21 @@ impl BuildEnv {
     pub fn set(&mut self, key: &str, value: impl Into<String>) {
         self.vars.retain(|(k, _)| k != key);
         self.vars.push((key.to_string(), value.into()));
+    }
+
+    pub fn remove(&mut self, key: &str) {
+        self.vars.retain(|(k, _)| k != key);
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.vars
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn vars(&self) -> &[(String, String)] {
+        &self.vars
     }
 }
 
@@ -130,6 +231,10 @@ struct ReleaseYaml {
 impl Buildpack {
     /// A buildpack folder; it must have `bin/detect` and `bin/compile`.
     pub fn from_dir(dir: &Path) -> anyhow::Result<Buildpack> {
+        Buildpack::at(dir, false)
+    }
+
+    fn at(dir: &Path, builtin: bool) -> anyhow::Result<Buildpack> {
         for script in ["bin/detect", "bin/compile"] {
             anyhow::ensure!(
                 dir.join(script).is_file(),
@@ -144,7 +249,24 @@ impl Buildpack {
         Ok(Buildpack {
             name,
             dir: dir.to_path_buf(),
+            builtin,
         })
+    }
+
+    /// What a sandbox binds so that the buildpack (and, for renga's own,
+    /// the `wit/` beside it) is visible read-only.
+    pub fn bind(&self) -> Bind {
+        if self.builtin {
+            let root = self.dir.parent().unwrap_or(&self.dir);
+            Bind::read_only(root, BUILTIN_INSIDE)
+        } else {
+            Bind::read_only(&self.dir, CUSTOM_INSIDE)
+        }
+    }
+
+    /// Whether it installs shared tools with `bin/tools` (renga's own do).
+    pub fn has_tools(&self) -> bool {
+        self.builtin && self.dir.join("bin/tools").is_file()
     }
 
     pub fn name(&self) -> &str {
@@ -158,12 +280,13 @@ impl Buildpack {
     /// Runs `bin/detect`: the app's framework name if it applies.
     pub async fn detect(
         &self,
+        launcher: &Launcher,
         build_dir: &Path,
         env: &BuildEnv,
     ) -> Result<Option<String>, BuildpackError> {
-        let output = self.capture("bin/detect", build_dir, env).await?;
-        if output.status.success() {
-            let said = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        let (status, stdout) = self.capture(launcher, "bin/detect", build_dir, env).await?;
+        if status.success() {
+            let said = String::from_utf8_lossy(&stdout).trim().to_string();
             Ok(Some(if said.is_empty() {
                 self.name.clone()
             } else {
@@ -174,10 +297,26 @@ impl Buildpack {
         }
     }
 
+    /// Runs `bin/tools TOOLS_DIR`, handing each output line to `output`.
+    pub async fn tools(
+        &self,
+        launcher: &Launcher,
+        tools_dir: &Path,
+        env: &BuildEnv,
+        limit: Duration,
+        output: &mut (dyn FnMut(String) + Send),
+    ) -> Result<(), BuildpackError> {
+        let args = [tools_dir.as_os_str().to_owned()];
+        self.stream(launcher, "bin/tools", &args, env, limit, output)
+            .await
+    }
+
     /// Runs `bin/compile`, handing each output line (stdout and stderr) to
     /// `output` as it comes.
+    #[allow(clippy::too_many_arguments)]
     pub async fn compile(
         &self,
+        launcher: &Launcher,
         build_dir: &Path,
         cache_dir: &Path,
         env_dir: &Path,
@@ -185,44 +324,89 @@ impl Buildpack {
         limit: Duration,
         output: &mut (dyn FnMut(String) + Send),
     ) -> Result<(), BuildpackError> {
-        let mut command = self.command("bin/compile", env);
-        command.arg(build_dir).arg(cache_dir).arg(env_dir);
-        self.stream("bin/compile", command, limit, output).await
+        let args = [
+            build_dir.as_os_str().to_owned(),
+            cache_dir.as_os_str().to_owned(),
+            env_dir.as_os_str().to_owned(),
+        ];
+        self.stream(launcher, "bin/compile", &args, env, limit, output)
+            .await
     }
 
     /// Runs `bin/release` (if the buildpack has one): its default process types.
     pub async fn release(
         &self,
+        launcher: &Launcher,
         build_dir: &Path,
         env: &BuildEnv,
     ) -> Result<Procfile, BuildpackError> {
         if !self.dir.join("bin/release").is_file() {
             return Ok(Procfile::default());
         }
-        let output = self.capture("bin/release", build_dir, env).await?;
-        if !output.status.success() {
+        let (status, stdout) = self
+            .capture(launcher, "bin/release", build_dir, env)
+            .await?;
+        if !status.success() {
             return Err(BuildpackError::Failed {
                 name: self.name.clone(),
                 script: "bin/release",
-                status: output.status.to_string(),
+                status: status.to_string(),
             });
         }
-        parse_release(&self.name, &String::from_utf8_lossy(&output.stdout))
+        parse_release(&self.name, &String::from_utf8_lossy(&stdout))
     }
 
     /// Runs a short script (`bin/detect`, `bin/release`) to completion and
-    /// keeps its output.
+    /// keeps its stdout (at most 1 MiB of it).
     async fn capture(
         &self,
+        launcher: &Launcher,
         script: &'static str,
         build_dir: &Path,
         env: &BuildEnv,
-    ) -> Result<std::process::Output, BuildpackError> {
-        let mut command = self.command(script, env);
-        command.arg(build_dir).stdin(Stdio::null());
-        match tokio::time::timeout(SHORT_SCRIPT_LIMIT, command.output()).await {
-            Ok(Ok(output)) => Ok(output),
-            Ok(Err(source)) => Err(BuildpackError::Spawn {
+    ) -> Result<(std::process::ExitStatus, Vec<u8>), BuildpackError> {
+        const MAX_CAPTURED: u64 = 1 << 20;
+        let args = [build_dir.as_os_str().to_owned()];
+        let mut running = self
+            .start(launcher, script, &args, env, Stdio::piped(), Stdio::piped())
+            .await?;
+        let (mut stdout, mut stderr) = (running.stdout(), running.stderr());
+        let run = async {
+            use tokio::io::AsyncReadExt as _;
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let read_out = async {
+                if let Some(stdout) = stdout.as_mut() {
+                    let _ = stdout.take(MAX_CAPTURED).read_to_end(&mut out).await;
+                }
+            };
+            let read_err = async {
+                if let Some(stderr) = stderr.as_mut() {
+                    let _ = stderr.take(MAX_CAPTURED).read_to_end(&mut err).await;
+                }
+            };
+            tokio::join!(read_out, read_err);
+            drop((stdout, stderr));
+            (running.wait().await, out, err)
+        };
+        match tokio::time::timeout(SHORT_SCRIPT_LIMIT, run).await {
+            // The sandbox itself failed (a missing folder, say): that is
+            // not the buildpack saying no.
+            Ok((Ok(Ended::Exited(status)), _, err))
+                if !status.success() && err.starts_with(b"bwrap: ") =>
+            {
+                Err(BuildpackError::Sandbox {
+                    name: self.name.clone(),
+                    script,
+                    reason: String::from_utf8_lossy(&err).trim().to_string(),
+                })
+            }
+            Ok((Ok(Ended::Exited(status)), out, _)) => Ok((status, out)),
+            Ok((Ok(Ended::OverLimit(reason)), _, _)) => Err(BuildpackError::OverLimit {
+                name: self.name.clone(),
+                script,
+                reason,
+            }),
+            Ok((Err(source), _, _)) => Err(BuildpackError::Spawn {
                 name: self.name.clone(),
                 script,
                 source,
@@ -235,67 +419,101 @@ impl Buildpack {
         }
     }
 
-    fn command(&self, script: &str, env: &BuildEnv) -> Command {
-        let mut command = Command::new(self.dir.join(script));
-        command
-            .env_clear()
-            .envs(env.vars.iter().map(|(k, v)| (k, v)))
-            .current_dir(&self.dir)
-            .kill_on_drop(true);
-        command
+    /// Starts one of the buildpack's scripts.
+    async fn start(
+        &self,
+        launcher: &Launcher,
+        script: &'static str,
+        args: &[std::ffi::OsString],
+        env: &BuildEnv,
+        stdout: Stdio,
+        stderr: Stdio,
+    ) -> Result<Running, BuildpackError> {
+        match launcher {
+            Launcher::Direct => {
+                let mut command = Command::new(self.dir.join(script));
+                command
+                    .args(args)
+                    .env_clear()
+                    .envs(env.vars.iter().map(|(k, v)| (k, v)))
+                    .current_dir(&self.dir)
+                    .stdin(Stdio::null())
+                    .stdout(stdout)
+                    .stderr(stderr)
+                    .kill_on_drop(true)
+                    // Its own process group, so that stopping it stops the
+                    // compilers it started too.
+                    .process_group(0);
+                command
+                    .spawn()
+                    .map(Running::Direct)
+                    .map_err(|source| BuildpackError::Spawn {
+                        name: self.name.clone(),
+                        script,
+                        source,
+                    })
+            }
+            Launcher::Sandboxed(sandbox, jail) => {
+                let inside = self.bind().inside;
+                let dir = if self.builtin {
+                    inside.join(&self.name)
+                } else {
+                    inside
+                };
+                let mut jail = jail.clone();
+                jail.binds.push(self.bind());
+                jail.env = env.vars.clone();
+                jail.cwd = dir.clone();
+                sandbox
+                    .spawn(&jail, &dir.join(script), args, stdout, stderr)
+                    .await
+                    .map(|j| Running::Jailed(Box::new(j)))
+                    .map_err(|e| BuildpackError::Sandbox {
+                        name: self.name.clone(),
+                        script,
+                        reason: format!("{e:#}"),
+                    })
+            }
+        }
     }
 
     async fn stream(
         &self,
+        launcher: &Launcher,
         script: &'static str,
-        mut command: Command,
+        args: &[std::ffi::OsString],
+        env: &BuildEnv,
         limit: Duration,
         output: &mut (dyn FnMut(String) + Send),
     ) -> Result<(), BuildpackError> {
-        // Its own process group, so that a timeout stops the compilers it
-        // started too.
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        let mut child = command.spawn().map_err(|source| BuildpackError::Spawn {
-            name: self.name.clone(),
-            script,
-            source,
-        })?;
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-        for reader in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        let mut running = self
+            .start(launcher, script, args, env, Stdio::piped(), Stdio::piped())
+            .await?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(256);
+        let mut readers = Vec::new();
+        for reader in [running.stdout(), running.stderr()].into_iter().flatten() {
             let tx = tx.clone();
-            tokio::spawn(async move {
+            readers.push(AbortOnDrop(tokio::spawn(async move {
                 let mut lines = BufReader::new(reader).split(b'\n');
                 while let Ok(Some(line)) = lines.next_segment().await {
                     let mut line = String::from_utf8_lossy(&line).into_owned();
                     if line.ends_with('\r') {
                         line.pop();
                     }
-                    if tx.send(line).is_err() {
+                    if tx.send(line).await.is_err() {
                         break;
                     }
                 }
-            });
+            })));
         }
         drop(tx);
 
-        let pid = child.id();
         let deadline = tokio::time::Instant::now() + limit;
+        let timed_out = || BuildpackError::TimedOut {
+            name: self.name.clone(),
+            script,
+            limit,
+        };
         loop {
             tokio::select! {
                 line = rx.recv() => match line {
@@ -303,14 +521,13 @@ impl Buildpack {
                     None => break,
                 },
                 () = tokio::time::sleep_until(deadline) => {
-                    kill_group(pid);
-                    let _ = child.wait().await;
-                    return Err(BuildpackError::TimedOut { name: self.name.clone(), script, limit });
+                    running.kill().await;
+                    return Err(timed_out());
                 }
             }
         }
-        let status = match tokio::time::timeout_at(deadline, child.wait()).await {
-            Ok(Ok(status)) => status,
+        let ended = match tokio::time::timeout_at(deadline, running.wait()).await {
+            Ok(Ok(ended)) => ended,
             Ok(Err(source)) => {
                 return Err(BuildpackError::Spawn {
                     name: self.name.clone(),
@@ -319,24 +536,32 @@ impl Buildpack {
                 });
             }
             Err(_) => {
-                kill_group(pid);
-                let _ = child.wait().await;
-                return Err(BuildpackError::TimedOut {
-                    name: self.name.clone(),
-                    script,
-                    limit,
-                });
+                running.kill().await;
+                return Err(timed_out());
             }
         };
-        if status.success() {
-            Ok(())
-        } else {
-            Err(BuildpackError::Failed {
+        match ended {
+            Ended::Exited(status) if status.success() => Ok(()),
+            Ended::Exited(status) => Err(BuildpackError::Failed {
                 name: self.name.clone(),
                 script,
                 status: status.to_string(),
-            })
+            }),
+            Ended::OverLimit(reason) => Err(BuildpackError::OverLimit {
+                name: self.name.clone(),
+                script,
+                reason,
+            }),
         }
+    }
+}
+
+/// Aborts a reader task when the script's run is over, however it ended.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -384,7 +609,7 @@ pub fn builtin(cache: &Path) -> anyhow::Result<Vec<Buildpack>> {
     };
     DETECTION_ORDER
         .iter()
-        .map(|name| Buildpack::from_dir(&root.join(name)))
+        .map(|name| Buildpack::at(&root.join(name), true))
         .collect()
 }
 
@@ -416,20 +641,31 @@ fn materialize(cache: &Path) -> anyhow::Result<PathBuf> {
         .join("buildpacks")
         .join(format!(".{digest}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
+    use std::os::unix::fs::PermissionsExt;
+    // Explicit modes, whatever the server's umask: sandboxed builds run
+    // under other uids and must be able to read (never write) these files.
+    let readable = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    };
     for (relative, file) in &files {
         let path = staging.join(relative);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
+            let mut dir = parent;
+            while dir.starts_with(&staging) {
+                readable(dir, 0o755)?;
+                match dir.parent() {
+                    Some(up) => dir = up,
+                    None => break,
+                }
+            }
         }
         std::fs::write(&path, file.contents())
             .with_context(|| format!("writing {}", path.display()))?;
         let executable = relative
             .parent()
             .is_some_and(|p| p.file_name().is_some_and(|n| n == "bin"));
-        if executable {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
-        }
+        readable(&path, if executable { 0o755 } else { 0o644 })?;
     }
     match std::fs::rename(&staging, &root) {
         Ok(()) => {}

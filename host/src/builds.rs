@@ -23,6 +23,12 @@ pub const MAX_OUTPUT_BYTES: usize = 4 << 20;
 /// Builds of one app kept with their output; older ones are forgotten.
 pub const KEPT_PER_APP: usize = 50;
 
+/// Uploaded sources one user may hold before a build uses them.
+pub const MAX_UNBUILT_SOURCES: usize = 10;
+
+/// An uploaded source no build used is deleted after this long.
+pub const SOURCE_TTL: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BuildStatus {
@@ -78,15 +84,20 @@ pub struct Source {
     pub checksum: Option<String>,
     pub size: u64,
     pub created_at: u64,
+    /// The build that took it; a source is built once.
+    #[serde(default)]
+    pub build: Option<String>,
 }
 
 /// Build and source records, their files, and the output of running builds.
+#[derive(Clone)]
 pub struct Builds {
     builds: Tree,
     sources: Tree,
     dir: PathBuf,
     sources_dir: PathBuf,
-    live: Mutex<HashMap<String, Arc<BuildOutput>>>,
+    work_dir: PathBuf,
+    live: Arc<Mutex<HashMap<String, Arc<BuildOutput>>>>,
 }
 
 fn key(app: &str, id: &str) -> String {
@@ -103,10 +114,65 @@ impl Builds {
         Ok(Builds {
             builds: db.tree("builds")?,
             sources: db.tree("sources")?,
+            work_dir: dir.join("work"),
             dir,
             sources_dir,
-            live: Mutex::default(),
+            live: Arc::default(),
         })
+    }
+
+    /// Where a build unpacks and compiles (`builds/work/ID`), removed when
+    /// it ends.
+    pub fn work_dir(&self, build_id: &str) -> PathBuf {
+        self.work_dir.join(build_id)
+    }
+
+    /// Removes what a stopped server left half done: build folders and
+    /// uploads in progress. Call before serving. Blocking.
+    pub fn clean_leftovers(&self) -> anyhow::Result<()> {
+        if self.work_dir.exists() {
+            std::fs::remove_dir_all(&self.work_dir)
+                .with_context(|| format!("removing {}", self.work_dir.display()))?;
+        }
+        for entry in std::fs::read_dir(&self.sources_dir)? {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().starts_with(".upload-") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    /// Sources no build used, uploaded more than [`SOURCE_TTL`] ago (or
+    /// never uploaded): forgotten, their files deleted.
+    pub fn expire_sources(&self) -> Result<usize, StoreError> {
+        let before = now_ms().saturating_sub(SOURCE_TTL.as_millis() as u64);
+        let mut expired = 0;
+        for source in self.sources.scan::<Source>("")? {
+            if source.build.is_none() && source.created_at < before {
+                self.delete_source(&source.id)?;
+                expired += 1;
+            }
+        }
+        Ok(expired)
+    }
+
+    /// How many sources the user uploaded (or is uploading) that no build
+    /// has taken.
+    pub fn unbuilt_sources(&self, user_id: &str) -> Result<usize, StoreError> {
+        Ok(self
+            .sources
+            .scan::<Source>("")?
+            .iter()
+            .filter(|s| s.user_id == user_id && s.build.is_none())
+            .count())
+    }
+
+    /// Marks a source as taken by a build.
+    pub fn claim_source(&self, source: &Source) -> Result<(), StoreError> {
+        let mut source = source.clone();
+        source.build = Some(now_ms().to_string());
+        self.sources.put(&source.id, &source)
     }
 
     // ---- sources ----------------------------------------------------------------
@@ -118,6 +184,7 @@ impl Builds {
             checksum: None,
             size: 0,
             created_at: now_ms(),
+            build: None,
         };
         self.sources.put(&source.id, &source)?;
         Ok(source)
@@ -257,17 +324,18 @@ impl Builds {
     }
 
     /// Builds left pending by a server that stopped: they never finish.
-    pub fn fail_interrupted(&self) -> Result<usize, StoreError> {
-        let mut failed = 0;
+    /// Returns the sources they had taken (which no build will use now).
+    pub fn fail_interrupted(&self) -> Result<Vec<String>, StoreError> {
+        let mut sources = Vec::new();
         for mut build in self.builds.scan::<Build>("")? {
             if build.status == BuildStatus::Pending {
                 build.status = BuildStatus::Failed;
                 build.failure = Some("the server stopped during this build".into());
                 self.update(&build)?;
-                failed += 1;
+                sources.push(build.source.clone());
             }
         }
-        Ok(failed)
+        Ok(sources)
     }
 
     pub fn delete_app(&self, app: &str) -> Result<(), StoreError> {

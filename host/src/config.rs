@@ -53,6 +53,13 @@ impl<'de> serde::Deserialize<'de> for ConfigKey {
     }
 }
 
+/// Lets a map keyed by [`ConfigKey`] be searched with a plain `&str`.
+impl std::borrow::Borrow<str> for ConfigKey {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for ConfigKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -69,11 +76,39 @@ impl ConfigVars {
         Self::default()
     }
 
+    /// Most config vars an app may have.
+    pub const MAX_VARS: usize = 500;
+
+    /// Most bytes an app's config vars may hold, names and values together
+    /// (Heroku allows 32 KB).
+    pub const MAX_TOTAL_BYTES: usize = 64 << 10;
+
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k.as_str() == key)
-            .map(|(_, v)| v.as_str())
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// Names and values together, in bytes.
+    pub fn total_bytes(&self) -> usize {
+        self.0.iter().map(|(k, v)| k.as_str().len() + v.len()).sum()
+    }
+
+    /// Whether the vars fit the limits every app has: at most
+    /// [`ConfigVars::MAX_VARS`] vars and [`ConfigVars::MAX_TOTAL_BYTES`].
+    pub fn check_limits(&self) -> Result<(), ConfigError> {
+        if self.len() > Self::MAX_VARS {
+            return Err(ConfigError::TooMany {
+                count: self.len(),
+                max: Self::MAX_VARS,
+            });
+        }
+        let total = self.total_bytes();
+        if total > Self::MAX_TOTAL_BYTES {
+            return Err(ConfigError::TooLarge {
+                total,
+                max: Self::MAX_TOTAL_BYTES,
+            });
+        }
+        Ok(())
     }
 
     pub fn set(&mut self, key: ConfigKey, value: impl Into<String>) {
@@ -127,10 +162,38 @@ impl ConfigVars {
                     })?;
             let value =
                 parse_value(value.trim_start()).map_err(|message| DotenvError { line, message })?;
+            check_value(&key, &value).map_err(|e| DotenvError {
+                line,
+                message: e.to_string(),
+            })?;
             vars.set(key, value);
         }
         Ok(vars)
     }
+}
+
+/// A config var value: any text but NUL, which no process environment can
+/// carry (a guest would see the value cut short at it).
+pub fn check_value(key: &ConfigKey, value: &str) -> Result<(), ConfigError> {
+    if value.contains('\0') {
+        return Err(ConfigError::Nul(key.to_string()));
+    }
+    Ok(())
+}
+
+/// Why a set of config vars is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("config var {0} contains a NUL character, which no environment can carry")]
+    Nul(String),
+    #[error("an app may have at most {max} config vars; this change would make {count}")]
+    TooMany { count: usize, max: usize },
+    #[error(
+        "an app's config vars may hold at most {} (names and values together); this change would make {}",
+        crate::units::ByteSize(*max as u64),
+        crate::units::ByteSize(*total as u64)
+    )]
+    TooLarge { total: usize, max: usize },
 }
 
 impl FromIterator<(ConfigKey, String)> for ConfigVars {
@@ -222,6 +285,50 @@ mod tests {
         assert_eq!(err.line, 1);
         let err = ConfigVars::from_dotenv("A=\"open").unwrap_err();
         assert!(err.message.contains("unterminated"), "{err}");
+    }
+
+    #[test]
+    fn a_nul_in_a_config_value_is_refused() {
+        let key: ConfigKey = "TOKEN".parse().unwrap();
+        assert!(check_value(&key, "abc").is_ok());
+        assert_eq!(
+            check_value(&key, "abc\0def"),
+            Err(ConfigError::Nul("TOKEN".into()))
+        );
+        let err = ConfigVars::from_dotenv("A=\"x\\0y\"\nB=\"\0\"\n").unwrap_err();
+        assert_eq!(err.line, 2, "{err}");
+    }
+
+    #[test]
+    fn limits_count_vars_and_bytes() {
+        let mut vars = ConfigVars::new();
+        for i in 0..ConfigVars::MAX_VARS {
+            vars.set(format!("K{i}").parse().unwrap(), "v");
+        }
+        assert!(vars.check_limits().is_ok());
+        vars.set("ONE_MORE".parse().unwrap(), "v");
+        assert!(matches!(
+            vars.check_limits(),
+            Err(ConfigError::TooMany { .. })
+        ));
+        let mut big = ConfigVars::new();
+        big.set(
+            "BIG".parse().unwrap(),
+            "x".repeat(ConfigVars::MAX_TOTAL_BYTES),
+        );
+        assert!(matches!(
+            big.check_limits(),
+            Err(ConfigError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn lookups_by_name_find_the_var() {
+        let vars: ConfigVars = (0..10_000)
+            .map(|i| (format!("KEY_{i}").parse().unwrap(), i.to_string()))
+            .collect();
+        assert_eq!(vars.get("KEY_9999"), Some("9999"));
+        assert_eq!(vars.get("MISSING"), None);
     }
 
     #[test]

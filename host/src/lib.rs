@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod app;
+pub mod archive;
 pub mod attach;
 pub mod auth;
 pub mod build;
@@ -21,6 +22,7 @@ pub mod procfile;
 pub mod release;
 pub mod router;
 pub mod runtime;
+pub mod sandbox;
 pub mod size;
 pub mod slug;
 pub mod store;

@@ -35,6 +35,34 @@ impl Paths {
         })
     }
 
+    /// Makes the data folder (and a separate cache folder) readable by
+    /// renga's user only, and the files already in its store private too
+    /// (a data folder made by an older renga was world-readable).
+    pub fn make_private(&self) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        for dir in [&self.data, &self.cache] {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("making {} private", dir.display()))?;
+        }
+        for private in ["db", "admin.token"] {
+            let path = self.data.join(private);
+            if path.is_dir() {
+                for entry in std::fs::read_dir(&path)?.flatten() {
+                    let mode = if entry.file_type()?.is_dir() {
+                        0o700
+                    } else {
+                        0o600
+                    };
+                    std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode))?;
+                }
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
+            } else if path.is_file() {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Precompiled machine code for components.
     pub fn artefacts(&self) -> PathBuf {
         self.cache.join("precompiled")

@@ -2,8 +2,10 @@
 //!
 //! A release is `vN`: a slug, a snapshot of the config vars, a description,
 //! who made it and when. Releases are only ever appended; a rollback appends
-//! a copy of an older one. This module owns the ledger and never loads or
-//! runs what a release names.
+//! a copy of an older one. Only the newest releases keep their config (and
+//! so can be rolled back to); older ones stay listed without it, and the
+//! oldest are forgotten, so that an app's history has a bound. This module
+//! owns the ledger and never loads or runs what a release names.
 
 use std::fmt;
 use std::str::FromStr;
@@ -48,6 +50,9 @@ pub struct Release {
     pub user_id: String,
     pub user_name: String,
     pub created_at: u64,
+    /// Too old to roll back to: its config was dropped.
+    #[serde(default)]
+    pub expired: bool,
 }
 
 impl Release {
@@ -104,6 +109,7 @@ impl Ledger {
                 user_id: new.user_id.to_string(),
                 user_name: new.user_name.to_string(),
                 created_at: now_ms(),
+                expired: false,
             };
             if self.releases.put_new(key(app, version), &release)? {
                 return Ok(release);
@@ -131,11 +137,75 @@ impl Ledger {
     pub fn delete_app(&self, app: &str) -> Result<(), StoreError> {
         self.releases.remove_prefix(prefix(app))
     }
+
+    /// Keeps the config of the newest `keep` releases only, and forgets
+    /// releases older than the newest `listed`. Touches only the releases
+    /// that just crossed a line (older ones crossed it before), so each new
+    /// release costs the same however long the history.
+    pub fn expire(&self, app: &str, keep: usize, listed: usize) -> Result<(), StoreError> {
+        let Some(current) = self.current(app)? else {
+            return Ok(());
+        };
+        let newest = current.version as usize;
+        if newest > keep {
+            let version = (newest - keep) as u32;
+            if let Some(mut release) = self.releases.get::<Release>(key(app, version))? {
+                if !release.expired {
+                    release.expired = true;
+                    release.config = ConfigVars::new();
+                    self.releases.put(key(app, version), &release)?;
+                }
+            }
+        }
+        if newest > listed {
+            self.releases.remove(key(app, (newest - listed) as u32))?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn old_releases_lose_their_config_then_leave_the_list() {
+        let dir = std::env::temp_dir().join(format!("renga-expire-{}", std::process::id()));
+        let db = Db::open(&dir).unwrap();
+        let ledger = Ledger::open(&db).unwrap();
+        for n in 1..=12 {
+            let mut config = ConfigVars::new();
+            config.set("N".parse().unwrap(), n.to_string());
+            ledger
+                .append(
+                    "app",
+                    NewRelease {
+                        slug: None,
+                        config,
+                        description: format!("release {n}"),
+                        user_id: "u",
+                        user_name: "admin",
+                    },
+                )
+                .unwrap();
+            ledger.expire("app", 3, 8).unwrap();
+        }
+        let list = ledger.list("app").unwrap();
+        let versions: Vec<u32> = list.iter().map(|r| r.version).collect();
+        assert_eq!(versions, (5..=12).collect::<Vec<_>>());
+        for release in &list {
+            let kept = release.version > 9;
+            assert_eq!(!release.expired, kept, "v{}", release.version);
+            assert_eq!(
+                release.config.get("N").is_some(),
+                kept,
+                "v{}",
+                release.version
+            );
+        }
+        drop(db);
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[test]
     fn versions_read_either_way() {

@@ -68,6 +68,17 @@ impl Size {
     }
 
     /// From a request's arrival to its response head (H12 past it).
+    /// How many CPU slices in a row the app takes when apps compete for the
+    /// cores (Heroku's "compute" multiplier).
+    pub fn cpu_share(self) -> u32 {
+        match self {
+            Size::Eco | Size::Basic | Size::Standard1x => 1,
+            Size::Standard2x => 2,
+            Size::PerformanceM => 4,
+            Size::PerformanceL => 8,
+        }
+    }
+
     pub fn request_timeout(self) -> Duration {
         match self {
             Size::PerformanceM | Size::PerformanceL => Duration::from_secs(60),

@@ -2,12 +2,16 @@
 //!
 //! A slug is a gzipped tarball (the component(s), the Procfile, static files)
 //! stored once under `DATA/slugs/` by its sha256, and unpacked beside it the
-//! first time a release needs it. This module owns slug records and files;
+//! first time a release needs it. The archive is checked when it is stored
+//! (only files, folders and links, inside limits) and its components' digests
+//! are recorded; unpacking checks the archive against its sha256 again, and
+//! loading a component checks it against its recorded digest, so a file
+//! changed on disk is never run. This module owns slug records and files;
 //! it never compiles or runs what is inside.
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use flate2::Compression;
@@ -15,6 +19,7 @@ use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 
+use crate::archive::{self, ArchiveError, Limits};
 use crate::store::{Db, StoreError, Tree, new_id, now_ms};
 
 /// Heroku's slug size limit.
@@ -33,14 +38,15 @@ pub struct Slug {
     /// A short description of where the slug came from (a commit, a file).
     pub commit: Option<String>,
     pub created_at: u64,
+    /// The sha256 of each `.wasm` file in the archive, by path.
+    #[serde(default)]
+    pub components: BTreeMap<String, String>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SlugError {
-    #[error("the slug is not a gzipped tar archive: {0}")]
-    NotAnArchive(String),
-    #[error("the slug contains {0:?}, a path outside the slug")]
-    UnsafePath(String),
+    #[error("the slug is refused: {0}")]
+    Archive(ArchiveError),
     #[error("the slug has no blob yet: upload one first")]
     NoBlob,
     #[error(
@@ -48,16 +54,42 @@ pub enum SlugError {
         crate::units::ByteSize(*.0)
     )]
     TooLarge(u64),
+    #[error(
+        "{path} in the slug does not match the slug's archive (it was changed on disk); it was unpacked again from the archive"
+    )]
+    Tampered { path: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0:#}")]
     Io(anyhow::Error),
 }
 
+impl SlugError {
+    /// Whether the slug (what the user uploaded or built) is at fault, as
+    /// opposed to the server's disk.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            SlugError::Archive(e) => e.is_bad_input(),
+            SlugError::NoBlob | SlugError::TooLarge(_) => true,
+            SlugError::Tampered { .. } | SlugError::Store(_) | SlugError::Io(_) => false,
+        }
+    }
+}
+
+impl From<ArchiveError> for SlugError {
+    fn from(e: ArchiveError) -> Self {
+        match e {
+            ArchiveError::Io(e) => SlugError::Io(e.into()),
+            other => SlugError::Archive(other),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Slugs {
     slugs: Tree,
     dir: PathBuf,
+    limits: Limits,
 }
 
 fn key(app: &str, id: &str) -> String {
@@ -65,12 +97,35 @@ fn key(app: &str, id: &str) -> String {
 }
 
 impl Slugs {
-    pub fn open(db: &Db, dir: &Path) -> anyhow::Result<Slugs> {
+    pub fn open(db: &Db, dir: &Path, limits: Limits) -> anyhow::Result<Slugs> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(Slugs {
             slugs: db.tree("slugs")?,
             dir: dir.to_path_buf(),
+            limits,
         })
+    }
+
+    /// Removes what an earlier run left half done: uploads and unpacks in
+    /// progress when it stopped. Call before serving.
+    pub fn clean_leftovers(&self) -> anyhow::Result<usize> {
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".upload-") || name.starts_with(".unpack-") {
+                let path = entry.path();
+                let gone = if entry.file_type()?.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                if gone.is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
     }
 
     pub fn create(
@@ -87,6 +142,7 @@ impl Slugs {
             size: 0,
             commit,
             created_at: now_ms(),
+            components: BTreeMap::new(),
         };
         self.slugs.put(key(app, &slug.id), &slug)?;
         Ok(slug)
@@ -102,7 +158,8 @@ impl Slugs {
     }
 
     /// Checks an uploaded archive, files it under its checksum (fsynced) and
-    /// records it on the slug. Blocking: call from a blocking task.
+    /// records it on the slug with its components' digests. Blocking: call
+    /// from a blocking task.
     pub fn commit_blob(
         &self,
         slug: &Slug,
@@ -110,11 +167,16 @@ impl Slugs {
         checksum: &str,
         size: u64,
     ) -> Result<Slug, SlugError> {
-        let verified = verify(upload);
-        if let Err(e) = verified {
-            let _ = std::fs::remove_file(upload);
-            return Err(e);
-        }
+        let scanned = archive::open(upload)
+            .map_err(ArchiveError::from)
+            .and_then(|reader| archive::scan(reader, self.limits));
+        let contents = match scanned {
+            Ok(contents) => contents,
+            Err(e) => {
+                let _ = std::fs::remove_file(upload);
+                return Err(e.into());
+            }
+        };
         let file = std::fs::File::open(upload).map_err(|e| SlugError::Io(e.into()))?;
         file.sync_all().map_err(|e| SlugError::Io(e.into()))?;
         let stored = self.archive_path(checksum);
@@ -122,12 +184,14 @@ impl Slugs {
         let mut slug = slug.clone();
         slug.checksum = Some(checksum.to_string());
         slug.size = size;
+        slug.components = contents.components;
         self.slugs.put(key(&slug.app, &slug.id), &slug)?;
         Ok(slug)
     }
 
-    /// The slug's files, unpacked once into `DATA/slugs/<checksum>/`.
-    /// Blocking: call from a blocking task.
+    /// The slug's files, unpacked once into `DATA/slugs/<checksum>/` from an
+    /// archive whose sha256 is checked on the way. Blocking: call from a
+    /// blocking task.
     pub fn unpacked(&self, slug: &Slug) -> Result<PathBuf, SlugError> {
         let checksum = slug.checksum.as_deref().ok_or(SlugError::NoBlob)?;
         let dir = self.dir.join(checksum);
@@ -135,20 +199,69 @@ impl Slugs {
             return Ok(dir);
         }
         let staging = self.dir.join(format!(".unpack-{}", new_id()));
-        let archive = std::fs::File::open(self.archive_path(checksum))
-            .map_err(|e| SlugError::Io(e.into()))?;
-        let mut tar = tar::Archive::new(GzDecoder::new(archive));
-        tar.set_preserve_permissions(true);
-        tar.unpack(&staging)
-            .map_err(|e| SlugError::NotAnArchive(e.to_string()))?;
+        let mut reader =
+            archive::open(&self.archive_path(checksum)).map_err(|e| SlugError::Io(e.into()))?;
+        archive::unpack(&mut reader, &staging, self.limits)?;
+        let found = match reader.finish() {
+            Ok(found) => found,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(SlugError::Io(e.into()));
+            }
+        };
+        if found != checksum {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(ArchiveError::Checksum {
+                expected: checksum.to_string(),
+                found,
+            }
+            .into());
+        }
         match std::fs::rename(&staging, &dir) {
             Ok(()) => Ok(dir),
             Err(_) if dir.is_dir() => {
                 let _ = std::fs::remove_dir_all(&staging);
                 Ok(dir)
             }
-            Err(e) => Err(SlugError::Io(e.into())),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                Err(SlugError::Io(e.into()))
+            }
         }
+    }
+
+    /// Forgets the unpacked copy of a slug (after a file in it did not match
+    /// its digest), so that the next [`Slugs::unpacked`] makes a fresh one.
+    pub fn discard_unpacked(&self, slug: &Slug) {
+        if let Some(checksum) = &slug.checksum {
+            let dir = self.dir.join(checksum);
+            let trash = self.dir.join(format!(".unpack-{}", new_id()));
+            if std::fs::rename(&dir, &trash).is_ok() {
+                let _ = std::fs::remove_dir_all(&trash);
+            }
+        }
+    }
+
+    /// The recorded sha256 of the component at `path` in the slug. Slugs
+    /// stored before digests were recorded have theirs read from the
+    /// (checked) archive.
+    pub fn component_digest(&self, slug: &Slug, path: &str) -> Result<Option<String>, SlugError> {
+        if !slug.components.is_empty() {
+            return Ok(archive::component_digest(&slug.components, path).map(str::to_string));
+        }
+        let checksum = slug.checksum.as_deref().ok_or(SlugError::NoBlob)?;
+        let mut reader =
+            archive::open(&self.archive_path(checksum)).map_err(|e| SlugError::Io(e.into()))?;
+        let contents = archive::scan(&mut reader, self.limits)?;
+        let found = reader.finish().map_err(|e| SlugError::Io(e.into()))?;
+        if found != checksum {
+            return Err(ArchiveError::Checksum {
+                expected: checksum.to_string(),
+                found,
+            }
+            .into());
+        }
+        Ok(archive::component_digest(&contents.components, path).map(str::to_string))
     }
 
     pub fn delete_app(&self, app: &str) -> Result<(), StoreError> {
@@ -222,32 +335,6 @@ pub fn file_inside(root: &Path, relative: &str) -> anyhow::Result<PathBuf> {
         "the Procfile names {relative}, which is not a file inside the app"
     );
     Ok(resolved)
-}
-
-/// Reads the whole archive: it must be a gzipped tar whose every path stays
-/// inside the slug.
-fn verify(path: &Path) -> Result<(), SlugError> {
-    let file = std::fs::File::open(path).map_err(|e| SlugError::Io(e.into()))?;
-    let mut tar = tar::Archive::new(GzDecoder::new(file));
-    let entries = tar
-        .entries()
-        .map_err(|e| SlugError::NotAnArchive(e.to_string()))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| SlugError::NotAnArchive(e.to_string()))?;
-        let entry_path = entry
-            .path()
-            .map_err(|e| SlugError::NotAnArchive(e.to_string()))?
-            .into_owned();
-        let safe = entry_path
-            .components()
-            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
-        if !safe {
-            return Err(SlugError::UnsafePath(entry_path.display().to_string()));
-        }
-        std::io::copy(&mut entry, &mut std::io::sink())
-            .map_err(|e| SlugError::NotAnArchive(e.to_string()))?;
-    }
-    Ok(())
 }
 
 /// Packs files into a slug archive: `(path inside the slug, contents)`.
@@ -409,6 +496,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let good = dir.join("good.tgz");
         std::fs::write(&good, pack(&[("a/b.txt", b"x")]).unwrap()).unwrap();
+        let verify = |path: &Path| {
+            archive::open(path)
+                .map_err(ArchiveError::from)
+                .and_then(|r| archive::scan(r, Limits::DEFAULT))
+        };
         assert!(verify(&good).is_ok());
 
         let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::default()));
@@ -420,11 +512,11 @@ mod tests {
         tar.append(&header, &b"x"[..]).unwrap();
         let bad = dir.join("bad.tgz");
         std::fs::write(&bad, tar.into_inner().unwrap().finish().unwrap()).unwrap();
-        assert!(matches!(verify(&bad), Err(SlugError::UnsafePath(_))));
+        assert!(matches!(verify(&bad), Err(ArchiveError::UnsafePath(_))));
 
         let junk = dir.join("junk.tgz");
         std::fs::write(&junk, b"not gzip").unwrap();
-        assert!(matches!(verify(&junk), Err(SlugError::NotAnArchive(_))));
+        assert!(matches!(verify(&junk), Err(ArchiveError::NotAnArchive(_))));
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -34,6 +34,9 @@ impl Db {
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
+            // sled keeps up to 1 GiB of pages in memory by default; records
+            // are small and the hot ones are few.
+            .cache_capacity(64 << 20)
             .open()
             .with_context(|| {
                 format!(
@@ -121,6 +124,23 @@ impl Tree {
             .map(|entry| {
                 let (_, bytes) = entry?;
                 self.decode(&bytes)
+            })
+            .collect()
+    }
+
+    /// Every record whose key starts with `prefix`, with its key, in key order.
+    pub fn scan_with_keys<T: DeserializeOwned>(
+        &self,
+        prefix: impl AsRef<[u8]>,
+    ) -> Result<Vec<(String, T)>, StoreError> {
+        self.tree
+            .scan_prefix(prefix)
+            .map(|entry| {
+                let (key, bytes) = entry?;
+                Ok((
+                    String::from_utf8_lossy(&key).into_owned(),
+                    self.decode(&bytes)?,
+                ))
             })
             .collect()
     }

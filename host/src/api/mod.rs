@@ -9,6 +9,7 @@
 mod body;
 mod git;
 mod run;
+mod stats;
 mod views;
 
 use std::collections::BTreeMap;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, HOST};
+use http::header::AUTHORIZATION;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
@@ -179,7 +180,7 @@ async fn route(platform: &Arc<Platform>, request: Request<Incoming>) -> ApiResul
         .map_err(PlatformError::from)?
         .ok_or_else(ApiError::unauthorized)?;
 
-    let base = api_base(&request);
+    let base = platform.public_url().to_string();
     if request.uri().path().starts_with("/git/") {
         return git::serve(platform, &user, &token, request).await;
     }
@@ -201,6 +202,68 @@ async fn route(platform: &Arc<Platform>, request: Request<Incoming>) -> ApiResul
             ok(json!({ "id": user.id, "email": user.name, "name": user.name, "admin": user.admin }))
         }
         (&Method::POST, ["users"]) => create_user(platform, &user, body).await,
+        (&Method::GET, ["server", "stats"]) => {
+            if !user.admin {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "Only the admin can read the server's figures",
+                ));
+            }
+            ok(stats::server(platform))
+        }
+
+        (&Method::GET, ["oauth", "authorizations"]) => ok(Value::Array(
+            platform
+                .auth()
+                .tokens(&user)
+                .map_err(PlatformError::from)?
+                .iter()
+                .map(views::authorization)
+                .collect(),
+        )),
+        (&Method::POST, ["oauth", "authorizations"]) => {
+            #[derive(serde::Deserialize, Default)]
+            struct Create {
+                description: Option<String>,
+            }
+            let create: Create = read_json_or_default(body).await?;
+            let description = create.description.unwrap_or_default();
+            if description.len() > 200 || description.chars().any(char::is_control) {
+                return Err(ApiError::invalid(
+                    "a token's description is one line of at most 200 characters",
+                ));
+            }
+            let (token, info) = platform
+                .auth()
+                .create_token(&user, &description)
+                .map_err(PlatformError::from)?;
+            platform.flush().await?;
+            let mut view = views::authorization(&info);
+            view["access_token"] = json!({ "token": token });
+            created(view)
+        }
+        (&Method::DELETE, ["oauth", "authorizations", id]) => {
+            let info = platform
+                .auth()
+                .tokens(&user)
+                .map_err(PlatformError::from)?
+                .into_iter()
+                .find(|t| t.id == *id)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "not_found",
+                        format!("Couldn't find that authorization: {id}"),
+                    )
+                })?;
+            platform
+                .auth()
+                .revoke(&user, id)
+                .map_err(PlatformError::from)?;
+            platform.flush().await?;
+            ok(views::authorization(&info))
+        }
 
         (&Method::GET, ["apps"]) => {
             let apps: Vec<Value> = platform
@@ -370,7 +433,7 @@ async fn route(platform: &Arc<Platform>, request: Request<Incoming>) -> ApiResul
             let (upload, checksum, size) = receive_blob(
                 body,
                 platform.source_upload_path(),
-                platform.config().max_slug_bytes,
+                platform.config().max_source_bytes,
                 "source",
             )
             .await?;
@@ -521,6 +584,10 @@ async fn route(platform: &Arc<Platform>, request: Request<Incoming>) -> ApiResul
             platform.restart(&user, app, Some(which)).await?;
             ok(json!({}))
         }
+        (&Method::POST, ["apps", app, "dynos", which, "actions", "stop"]) => {
+            platform.stop_dyno(&user, app, which).await?;
+            ok(json!({}))
+        }
 
         (&Method::POST, ["apps", app, "log-sessions"]) => {
             #[derive(serde::Deserialize, Default)]
@@ -621,13 +688,4 @@ impl FormationUpdate {
             reuse: self.reuse,
         })
     }
-}
-
-fn api_base(request: &Request<Incoming>) -> String {
-    let host = request
-        .headers()
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    format!("http://{host}")
 }

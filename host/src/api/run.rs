@@ -61,7 +61,7 @@ pub(super) async fn create(
             attach::PROTOCOL
         )));
     }
-    let dyno = platform.prepare_run(user, app, &argv, size)?;
+    let dyno = platform.prepare_run(user, app, &argv, size).await?;
     let found = platform.app(user, app)?;
     let view = json!({
         "name": dyno.name(),

@@ -49,6 +49,7 @@ pub fn release(app: &App, release: &Release, current: u32) -> Value {
         "description": release.description,
         "status": "succeeded",
         "current": release.version == current,
+        "eligible_for_rollback": !release.expired,
         "created_at": timestamp(release.created_at),
         "updated_at": timestamp(release.created_at),
         "slug": release.slug.as_ref().map(|id| json!({ "id": id })),
@@ -140,4 +141,17 @@ pub fn buildpack_installations(app: &App) -> Value {
             .map(|(ordinal, name)| json!({ "ordinal": ordinal, "buildpack": { "url": name, "name": name } }))
             .collect(),
     )
+}
+
+/// A token as Heroku's `/oauth/authorizations` shows it (never the token,
+/// except once when it is created).
+pub fn authorization(token: &crate::auth::TokenInfo) -> Value {
+    json!({
+        "id": token.id,
+        "description": token.description,
+        "created_at": timestamp(token.created_at),
+        "updated_at": timestamp(token.created_at),
+        "access_token": null,
+        "scope": ["global"],
+    })
 }

@@ -16,7 +16,7 @@ use crate::logplex::AppLog;
 use crate::paths::{DevDirs, Paths};
 use crate::procfile::{Command, Procfile};
 use crate::router::{self, AppRoute, SingleApp, WebState};
-use crate::runtime::{Provenance, Runtime, Timeouts};
+use crate::runtime::{AppCpu, Provenance, Runtime, Timeouts};
 use crate::units::ByteSize;
 
 /// Run an app locally: build it, serve it, rebuild on every change.
@@ -74,11 +74,15 @@ struct DevApp {
     runtime: Runtime,
     buildpacks: Vec<Buildpack>,
     env: BuildEnv,
+    /// Where buildpacks install their tools (shared by local builds).
+    tools: PathBuf,
     dirs: DevDirs,
     log: AppLog,
     memory: u64,
     reuse: u32,
     timeouts: Timeouts,
+    /// The one app's claim on the CPU.
+    cpu: Arc<AppCpu>,
 }
 
 impl DevCommand {
@@ -114,11 +118,13 @@ impl DevCommand {
             name: name.clone(),
             runtime,
             buildpacks: buildpack::builtin(&paths.cache)?,
-            env: BuildEnv::from_host(&paths.tools()),
+            env: BuildEnv::from_host(),
+            tools: paths.tools(),
             log: log.clone(),
             memory: self.serving.memory().unwrap_or(DEV_MEMORY),
             reuse: self.reuse,
             timeouts: Timeouts::new(self.serving.timeout().unwrap_or(DEV_TIMEOUT)),
+            cpu: AppCpu::new(1),
         });
 
         let web = app.build().await?;
@@ -166,6 +172,7 @@ impl DevApp {
                 let _ = std::fs::remove_file(&self.dirs.last_build);
                 let plan = BuildPlan {
                     source: &self.source,
+                    tools_dir: &self.tools,
                     build_dir: &self.dirs.build,
                     cache_dir: &self.dirs.cache,
                     env_dir: &self.dirs.env,
@@ -173,6 +180,7 @@ impl DevApp {
                     env: &self.env,
                     config: &config,
                     time_limit: build::DEFAULT_TIME_LIMIT,
+                    sandbox: None,
                 };
                 let built = build::run(&plan, &mut |line| println!("{line}")).await?;
                 built.procfile
@@ -189,6 +197,7 @@ impl DevApp {
         };
         let wasm = crate::slug::file_inside(&self.dirs.build, path)?;
         let component = tokio::task::block_in_place(|| self.runtime.load_http(&wasm))?;
+        let cpu = self.cpu.clone();
         let record = LastBuild {
             fingerprint,
             procfile: procfile.to_string(),
@@ -211,7 +220,7 @@ impl DevApp {
             concurrency: DEV_CONCURRENCY,
             reuse: self.reuse,
         };
-        let dyno = WebDyno::new(1, component, &config, limits, self.log.clone());
+        let dyno = WebDyno::new(1, component, &config, limits, self.log.clone(), cpu);
         Ok(WebState::new(vec![Arc::new(dyno)], false, self.timeouts))
     }
 

@@ -11,6 +11,7 @@ use crate::paths::Paths;
 use crate::platform::{Platform, PlatformConfig};
 use crate::router;
 use crate::runtime::Runtime;
+use crate::sandbox::{JailLimits, Sandbox};
 use crate::store::Db;
 use crate::units::{ByteSize, HumanDuration};
 
@@ -45,9 +46,31 @@ pub struct ServerCommand {
     #[command(flatten)]
     serving: super::ServingArgs,
 
+    /// Where clients reach the API, for the URLs it hands out (git remotes,
+    /// upload and log URLs) [default: http:// and the --api address].
+    #[arg(long, env = "RENGA_PUBLIC_URL")]
+    public_url: Option<String>,
+
     /// Largest slug a build or an upload may make.
     #[arg(long, default_value = "500MiB")]
     max_slug: ByteSize,
+
+    /// Largest source tarball a build may start from.
+    #[arg(long, default_value = "500MiB")]
+    max_source: ByteSize,
+
+    /// Most bytes a slug or a source may unpack to (it may also hold at
+    /// most 50,000 files and folders).
+    #[arg(long, default_value = "1GiB")]
+    max_unpacked: ByteSize,
+
+    /// Memory one build may use, its processes and /tmp together.
+    #[arg(long, default_value = "4GiB")]
+    build_memory: ByteSize,
+
+    /// Disk one build may keep in its build folder and its cache.
+    #[arg(long, default_value = "5GiB")]
+    build_disk: ByteSize,
 
     /// Time one build (its buildpacks and its release phase) may take.
     #[arg(long, default_value = "15m")]
@@ -77,7 +100,14 @@ pub fn parse_idle_after(s: &str) -> Result<IdleAfter, String> {
 
 impl ServerCommand {
     pub async fn run(self) -> anyhow::Result<()> {
+        // Everything renga writes (the store, slugs, caches, tokens) is
+        // readable by renga's user only.
+        // SAFETY: umask has no preconditions.
+        unsafe {
+            libc::umask(0o077);
+        }
         let paths = Paths::resolve(self.data)?;
+        paths.make_private()?;
         let db = Db::open(&paths.data.join("db"))?;
         // The pool's slots fit the largest size (or the cap given).
         let memory_cap = self
@@ -95,21 +125,49 @@ impl ServerCommand {
             .with_context(|| format!("cannot listen on {} for apps", self.http))?;
         let api_addr = api_listener.local_addr()?;
         let http_addr = http_listener.local_addr()?;
+        let api_url = format!("http://{}", local_address(api_addr));
+        let public_url = match &self.public_url {
+            Some(url) => parse_public_url(url)?,
+            None => api_url.clone(),
+        };
 
+        let sandbox = Sandbox::detect(
+            &paths.data.join("sandbox"),
+            crate::sandbox::host_toolchains(),
+        )
+        .map_err(|e| e.to_string());
+        match &sandbox {
+            Ok(sandbox) => println!("-----> Builds run in a sandbox: {}", sandbox.describe()),
+            Err(reason) => println!(" !     Builds are off: {reason}"),
+        }
         let platform = Arc::new(Platform::open(
             db,
             runtime,
+            sandbox,
             PlatformConfig {
                 data: paths.data.clone(),
                 cache: paths.cache.clone(),
-                api_url: format!("http://{}", local_address(api_addr)),
+                api_url,
+                public_url,
                 domain: self.domain.clone(),
                 http_port: http_addr.port(),
                 memory_cap,
                 timeout: self.serving.timeout(),
                 idle_after: self.idle_after.0,
                 max_slug_bytes: self.max_slug.0,
+                max_source_bytes: self.max_source.0,
+                unpacked: crate::archive::Limits {
+                    bytes: self.max_unpacked.0,
+                    files: crate::archive::Limits::DEFAULT.files,
+                },
                 build_time_limit: self.build_timeout.0,
+                build_limits: JailLimits {
+                    memory: self.build_memory.0,
+                    processes: 2048,
+                    disk: self.build_disk.0,
+                    files: 500_000,
+                    tmp: self.build_memory.0 / 2,
+                },
             },
         )?);
         let env_token = std::env::var("RENGA_ADMIN_TOKEN")
@@ -161,6 +219,20 @@ impl ServerCommand {
         println!("-----> renga server stopped");
         Ok(())
     }
+}
+
+/// `--public-url`: an http(s) URL, kept without its trailing slash.
+fn parse_public_url(url: &str) -> anyhow::Result<String> {
+    let trimmed = url.trim().trim_end_matches('/');
+    let valid = (trimmed.starts_with("http://") || trimmed.starts_with("https://"))
+        && trimmed
+            .parse::<http::Uri>()
+            .is_ok_and(|u| u.host().is_some());
+    anyhow::ensure!(
+        valid,
+        "--public-url must be an http:// or https:// URL, for example https://renga.example.com"
+    );
+    Ok(trimmed.to_string())
 }
 
 /// An address this host can reach the API at: the bound one, or loopback

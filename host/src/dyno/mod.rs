@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::config::ConfigVars;
 use crate::logplex::{AppLog, Process};
-use crate::runtime::{GuestFailure, HttpComponent, InstanceSpec, Reuse, Served, Timeouts};
+use crate::runtime::{AppCpu, GuestFailure, HttpComponent, InstanceSpec, Reuse, Served, Timeouts};
 
 /// What a web dyno may use, from its process type's size and formation.
 #[derive(Clone, Copy, Debug)]
@@ -45,6 +45,7 @@ impl WebDyno {
         config: &ConfigVars,
         limits: WebLimits,
         log: AppLog,
+        cpu: Arc<AppCpu>,
     ) -> WebDyno {
         let dyno = format!("web.{index}");
         let mut env: Vec<(String, String)> = config
@@ -60,6 +61,7 @@ impl WebDyno {
                 env: env.into(),
                 memory_limit: limits.memory,
                 log,
+                cpu,
             },
             concurrency: limits.concurrency.max(1) as usize,
             reuse: (limits.reuse > 0)

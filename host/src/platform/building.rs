@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::app::App;
 use crate::auth::User;
-use crate::build::{self, BuildPlan};
+use crate::build::{self, BuildPlan, BuildSandbox};
 use crate::buildpack::{self, BuildEnv, Buildpack};
 use crate::builds::{Build, BuildOutput, BuildStatus, ReleaseRef, Source};
 use crate::logplex::Source as LogSource;
@@ -29,7 +29,16 @@ const RELEASE_PHASE: &str = "release";
 impl Platform {
     // ---- sources ----------------------------------------------------------------
 
+    /// A new source for the user to upload to. A user may hold only a few
+    /// sources that no build has used yet; they expire after an hour.
     pub fn create_source(&self, user: &User) -> Result<Source> {
+        let unbuilt = self.builds.unbuilt_sources(&user.id)?;
+        if unbuilt >= crate::builds::MAX_UNBUILT_SOURCES {
+            return Err(PlatformError::Invalid(format!(
+                "you have {unbuilt} uploaded sources that no build has used yet; start builds from them or wait for them to expire (after {})",
+                crate::units::HumanDuration(crate::builds::SOURCE_TTL)
+            )));
+        }
         Ok(self.builds.create_source(&user.id)?)
     }
 
@@ -78,6 +87,17 @@ impl Platform {
                 "the source has no content yet: PUT the tarball to its put_url first".into(),
             ));
         }
+        if source.build.is_some() {
+            return Err(PlatformError::Invalid(
+                "that source was already built: upload a new one".into(),
+            ));
+        }
+        if let Err(reason) = &self.sandbox {
+            return Err(PlatformError::Invalid(format!(
+                "this server cannot build: {reason}"
+            )));
+        }
+        self.builds.claim_source(&source)?;
         let (build, output) = self.builds.create(
             &app.id,
             &source,
@@ -127,6 +147,12 @@ impl Platform {
     ) -> Result<App> {
         let app = self.app(user, name_or_id)?;
         for name in &buildpacks {
+            if !buildpack::DETECTION_ORDER.contains(&name.as_str()) && !user.admin {
+                return Err(PlatformError::Forbidden(format!(
+                    "only the admin can set a buildpack by its path on the server ({name}); use one of renga's: {}",
+                    buildpack::DETECTION_ORDER.join(", ")
+                )));
+            }
             self.resolve_buildpack(name)?;
         }
         let _lock = self.lock(&app.id).await;
@@ -150,6 +176,13 @@ impl Platform {
                 buildpack::DETECTION_ORDER.join(", ")
             )));
         }
+        let inside_data = std::fs::canonicalize(path)
+            .is_ok_and(|p| p.starts_with(&self.config.data) || p.starts_with(&self.config.cache));
+        if inside_data {
+            return Err(PlatformError::Invalid(format!(
+                "{name} is inside renga's data folder, which holds apps' files, not buildpacks"
+            )));
+        }
         Buildpack::from_dir(path).map_err(|e| PlatformError::Invalid(format!("{e:#}")))
     }
 
@@ -161,7 +194,7 @@ impl Platform {
         output: Arc<BuildOutput>,
     ) {
         let _serial = self.build_lock(&app.id).await;
-        let work = self.config.data.join("builds").join("work").join(&build.id);
+        let work = self.builds.work_dir(&build.id);
         self.say(&app, format!("Build started by {}", user.name));
         let outcome = self
             .build_steps(&app, &user, &mut build, &output, &work)
@@ -209,11 +242,14 @@ impl Platform {
         let source_dir = work.join("source");
         let archive = self.builds.source_path(&build.source);
         let unpack_into = source_dir.clone();
-        tokio::task::spawn_blocking(move || unpack_source(&archive, &unpack_into))
-            .await
-            .map_err(|e| PlatformError::Internal(e.into()))?
-            .map_err(|e| {
-                PlatformError::Invalid(format!("the source is not a usable tarball: {e:#}"))
+        let limits = self.config.unpacked;
+        tokio::task::spawn_blocking(move || unpack_source(&archive, &unpack_into, limits))
+            .await?
+            .map_err(|e| match e {
+                crate::archive::ArchiveError::Io(e) => {
+                    PlatformError::Internal(anyhow::Error::from(e).context("unpacking the source"))
+                }
+                bad => PlatformError::Invalid(format!("the source is not a usable tarball: {bad}")),
             })?;
 
         let buildpacks = if app.buildpacks.is_empty() {
@@ -224,7 +260,7 @@ impl Platform {
                 .map(|name| self.resolve_buildpack(name))
                 .collect::<Result<Vec<_>>>()?
         };
-        let mut env = BuildEnv::from_host(&self.config.cache.join("tools"));
+        let mut env = BuildEnv::from_host();
         if let Some(version) = &build.version {
             env.set("SOURCE_VERSION", version.clone());
         }
@@ -232,8 +268,13 @@ impl Platform {
         let build_dir = work.join("build");
         let cache_dir = self.config.cache.join("builds").join(&app.id);
         let env_dir = work.join("env");
+        let sandbox = self.sandbox.clone().map_err(|reason| {
+            PlatformError::Invalid(format!("this server cannot build: {reason}"))
+        })?;
+        let tools_dir = self.build_tools_dir(&sandbox).await?;
         let plan = BuildPlan {
             source: &source_dir,
+            tools_dir: &tools_dir,
             build_dir: &build_dir,
             cache_dir: &cache_dir,
             env_dir: &env_dir,
@@ -241,11 +282,20 @@ impl Platform {
             env: &env,
             config: &config,
             time_limit: self.config.build_time_limit,
+            sandbox: Some(BuildSandbox {
+                sandbox,
+                uid: build_uid(&app.id),
+                tools_uid: TOOLS_UID,
+                limits: self.config.build_limits,
+            }),
         };
         let sink = output.clone();
         let built = build::run(&plan, &mut move |line| sink.push(line))
             .await
-            .map_err(|e| PlatformError::Invalid(e.to_string()))?;
+            .map_err(|e| match e {
+                build::BuildError::Prepare(e) => PlatformError::Internal(e),
+                other => PlatformError::Invalid(other.to_string()),
+            })?;
         build.buildpack = Some(built.buildpack.clone());
         self.builds.update(build)?;
 
@@ -290,8 +340,7 @@ impl Platform {
         let to = upload.clone();
         let (checksum, size) =
             tokio::task::spawn_blocking(move || crate::slug::pack_build(&from, &to, limit))
-                .await
-                .map_err(|e| PlatformError::Internal(e.into()))??;
+                .await??;
         output.push(format!("       Done: {}", crate::units::ByteSize(size)));
         let slug = self.slugs.create(
             &app.id,
@@ -301,8 +350,7 @@ impl Platform {
         let slugs = self.slugs.clone();
         let slug =
             tokio::task::spawn_blocking(move || slugs.commit_blob(&slug, &upload, &checksum, size))
-                .await
-                .map_err(|e| PlatformError::Internal(e.into()))??;
+                .await??;
         self.db.flush().await?;
         Ok(slug)
     }
@@ -323,7 +371,7 @@ impl Platform {
                 "the release process `{command}` is not a .wasm component; native processes are not supported yet"
             )));
         };
-        let component = self.command_component(slug, path)?;
+        let component = self.command_component(slug, path).await?;
         let process: crate::logplex::Process = Arc::from("release.1");
         let mut argv = vec![path.clone()];
         argv.extend(args.iter().cloned());
@@ -343,13 +391,22 @@ impl Platform {
             memory_limit: self.memory_of(crate::size::Size::default()),
             time_limit: Some(self.config.build_time_limit),
             log: log.clone(),
+            cpu: self.cpu_of(app),
         };
         let run = component.run(&spec, crate::runtime::ProcessIo::default());
         tokio::pin!(run);
+        let mut following = true;
         let result = loop {
             tokio::select! {
                 result = &mut run => break result,
-                Ok(line) = live.recv() => forward(&line),
+                received = live.recv(), if following => match received {
+                    Ok(line) => forward(&line),
+                    // Lines went by faster than this build could follow: say
+                    // so, and go on with the next ones.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => output
+                        .push_unlogged(format!("       (renga: {n} lines of the release command's output were skipped; `renga logs` has them)")),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => following = false,
+                },
             }
         };
         // Every line was emitted before the run returned (the guest's last
@@ -377,6 +434,26 @@ impl Platform {
         }
     }
 
+    /// The tools folder shared by every build (`bin/tools` installs into
+    /// it), given to the tools uid.
+    async fn build_tools_dir(&self, sandbox: &Arc<crate::sandbox::Sandbox>) -> Result<PathBuf> {
+        let dir = self.config.cache.join("sandbox-tools");
+        let sandbox = sandbox.clone();
+        let give = dir.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            std::fs::create_dir_all(&give)?;
+            // Every app's build reads it (never writes it).
+            std::fs::set_permissions(&give, std::fs::Permissions::from_mode(0o755))?;
+            if sandbox.is_root() && std::fs::metadata(&give)?.uid() != TOOLS_UID {
+                sandbox.give(&give, TOOLS_UID)?;
+            }
+            Ok(())
+        })
+        .await??;
+        Ok(dir)
+    }
+
     async fn build_lock(&self, app_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = self
             .build_locks
@@ -393,26 +470,30 @@ fn short(version: &str) -> &str {
     &version[..version.len().min(7)]
 }
 
-/// Unpacks a source tarball (gzipped or not); the tar crate refuses entries
-/// that would land outside `into`.
-fn unpack_source(archive: &Path, into: &Path) -> anyhow::Result<()> {
-    use std::io::{Read, Seek};
+/// Unpacks a source tarball (gzipped or not) with the server's limits: only
+/// files, folders and links, every path inside the source.
+fn unpack_source(
+    archive: &Path,
+    into: &Path,
+    limits: crate::archive::Limits,
+) -> Result<(), crate::archive::ArchiveError> {
     if into.exists() {
         std::fs::remove_dir_all(into)?;
     }
-    std::fs::create_dir_all(into)?;
-    let mut file = std::fs::File::open(archive)?;
-    let mut magic = [0u8; 2];
-    let gzipped = file.read(&mut magic)? == 2 && magic == [0x1f, 0x8b];
-    file.rewind()?;
-    let reader: Box<dyn Read> = if gzipped {
-        Box::new(flate2::read::GzDecoder::new(file))
-    } else {
-        Box::new(file)
-    };
-    let mut tar = tar::Archive::new(reader);
-    tar.set_preserve_permissions(true);
-    tar.set_overwrite(true);
-    tar.unpack(into)?;
+    let reader = crate::archive::open(archive)?;
+    crate::archive::unpack(reader, into, limits)?;
     Ok(())
+}
+
+/// The uid that owns the shared tools folder builds read.
+const TOOLS_UID: u32 = 1_999_999;
+
+/// The uid an app's builds run as: its own, from a range no system account
+/// uses, so that one app's build can never touch files another app's build
+/// made.
+pub fn build_uid(app_id: &str) -> u32 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(app_id.as_bytes());
+    let n = u32::from_be_bytes(digest[..4].try_into().expect("sha256 is 32 bytes"));
+    2_000_000 + n % 1_000_000_000
 }

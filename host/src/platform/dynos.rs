@@ -17,7 +17,7 @@ use crate::logplex::AppLog;
 use crate::procfile::{Command, ProcessType, Procfile};
 use crate::release::Release;
 use crate::router::{AppRoute, Wake, WebState};
-use crate::runtime::{HttpComponent, LoadError, Runtime, Timeouts};
+use crate::runtime::{AppCpu, HttpComponent, LoadError, Runtime, Timeouts};
 use crate::size::Size;
 use crate::slug::SlugError;
 
@@ -61,9 +61,15 @@ impl ComponentCache {
         }
     }
 
-    /// The component `key` (`checksum/path`) from `file`. Blocking: compiling
-    /// can take seconds the first time.
-    fn get(&self, key: &str, file: &std::path::Path) -> Result<Arc<HttpComponent>, LoadError> {
+    /// The component `key` (`checksum/path`) from `file`, which must have the
+    /// sha256 `expected` (recorded when its slug was stored). Blocking:
+    /// compiling can take seconds the first time.
+    fn get(
+        &self,
+        key: &str,
+        file: &std::path::Path,
+        expected: &str,
+    ) -> Result<Arc<HttpComponent>, Loaded> {
         if let Some(component) = self
             .loaded
             .lock()
@@ -85,8 +91,11 @@ impl ComponentCache {
             .unwrap_or_default();
         let component = match known.and_then(|d| self.runtime.reload_http(&name, &d)) {
             Some(component) => component,
-            None => self.runtime.load_http(file)?,
+            None => self.runtime.load_http(file).map_err(Loaded::Refused)?,
         };
+        if component.digest() != expected {
+            return Err(Loaded::Tampered);
+        }
         self.digests
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -98,16 +107,26 @@ impl ComponentCache {
     }
 }
 
+/// Why a component was not loaded.
+pub(super) enum Loaded {
+    Refused(LoadError),
+    /// The unpacked file does not have the digest its slug recorded.
+    Tampered,
+}
+
 /// How to make an app's web dynos for one release: used when the release
 /// goes live, and again each time the app wakes from zero.
 struct WebRecipe {
     cache: Arc<ComponentCache>,
     key: String,
     file: PathBuf,
+    /// The component's sha256, as its slug recorded it.
+    digest: String,
     quantity: u32,
     config: ConfigVars,
     limits: WebLimits,
     log: AppLog,
+    cpu: Arc<AppCpu>,
 }
 
 impl WebRecipe {
@@ -120,6 +139,7 @@ impl WebRecipe {
                     &self.config,
                     self.limits,
                     self.log.clone(),
+                    self.cpu.clone(),
                 ))
             })
             .collect()
@@ -129,18 +149,32 @@ impl WebRecipe {
 #[async_trait::async_trait]
 impl Wake for WebRecipe {
     async fn wake(&self) -> std::result::Result<Vec<Arc<WebDyno>>, String> {
-        let (cache, key, file) = (self.cache.clone(), self.key.clone(), self.file.clone());
-        let component = tokio::task::spawn_blocking(move || cache.get(&key, &file))
+        let (cache, key, file, digest) = (
+            self.cache.clone(),
+            self.key.clone(),
+            self.file.clone(),
+            self.digest.clone(),
+        );
+        let component = tokio::task::spawn_blocking(move || cache.get(&key, &file, &digest))
             .await
             .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| match e {
+                Loaded::Refused(e) => e.to_string(),
+                Loaded::Tampered => format!(
+                    "{} does not match its slug's archive (it was changed on disk); deploy or restart to unpack it again",
+                    self.file.display()
+                ),
+            })?;
         Ok(self.dynos(&component))
     }
 }
 
+/// The longest idle period an app may set (longer is "never": 0).
+pub const MAX_IDLE_AFTER: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 /// How many instances an app's formation may hold at once: its web dynos'
 /// request slots plus one per worker.
-fn instances_of(formations: &[Formation]) -> u64 {
+pub(super) fn instances_of(formations: &[Formation]) -> u64 {
     formations
         .iter()
         .map(|f| {
@@ -157,6 +191,12 @@ fn instances_of(formations: &[Formation]) -> u64 {
 impl Platform {
     // ---- sizes ---------------------------------------------------------------
 
+    /// Instances one app may hold at once (formation and one-off dynos
+    /// together): half of the server's pool, so that no app can take it all.
+    pub(super) fn instance_share(&self) -> u64 {
+        u64::from(self.runtime.max_instances()) / 2
+    }
+
     /// Linear memory per instance for a size, capped by the server's limit.
     pub(super) fn memory_of(&self, size: Size) -> u64 {
         size.memory().min(self.config.memory_cap)
@@ -164,6 +204,23 @@ impl Platform {
 
     fn timeouts_of(&self, size: Size) -> Timeouts {
         Timeouts::new(self.config.timeout.unwrap_or(size.request_timeout()))
+    }
+
+    /// The app's claim on the CPU, weighted by its largest dyno size.
+    pub(super) fn cpu_of(&self, app: &App) -> Arc<AppCpu> {
+        let weight = self
+            .formations
+            .list(&app.id)
+            .ok()
+            .and_then(|list| list.iter().map(|f| f.size.cpu_share()).max())
+            .unwrap_or(1);
+        let mut all = self.cpu.lock().unwrap_or_else(|e| e.into_inner());
+        let cpu = all
+            .entry(app.id.clone())
+            .or_insert_with(|| AppCpu::new(weight))
+            .clone();
+        cpu.set_weight(weight);
+        cpu
     }
 
     /// The app's idle period: its own, else the server's.
@@ -267,11 +324,18 @@ impl Platform {
             entry.quantity = change.quantity.unwrap_or(entry.quantity);
             entry.size = change.size.unwrap_or(entry.size);
         }
-        let share = u64::from(self.runtime.max_instances()) / 2;
-        let wanted = instances_of(&planned);
+        let share = self.instance_share();
+        let one_offs = self.one_off_count(&app) as u64;
+        let wanted = instances_of(&planned) + one_offs;
         if wanted > share {
             return Err(PlatformError::Invalid(format!(
-                "That formation could hold {wanted} instances at once; one app may hold at most {share} (half of this server's instance pool)"
+                "That formation could hold {} instances at once{}; one app may hold at most {share} (half of this server's instance pool)",
+                wanted,
+                if one_offs > 0 {
+                    format!(" with its {one_offs} one-off dyno(s)")
+                } else {
+                    String::new()
+                }
             )));
         }
 
@@ -283,11 +347,12 @@ impl Platform {
             out.push(formation);
         }
         self.db.flush().await?;
+        self.cpu_of(&app);
         if web_changed {
             let web = self.web_state(&app, &release).await?;
             self.switch_web(&app, web);
         }
-        self.reconcile_workers(&app, &release);
+        self.reconcile_workers(&app, &release).await;
         for formation in &out {
             let reuse = if formation.reuse > 0 {
                 format!(" (instances reused for up to {} requests)", formation.reuse)
@@ -314,6 +379,12 @@ impl Platform {
         seconds: Option<u64>,
     ) -> Result<App> {
         let app = self.app(user, name_or_id)?;
+        if let Some(seconds) = seconds.filter(|s| *s > MAX_IDLE_AFTER.as_secs()) {
+            return Err(PlatformError::Invalid(format!(
+                "an idle period of {seconds} seconds is longer than the longest, {} (use 0 for never)",
+                crate::units::HumanDuration(MAX_IDLE_AFTER)
+            )));
+        }
         let _lock = self.lock(&app.id).await;
         let app = self.apps.set_idle_after(&app, seconds)?;
         self.db.flush().await?;
@@ -417,14 +488,21 @@ impl Platform {
             }
         }
         let release = self.current_release(&app)?;
+        // One-off dynos are not restarted: they are stopped, as on Heroku.
+        if which.is_none_or(|w| w == "run" || w.starts_with("run.")) {
+            self.stop_one_offs(&app, which.filter(|w| w.starts_with("run.")));
+        }
         let web = which.is_none_or(|w| w == "web" || w.starts_with("web."));
         if web {
             let state = self.web_state(&app, &release).await?;
             self.switch_web(&app, state);
         }
-        if !which.is_some_and(|w| w == "web" || w.starts_with("web.")) {
+        let workers = which.is_none_or(|w| {
+            !(w == "web" || w.starts_with("web.") || w == "run" || w.starts_with("run."))
+        });
+        if workers {
             self.stop_workers(&app, which);
-            self.reconcile_workers(&app, &release);
+            self.reconcile_workers(&app, &release).await;
         }
         self.say(
             &app,
@@ -439,14 +517,14 @@ impl Platform {
     /// then workers, stopped and started again.
     pub(super) async fn activate(&self, app: &App, release: &Release) -> Result<()> {
         let web = self.web_state(app, release).await?;
-        self.switch(app, release, web);
+        self.switch(app, release, web).await;
         Ok(())
     }
 
-    pub(super) fn switch(&self, app: &App, release: &Release, web: WebState) {
+    pub(super) async fn switch(&self, app: &App, release: &Release, web: WebState) {
         self.switch_web(app, web);
         self.stop_workers(app, None);
-        self.reconcile_workers(app, release);
+        self.reconcile_workers(app, release).await;
     }
 
     pub(super) fn switch_web(&self, app: &App, web: WebState) {
@@ -489,15 +567,54 @@ impl Platform {
             PlatformError::NotFound(format!("Couldn't find that slug: {slug_id}"))
         })?;
         let checksum = slug.checksum.clone().ok_or(SlugError::NoBlob)?;
-        let file = tokio::task::block_in_place(|| -> Result<PathBuf> {
-            let dir = self.slugs.unpacked(&slug)?;
-            crate::slug::file_inside(&dir, path)
-                .map_err(|e| PlatformError::Invalid(format!("{e:#}")))
-        })?;
+        let (slugs, cache, path) = (self.slugs.clone(), self.components.clone(), path.clone());
+        let key = format!("{checksum}/{path}");
+        let log = self.logs.app(&app.id);
+        // Unpacking, hashing and compiling are blocking work: off the async
+        // workers. A file that does not match its slug is unpacked again
+        // from the (checked) archive, once.
+        let (file, digest, component) = {
+            let key = key.clone();
+            let log = log.clone();
+            tokio::task::spawn_blocking(move || -> Result<_> {
+                let digest = slugs.component_digest(&slug, &path)?.ok_or_else(|| {
+                    PlatformError::Invalid(format!(
+                        "the Procfile names {path}, which is not in the slug"
+                    ))
+                })?;
+                let mut retried = false;
+                loop {
+                    let dir = slugs.unpacked(&slug)?;
+                    let file = crate::slug::file_inside(&dir, &path)
+                        .map_err(|e| PlatformError::Invalid(format!("{e:#}")))?;
+                    if formation.quantity == 0 {
+                        return Ok((file, digest, None));
+                    }
+                    match cache.get(&key, &file, &digest) {
+                        Ok(component) => return Ok((file, digest, Some(component))),
+                        Err(Loaded::Refused(e)) => return Err(e.into()),
+                        Err(Loaded::Tampered) if !retried => {
+                            log.emit(
+                                crate::logplex::Source::Renga,
+                                &super::api_process(),
+                                format!("{}", SlugError::Tampered { path: path.clone() }),
+                            );
+                            slugs.discard_unpacked(&slug);
+                            retried = true;
+                        }
+                        Err(Loaded::Tampered) => {
+                            return Err(SlugError::Tampered { path: path.clone() }.into());
+                        }
+                    }
+                }
+            })
+            .await??
+        };
         let recipe = Arc::new(WebRecipe {
             cache: self.components.clone(),
-            key: format!("{checksum}/{path}"),
+            key,
             file,
+            digest,
             quantity: formation.quantity,
             config: release.config.clone(),
             limits: WebLimits {
@@ -505,14 +622,12 @@ impl Platform {
                 concurrency: size.concurrency(),
                 reuse: formation.reuse,
             },
-            log: self.logs.app(&app.id),
+            log,
+            cpu: self.cpu_of(app),
         });
-        if formation.quantity == 0 {
+        let Some(component) = component else {
             return Ok(WebState::new(Vec::new(), app.maintenance, timeouts));
-        }
-        let cache = self.components.clone();
-        let component = tokio::task::block_in_place(|| cache.get(&recipe.key, &recipe.file))
-            .map_err(|e| PlatformError::Invalid(e.to_string()))?;
+        };
         Ok(WebState::waking(
             recipe.dynos(&component),
             app.maintenance,

@@ -47,21 +47,20 @@ impl Platform {
         Ok(id)
     }
 
-    /// Opens a log session (once): the app's log, if the session is the user's.
+    /// Opens a log session (once): the app's log, if the session is the
+    /// user's. Another user's attempt leaves the session untouched.
     pub fn open_log_session(&self, user: &User, id: &str) -> Result<(LogSession, AppLog)> {
-        let session = self
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let theirs = sessions
+            .get(id)
+            .is_some_and(|s| s.user_id == user.id && s.created.elapsed() < LOG_SESSION_TTL);
+        let session = if theirs { sessions.remove(id) } else { None };
         match session {
-            Some(session)
-                if session.user_id == user.id && session.created.elapsed() < LOG_SESSION_TTL =>
-            {
+            Some(session) => {
                 let log = self.logs.app(&session.app_id);
                 Ok((session, log))
             }
-            _ => Err(PlatformError::NotFound(
+            None => Err(PlatformError::NotFound(
                 "Couldn't find that log session".into(),
             )),
         }

@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 
 mod building;
 mod dynos;
+mod janitor;
 mod logs;
 mod oneoff;
 mod releases;
@@ -23,8 +24,8 @@ mod workers;
 
 pub use dynos::{Running, RunningDyno};
 pub use logs::LogSession;
-pub use oneoff::{DETACHED_TIME_LIMIT, OneOff};
-pub use releases::KEPT_RELEASES;
+pub use oneoff::{DETACHED_TIME_LIMIT, MAX_ONE_OFFS, OneOff};
+pub use releases::{KEPT_RELEASES, LISTED_RELEASES};
 
 use crate::app::{App, AppName, Apps};
 use crate::auth::{Auth, User};
@@ -35,7 +36,8 @@ use crate::logplex::{Logplex, Process, Source};
 use crate::procfile::{Command, ProcessType, Procfile};
 use crate::release::{Ledger, NewRelease, Release};
 use crate::router::{AllRoutes, AppRoute, RouteTable, WebState};
-use crate::runtime::{Runtime, Timeouts};
+use crate::runtime::{AppCpu, LoadError, Runtime, Timeouts};
+use crate::sandbox::{JailLimits, Sandbox};
 use crate::slug::{Slug, SlugError, Slugs};
 use crate::store::{Db, StoreError};
 
@@ -47,6 +49,10 @@ pub struct PlatformConfig {
     pub cache: PathBuf,
     /// Where this server's API answers, for its own git hooks.
     pub api_url: String,
+    /// The API's address as clients reach it: every URL the API hands out
+    /// (git remotes, upload and log URLs) starts with it, never with the
+    /// `Host` a request came with.
+    pub public_url: String,
     /// Apps answer at `http://NAME.DOMAIN:PORT`.
     pub domain: String,
     pub http_port: u16,
@@ -58,8 +64,14 @@ pub struct PlatformConfig {
     /// the app sets its own period; `None`: never.
     pub idle_after: Option<Duration>,
     pub max_slug_bytes: u64,
+    /// The largest source tarball a build may start from.
+    pub max_source_bytes: u64,
+    /// What a slug or a source may unpack to.
+    pub unpacked: crate::archive::Limits,
     /// How long one build (and one release phase) may run.
     pub build_time_limit: Duration,
+    /// What one build's sandbox may use.
+    pub build_limits: JailLimits,
 }
 
 /// Why an operation was refused. Each maps to an HTTP status and a Heroku
@@ -83,8 +95,26 @@ impl From<SlugError> for PlatformError {
         match e {
             SlugError::Store(e) => PlatformError::Store(e),
             SlugError::Io(e) => PlatformError::Internal(e),
+            bad if bad.is_bad_input() => PlatformError::Invalid(bad.to_string()),
+            other => PlatformError::Internal(anyhow::anyhow!("{other}")),
+        }
+    }
+}
+
+impl From<LoadError> for PlatformError {
+    /// A component that cannot run is the app's fault; one that cannot be
+    /// read is the server's.
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Read { .. } => PlatformError::Internal(anyhow::anyhow!("{e}")),
             other => PlatformError::Invalid(other.to_string()),
         }
+    }
+}
+
+impl From<tokio::task::JoinError> for PlatformError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        PlatformError::Internal(anyhow::anyhow!("a background step failed: {e}"))
     }
 }
 
@@ -108,6 +138,13 @@ pub struct Platform {
     components: Arc<dynos::ComponentCache>,
     workers: Mutex<HashMap<String, Vec<workers::WorkerDyno>>>,
     one_offs: oneoff::OneOffRegistry,
+    /// Each app's claim on the CPU, shared by all its instances.
+    cpu: Mutex<HashMap<String, Arc<AppCpu>>>,
+    /// The build sandbox, or why this server cannot build.
+    sandbox: std::result::Result<Arc<Sandbox>, String>,
+    /// Background upkeep (expiring sources, unused slugs); stops with the
+    /// platform.
+    janitor: Mutex<Option<tokio::task::JoinHandle<()>>>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// One build at a time per app (held for the whole build, while `locks`
     /// is held only for each change).
@@ -118,7 +155,12 @@ pub struct Platform {
 impl Platform {
     /// Opens the platform's records; also starts the check that unloads idle
     /// apps (so call it inside the tokio runtime).
-    pub fn open(db: Db, runtime: Runtime, config: PlatformConfig) -> anyhow::Result<Platform> {
+    pub fn open(
+        db: Db,
+        runtime: Runtime,
+        sandbox: std::result::Result<Sandbox, String>,
+        config: PlatformConfig,
+    ) -> anyhow::Result<Platform> {
         let runtime = Arc::new(runtime);
         let routes = Arc::new(ServerRoutes::new(&config.domain));
         let weak: Weak<dyn AllRoutes> = Arc::downgrade(&routes) as Weak<dyn AllRoutes>;
@@ -127,7 +169,7 @@ impl Platform {
             apps: Apps::open(&db)?,
             auth: Auth::open(&db)?,
             ledger: Ledger::open(&db)?,
-            slugs: Slugs::open(&db, &config.data.join("slugs"))?,
+            slugs: Slugs::open(&db, &config.data.join("slugs"), config.unpacked)?,
             formations: Formations::open(&db)?,
             builds: Builds::open(&db, &config.data)?,
             db,
@@ -138,6 +180,9 @@ impl Platform {
             config,
             workers: Mutex::default(),
             one_offs: Arc::default(),
+            cpu: Mutex::default(),
+            sandbox: sandbox.map(Arc::new),
+            janitor: Mutex::default(),
             locks: Mutex::default(),
             build_locks: Mutex::default(),
             sessions: Mutex::default(),
@@ -165,11 +210,26 @@ impl Platform {
         &self.runtime
     }
 
-    /// Serves every app's current release again (after a start or a crash).
-    pub async fn restore(&self) -> anyhow::Result<usize> {
-        if self.builds.fail_interrupted()? > 0 {
-            self.db.flush().await?;
+    /// Serves every app's current release again (after a start or a crash),
+    /// after clearing what a stopped server left half done, and starts the
+    /// janitor.
+    pub async fn restore(self: &Arc<Self>) -> anyhow::Result<usize> {
+        for source in self.builds.fail_interrupted()? {
+            let _ = self.builds.delete_source(&source);
         }
+        self.db.flush().await?;
+        let (slugs, builds) = (self.slugs.clone(), self.builds.clone());
+        let sandbox = self.sandbox.clone().ok();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            slugs.clean_leftovers()?;
+            builds.clean_leftovers()?;
+            if let Some(sandbox) = sandbox {
+                sandbox.clean_leftovers();
+            }
+            Ok(())
+        })
+        .await??;
+        self.start_janitor();
         let apps = self.apps.all()?;
         for app in &apps {
             let log = self.logs.app(&app.id);
@@ -253,6 +313,15 @@ impl Platform {
         let _lock = self.lock(&app.id).await;
         self.routes.remove(app.name.as_str());
         self.stop_workers(&app, None);
+        self.stop_one_offs(&app, None);
+        self.one_offs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&app.id);
+        self.cpu
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&app.id);
         self.ledger.delete_app(&app.id)?;
         self.slugs.delete_app(&app.id)?;
         self.formations.delete_app(&app.id)?;
@@ -284,6 +353,11 @@ impl Platform {
         Ok(app)
     }
 
+    /// The API's address as clients reach it (see [`PlatformConfig::public_url`]).
+    pub fn public_url(&self) -> &str {
+        &self.config.public_url
+    }
+
     pub fn web_url(&self, app: &App) -> String {
         format!(
             "http://{}.{}:{}/",
@@ -299,6 +373,8 @@ impl Platform {
     }
 
     /// Sets (`Some`) and removes (`None`) config vars in one new release.
+    /// Linear in the number of changes; the result must fit the limits
+    /// every app has ([`ConfigVars::check_limits`]).
     pub async fn update_config(
         &self,
         user: &User,
@@ -306,6 +382,12 @@ impl Platform {
         changes: BTreeMap<ConfigKey, Option<String>>,
     ) -> Result<ConfigVars> {
         let app = self.app(user, name_or_id)?;
+        for (key, value) in &changes {
+            if let Some(value) = value {
+                crate::config::check_value(key, value)
+                    .map_err(|e| PlatformError::Invalid(e.to_string()))?;
+            }
+        }
         let _lock = self.lock(&app.id).await;
         let current = self.current_release(&app)?;
         let mut config = current.config.clone();
@@ -328,13 +410,16 @@ impl Platform {
         if set.is_empty() && removed.is_empty() {
             return Ok(config);
         }
+        config
+            .check_limits()
+            .map_err(|e| PlatformError::Invalid(e.to_string()))?;
         let description = match (set.is_empty(), removed.is_empty()) {
-            (false, true) => format!("Set {} config vars", set.join(", ")),
-            (true, false) => format!("Remove {} config vars", removed.join(", ")),
+            (false, true) => format!("Set {} config vars", name_list(&set)),
+            (true, false) => format!("Remove {} config vars", name_list(&removed)),
             _ => format!(
                 "Set {} and remove {} config vars",
-                set.join(", "),
-                removed.join(", ")
+                name_list(&set),
+                name_list(&removed)
             ),
         };
         self.release(
@@ -371,6 +456,7 @@ impl Platform {
             user_id: user.id.clone(),
             user_name: user.name.clone(),
             created_at: 0,
+            expired: false,
         };
         let web = self.web_state(app, &draft).await?;
         let release = self.ledger.append(
@@ -383,8 +469,10 @@ impl Platform {
                 user_name: &user.name,
             },
         )?;
+        self.ledger
+            .expire(&app.id, KEPT_RELEASES, LISTED_RELEASES)?;
         self.db.flush().await?;
-        self.switch(app, &release, web);
+        self.switch(app, &release, web).await;
         self.say(app, format!("{} by {}", release.description, user.name));
         self.announce(app, &release);
         Ok(release)
@@ -429,6 +517,20 @@ impl Platform {
 
 fn api_process() -> Process {
     Process::from("api")
+}
+
+/// `A, B and 3 more`: a release description names a few config vars.
+fn name_list(names: &[String]) -> String {
+    const SHOWN: usize = 8;
+    if names.len() <= SHOWN {
+        names.join(", ")
+    } else {
+        format!(
+            "{} and {} more",
+            names[..SHOWN].join(", "),
+            names.len() - SHOWN
+        )
+    }
 }
 
 /// A slug's process types as a Procfile.

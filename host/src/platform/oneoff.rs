@@ -1,5 +1,9 @@
 //! One-off dynos (`renga run`): a command component of the current release,
 //! run once as `run.N`, attached to the caller or with its output in the log.
+//!
+//! An app may run at most [`MAX_ONE_OFFS`] at once, and they count against
+//! its share of the instance pool with its formation. `ps:stop run.N`,
+//! `ps:restart` and `apps:destroy` stop them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,14 +20,23 @@ use crate::size::Size;
 use super::dynos::{RunningDyno, dyno_env};
 use super::{Platform, PlatformError, Result};
 
+fn too_many_one_offs() -> PlatformError {
+    PlatformError::Invalid(format!(
+        "an app may run at most {MAX_ONE_OFFS} one-off dynos at once: wait for one to end, or stop one with `renga ps:stop run.N`"
+    ))
+}
+
 /// A detached one-off dyno is stopped after this long, as on Heroku.
 pub const DETACHED_TIME_LIMIT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// One-off dynos one app may run at once.
+pub const MAX_ONE_OFFS: usize = 10;
 
 /// Each app's one-off dynos: the next number and those running.
 #[derive(Default)]
 pub(super) struct OneOffs {
     next: u32,
-    running: Vec<RunningDyno>,
+    running: Vec<(RunningDyno, tokio::sync::watch::Sender<bool>)>,
 }
 
 pub(super) type OneOffRegistry = Arc<Mutex<HashMap<String, OneOffs>>>;
@@ -37,6 +50,8 @@ pub struct OneOff {
     spec: CommandSpec,
     /// Listed in `ps` from when it is prepared until it is dropped.
     _registered: Registered,
+    /// Becomes true when the dyno is told to stop.
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl OneOff {
@@ -66,9 +81,15 @@ impl OneOff {
         let say = |message: String| log.emit(Source::Renga, &process, message);
         say(format!("Starting process with command `{}`", self.command));
         say("State changed from starting to up".into());
-        let outcome = self.component.run(&self.spec, io).await;
+        let mut stop = self.stop.clone();
+        let outcome = tokio::select! {
+            outcome = self.component.run(&self.spec, io) => outcome,
+            // Dropping the run stops the instance at once.
+            _ = stop.wait_for(|stop| *stop) => Err(CommandFailure::Stopped),
+        };
         match &outcome {
             Ok(code) => say(format!("Process exited with status {code}")),
+            Err(CommandFailure::Stopped) => say("Stopping process: the dyno was stopped".into()),
             Err(failure) => say(format!("Process failed: {failure}")),
         }
         say("State changed from up to complete".into());
@@ -87,7 +108,12 @@ impl Drop for Registered {
     fn drop(&mut self) {
         let mut all = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(app) = all.get_mut(&self.app_id) {
-            app.running.retain(|d| d.name != self.name);
+            app.running.retain(|(d, _)| d.name != self.name);
+            if app.running.is_empty() {
+                // Only the counter is left; it stays so that numbers keep
+                // growing while the server runs.
+                app.running.shrink_to_fit();
+            }
         }
     }
 }
@@ -97,7 +123,7 @@ impl Platform {
     /// the current release (its Procfile command, with ARGS appended), or a
     /// component in the slug (`migrate.wasm`, or `migrate` for `migrate.wasm`
     /// or `bin/migrate.wasm`). It must be a `wasi:cli/command` component.
-    pub fn prepare_run(
+    pub async fn prepare_run(
         &self,
         user: &User,
         name_or_id: &str,
@@ -136,50 +162,54 @@ impl Platform {
         };
         args.extend(argv[1..].iter().cloned());
         let size = size.unwrap_or_default();
-        let component = tokio::task::block_in_place(|| -> Result<_> {
-            let dir = self.slugs.unpacked(&slug)?;
-            let candidates = match &path {
-                Some(path) => vec![path.clone()],
-                None if first.ends_with(".wasm") => vec![first.clone()],
-                None => vec![format!("{first}.wasm"), format!("bin/{first}.wasm")],
-            };
-            let found = candidates.iter().find_map(|candidate| {
-                crate::slug::file_inside(&dir, candidate)
-                    .ok()
-                    .filter(|f| f.is_file())
-                    .map(|f| (candidate.clone(), f))
-            });
-            let Some((relative, file)) = found else {
-                return Err(PlatformError::NotFound(format!(
-                    "Couldn't find `{first}`: it is neither a process type of {} nor a component in its slug (tried {})",
-                    release.version(),
-                    candidates.join(", ")
-                )));
-            };
-            let component = self
-                .runtime
-                .load_command(&file)
-                .map_err(|e| PlatformError::Invalid(e.to_string()))?;
-            Ok((relative, component))
-        })?;
-        let (relative, component) = component;
+        self.check_one_off_room(&app)?;
+        let candidates = match &path {
+            Some(path) => vec![path.clone()],
+            None if first.ends_with(".wasm") => vec![first.clone()],
+            None => vec![format!("{first}.wasm"), format!("bin/{first}.wasm")],
+        };
+        let found = {
+            let (slugs, slug, candidates) = (self.slugs.clone(), slug.clone(), candidates.clone());
+            tokio::task::spawn_blocking(move || -> Result<Option<String>> {
+                let dir = slugs.unpacked(&slug)?;
+                Ok(candidates.into_iter().find(|candidate| {
+                    crate::slug::file_inside(&dir, candidate).is_ok_and(|f| f.is_file())
+                }))
+            })
+            .await??
+        };
+        let Some(relative) = found else {
+            return Err(PlatformError::NotFound(format!(
+                "Couldn't find `{first}`: it is neither a process type of {} nor a component in its slug (tried {})",
+                release.version(),
+                candidates.join(", ")
+            )));
+        };
+        let component = self.command_component(&slug, &relative).await?;
         let mut full = vec![relative];
         full.extend(args);
         let command = full.join(" ");
 
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
         let name = {
             let mut all = self.one_offs.lock().unwrap_or_else(|e| e.into_inner());
             let entry = all.entry(app.id.clone()).or_default();
+            if entry.running.len() >= MAX_ONE_OFFS {
+                return Err(too_many_one_offs());
+            }
             entry.next += 1;
             let name = format!("run.{}", entry.next);
-            entry.running.push(RunningDyno {
-                name: name.clone(),
-                kind: "run".into(),
-                command: command.clone(),
-                size,
-                state: Status::Up,
-                since: crate::store::now_ms(),
-            });
+            entry.running.push((
+                RunningDyno {
+                    name: name.clone(),
+                    kind: "run".into(),
+                    command: command.clone(),
+                    size,
+                    state: Status::Up,
+                    since: crate::store::now_ms(),
+                },
+                stop_tx,
+            ));
             name
         };
         let log: AppLog = self.logs.app(&app.id);
@@ -196,6 +226,7 @@ impl Platform {
                 memory_limit: self.memory_of(size),
                 time_limit: None,
                 log,
+                cpu: self.cpu_of(&app),
             },
             name,
             command,
@@ -206,7 +237,81 @@ impl Platform {
                 app_id: app.id.clone(),
                 name: name_for_registry,
             },
+            stop,
         })
+    }
+
+    /// Refuses a new one-off dyno when the app already runs as many as it
+    /// may, or when one more would take it past its share of the instance
+    /// pool (with its formation).
+    fn check_one_off_room(&self, app: &App) -> Result<()> {
+        let running = self.one_off_count(app);
+        if running >= MAX_ONE_OFFS {
+            return Err(too_many_one_offs());
+        }
+        let share = self.instance_share();
+        let formation = super::dynos::instances_of(&self.formations.list(&app.id)?);
+        if formation + running as u64 + 1 > share {
+            return Err(PlatformError::Invalid(format!(
+                "{} already holds {} of the {share} instances one app may hold (half of this server's instance pool): scale its formation down or wait for a one-off dyno to end",
+                app.name,
+                formation + running as u64
+            )));
+        }
+        Ok(())
+    }
+
+    /// `ps:stop DYNO`: a one-off dyno ends at once; a dyno of the formation
+    /// is started again (the formation says it should run), as on Heroku.
+    pub async fn stop_dyno(&self, user: &User, name_or_id: &str, which: &str) -> Result<()> {
+        let app = self.app(user, name_or_id)?;
+        if which == "run" || which.starts_with("run.") {
+            let name = (which != "run").then_some(which);
+            if self.stop_one_offs(&app, name) == 0 {
+                return Err(PlatformError::NotFound(format!(
+                    "Couldn't find that dyno: {which}"
+                )));
+            }
+            self.say(&app, format!("Stop {which} by {}", user.name));
+            return Ok(());
+        }
+        self.restart(user, name_or_id, Some(which)).await
+    }
+
+    /// One-off dynos running right now, across every app.
+    pub fn one_off_total(&self) -> usize {
+        self.one_offs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|o| o.running.len())
+            .sum()
+    }
+
+    /// One-off dynos the app runs right now.
+    pub(super) fn one_off_count(&self, app: &App) -> usize {
+        self.one_offs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&app.id)
+            .map_or(0, |o| o.running.len())
+    }
+
+    /// Stops the app's one-off dynos (all, or the one named); each ends at
+    /// once and its instance is freed.
+    pub(super) fn stop_one_offs(&self, app: &App, which: Option<&str>) -> usize {
+        let all = self.one_offs.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(entry) = all.get(&app.id) else {
+            return 0;
+        };
+        let mut stopped = 0;
+        for (dyno, stop) in &entry.running {
+            if which.is_none_or(|w| w == dyno.name) {
+                let _ = stop.send(true);
+                stopped += 1;
+            }
+        }
+        stopped
     }
 
     pub(super) fn one_off_dynos(&self, app: &App) -> Vec<RunningDyno> {
@@ -214,7 +319,7 @@ impl Platform {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&app.id)
-            .map(|o| o.running.clone())
+            .map(|o| o.running.iter().map(|(d, _)| d.clone()).collect())
             .unwrap_or_default()
     }
 }

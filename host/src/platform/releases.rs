@@ -12,9 +12,12 @@ use crate::slug::{Slug, SlugError};
 
 use super::{Platform, PlatformError, Result, procfile_of};
 
-/// An app can roll back to any of this many newest releases; older ones'
-/// slugs are cleaned up.
+/// An app can roll back to any of this many newest releases; older ones
+/// lose their config and their slugs are cleaned up.
 pub const KEPT_RELEASES: usize = 20;
+
+/// Releases listed per app; older ones are forgotten.
+pub const LISTED_RELEASES: usize = 1000;
 
 impl Platform {
     // ---- slugs and releases --------------------------------------------------
@@ -59,8 +62,7 @@ impl Platform {
         let slugs = self.slugs.clone();
         let slug =
             tokio::task::spawn_blocking(move || slugs.commit_blob(&slug, &upload, &checksum, size))
-                .await
-                .map_err(|e| PlatformError::Internal(e.into()))??;
+                .await??;
         self.db.flush().await?;
         Ok(slug)
     }
@@ -127,6 +129,12 @@ impl Platform {
             .ledger
             .find(&app.id, target)?
             .ok_or_else(|| PlatformError::NotFound(format!("Couldn't find release {target}")))?;
+        if target.expired {
+            return Err(PlatformError::Invalid(format!(
+                "{} is too old to roll back to: an app can roll back to its {KEPT_RELEASES} newest releases",
+                target.version()
+            )));
+        }
         if let Some(slug) = &target.slug {
             if self.slugs.find(&app.id, slug)?.is_none() {
                 return Err(PlatformError::Invalid(format!(

@@ -11,7 +11,7 @@ use crate::procfile::{Command, ProcessType, Procfile};
 use crate::release::Release;
 use crate::runtime::{CommandComponent, CommandSpec};
 use crate::size::Size;
-use crate::slug::Slug;
+use crate::slug::{Slug, SlugError};
 
 use super::dynos::dyno_env;
 use super::{Platform, PlatformError, Result};
@@ -27,20 +27,33 @@ pub(super) struct WorkerDyno {
 
 impl Platform {
     /// The command component at `path` in a slug (a worker, a release
-    /// phase), loaded from the precompiled cache or compiled now.
-    pub(super) fn command_component(
+    /// phase, a one-off), loaded from the precompiled cache or compiled now,
+    /// off the async workers. A file that does not match its slug's recorded
+    /// digest is unpacked again from the (checked) archive, once.
+    pub(super) async fn command_component(
         &self,
         slug: &Slug,
         path: &str,
     ) -> Result<Arc<CommandComponent>> {
-        tokio::task::block_in_place(|| {
-            let dir = self.slugs.unpacked(slug)?;
-            let file = crate::slug::file_inside(&dir, path)
-                .map_err(|e| PlatformError::Invalid(format!("{e:#}")))?;
-            self.runtime
-                .load_command(&file)
-                .map_err(|e| PlatformError::Invalid(e.to_string()))
+        let (slugs, runtime) = (self.slugs.clone(), self.runtime.clone());
+        let (slug, path) = (slug.clone(), path.to_string());
+        tokio::task::spawn_blocking(move || {
+            let expected = slugs.component_digest(&slug, &path)?;
+            for attempt in 0..2 {
+                let dir = slugs.unpacked(&slug)?;
+                let file = crate::slug::file_inside(&dir, &path)
+                    .map_err(|e| PlatformError::NotFound(format!("{e:#}")))?;
+                let (component, digest) = runtime.load_command(&file)?;
+                if expected.as_deref() == Some(digest.as_str()) {
+                    return Ok(component);
+                }
+                if attempt == 0 {
+                    slugs.discard_unpacked(&slug);
+                }
+            }
+            Err(SlugError::Tampered { path }.into())
         })
+        .await?
     }
 
     // ---- workers -------------------------------------------------------------
@@ -62,8 +75,9 @@ impl Platform {
     }
 
     /// Starts and stops workers until each process type runs as many as its
-    /// formation says, of the release given.
-    pub(super) fn reconcile_workers(&self, app: &App, release: &Release) {
+    /// formation says, of the release given. Components are loaded without
+    /// holding the workers' lock.
+    pub(super) async fn reconcile_workers(&self, app: &App, release: &Release) {
         let formations = match self.formations.list(&app.id) {
             Ok(list) => list,
             Err(e) => {
@@ -76,54 +90,67 @@ impl Platform {
             .slug
             .as_ref()
             .and_then(|id| self.slugs.find(&app.id, id).ok().flatten());
-        let mut all = self.workers.lock().unwrap_or_else(|e| e.into_inner());
-        let workers = all.entry(app.id.clone()).or_default();
         let wanted: BTreeMap<String, (u32, Size)> = formations
             .iter()
             .filter(|f| f.kind != "web" && f.kind != "release")
             .map(|f| (f.kind.clone(), (f.quantity, f.size)))
             .collect();
-        // Fewer: stop the highest-numbered ones.
-        let (stopping, kept): (Vec<WorkerDyno>, Vec<WorkerDyno>) =
-            std::mem::take(workers).into_iter().partition(|d| {
-                wanted
-                    .get(&d.kind)
-                    .is_none_or(|(quantity, _)| d.index > *quantity)
-            });
-        *workers = kept;
-        for dyno in stopping {
-            drop(dyno.worker.stop());
-        }
+        let missing: Vec<(String, u32, Size)> = {
+            let mut all = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+            let workers = all.entry(app.id.clone()).or_default();
+            // Fewer: stop the highest-numbered ones.
+            let (stopping, kept): (Vec<WorkerDyno>, Vec<WorkerDyno>) =
+                std::mem::take(workers).into_iter().partition(|d| {
+                    wanted
+                        .get(&d.kind)
+                        .is_none_or(|(quantity, _)| d.index > *quantity)
+                });
+            *workers = kept;
+            for dyno in stopping {
+                drop(dyno.worker.stop());
+            }
+            wanted
+                .iter()
+                .flat_map(|(kind, (quantity, size))| {
+                    (1..=*quantity).map(move |index| (kind.clone(), index, *size))
+                })
+                .filter(|(kind, index, _)| {
+                    !workers.iter().any(|d| d.kind == *kind && d.index == *index)
+                })
+                .collect()
+        };
+        let Some(slug) = &slug else { return };
         // More: start the missing numbers.
-        for (kind, (quantity, size)) in wanted {
-            for index in 1..=quantity {
-                if workers.iter().any(|d| d.kind == kind && d.index == index) {
-                    continue;
-                }
-                let Some(slug) = &slug else { continue };
-                match self.worker_spec(app, release, slug, &procfile, &kind, index, size) {
-                    Ok(spec) => {
-                        let command = spec.command.clone();
+        for (kind, index, size) in missing {
+            match self
+                .worker_spec(app, release, slug, &procfile, &kind, index, size)
+                .await
+            {
+                Ok(spec) => {
+                    let command = spec.command.clone();
+                    let mut all = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+                    let workers = all.entry(app.id.clone()).or_default();
+                    if !workers.iter().any(|d| d.kind == kind && d.index == index) {
                         workers.push(WorkerDyno {
                             worker: Worker::start(spec),
-                            kind: kind.clone(),
+                            kind,
                             index,
                             command,
                             size,
                         });
                     }
-                    Err(e) => self.logs.app(&app.id).emit(
-                        crate::logplex::Source::Renga,
-                        &Process::from(format!("{kind}.{index}")),
-                        format!("Could not start {kind}.{index}: {e}"),
-                    ),
                 }
+                Err(e) => self.logs.app(&app.id).emit(
+                    crate::logplex::Source::Renga,
+                    &Process::from(format!("{kind}.{index}")),
+                    format!("Could not start {kind}.{index}: {e}"),
+                ),
             }
         }
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn worker_spec(
+    async fn worker_spec(
         &self,
         app: &App,
         release: &Release,
@@ -146,7 +173,7 @@ impl Platform {
                 "`{command}` is not a .wasm component; native processes are not supported yet"
             )));
         };
-        let component = self.command_component(slug, path)?;
+        let component = self.command_component(slug, path).await?;
         let name = format!("{kind}.{index}");
         let mut argv = vec![path.clone()];
         argv.extend(args.iter().cloned());
@@ -159,6 +186,7 @@ impl Platform {
                 memory_limit: self.memory_of(size),
                 time_limit: None,
                 log: self.logs.app(&app.id),
+                cpu: self.cpu_of(app),
             },
             command: command.to_string(),
         })

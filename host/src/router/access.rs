@@ -47,6 +47,10 @@ pub(super) const H14: ErrorCode = ErrorCode {
     code: "H14",
     desc: "No web processes running",
 };
+pub(super) const H18: ErrorCode = ErrorCode {
+    code: "H18",
+    desc: "Server Request Interrupted",
+};
 pub(super) const H80: ErrorCode = ErrorCode {
     code: "H80",
     desc: "Maintenance mode",
@@ -196,7 +200,16 @@ impl Body for AccessBody {
                     this.finish();
                 }
             }
-            Poll::Ready(_) => this.finish(),
+            Poll::Ready(Some(Err(_))) => {
+                // The guest failed (or stalled) after the client had the
+                // response head: the body is cut short. Heroku calls this
+                // H18; the guest task logs why.
+                if let Some(access) = this.access.as_mut() {
+                    access.error = Some(H18);
+                }
+                this.finish();
+            }
+            Poll::Ready(None) => this.finish(),
             Poll::Pending => {}
         }
         polled

@@ -220,6 +220,7 @@ impl WebState {
         if self.dynos.is_empty() {
             return Err(NoDyno::NoneRunning);
         }
+        let deadline = tokio::time::Instant::now() + BACKLOG_WAIT;
         let permit = match self.slots.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
@@ -229,7 +230,7 @@ impl WebState {
                     return Err(NoDyno::BacklogTooDeep);
                 }
                 let waited =
-                    tokio::time::timeout(BACKLOG_WAIT, self.slots.clone().acquire_owned()).await;
+                    tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned()).await;
                 self.waiting.fetch_sub(1, Ordering::AcqRel);
                 match waited {
                     Ok(Ok(permit)) => permit,
@@ -238,9 +239,9 @@ impl WebState {
             }
         };
         // The permit guarantees a free slot somewhere; another request may
-        // take the one seen first, so look again until one is ours. Each
-        // pass tries the least busy dyno, starting at a rotating index so
-        // that equally busy dynos take turns.
+        // take the one seen first, so look again until one is ours, within
+        // the same backlog deadline. Each pass tries the least busy dyno,
+        // starting at a rotating index so that equally busy dynos take turns.
         let n = self.dynos.len();
         loop {
             let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
@@ -257,7 +258,13 @@ impl WebState {
             if least.is_none() {
                 // Only when a slot is still held through an older state of
                 // the same dynos (maintenance mode switched under load).
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(NoDyno::BacklogTooDeep);
+                }
                 tokio::time::sleep(Duration::from_millis(1)).await;
+            } else {
+                // Lost a race for the slot seen: let the winner run first.
+                tokio::task::yield_now().await;
             }
         }
     }
@@ -298,7 +305,9 @@ impl AppRoute {
     /// Sets how long the app may go without a request before it is unloaded
     /// (`None`: never).
     pub fn set_idle_after(&self, after: Option<Duration>) {
-        let ms = after.map_or(0, |d| (d.as_millis() as u64).max(1));
+        let ms = after.map_or(0, |d| {
+            u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+        });
         self.idle_after_ms.store(ms, Ordering::Relaxed);
     }
 

@@ -79,6 +79,19 @@ impl Proxy {
             protocol: "http",
         };
 
+        // Refused before anything is spent on it: no wake, no dyno slot.
+        if let Some(length) = content_length(&request) {
+            if length > self.config.max_body_bytes {
+                access.status = StatusCode::PAYLOAD_TOO_LARGE.as_u16();
+                return page(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "Request body too large",
+                    &request_id,
+                    Some(access),
+                );
+            }
+        }
+
         let web = route.current();
         if web.maintenance {
             return fail(
@@ -128,18 +141,6 @@ impl Proxy {
         };
         let dyno = slot.dyno().clone();
         access.dyno = Some(dyno.name().clone());
-
-        if let Some(length) = content_length(&request) {
-            if length > self.config.max_body_bytes {
-                access.status = StatusCode::PAYLOAD_TOO_LARGE.as_u16();
-                return page(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "Request body too large",
-                    &request_id,
-                    Some(access),
-                );
-            }
-        }
 
         let headers = request.headers_mut();
         headers.insert(

@@ -5,9 +5,11 @@
 //! engine settings never even look at an old artefact. It is a cache: an
 //! unreadable or incompatible file is deleted and rebuilt, never trusted.
 
+use std::collections::HashMap;
 use std::hash::Hasher;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
@@ -25,6 +27,9 @@ pub enum Provenance {
 
 pub(super) struct ArtefactCache {
     dir: PathBuf,
+    /// One compile per digest at a time: a second load of the same component
+    /// waits for the first and then maps its artefact.
+    compiling: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 impl ArtefactCache {
@@ -35,7 +40,10 @@ impl ArtefactCache {
         let dir = root.join(engine_id);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating the artefact cache {}", dir.display()))?;
-        Ok(ArtefactCache { dir })
+        Ok(ArtefactCache {
+            dir,
+            compiling: Mutex::default(),
+        })
     }
 
     /// Maps the artefact of the component whose sha256 is `digest`, if the
@@ -57,6 +65,32 @@ impl ArtefactCache {
     ) -> anyhow::Result<(Component, Provenance, String)> {
         let digest = hex::encode(Sha256::digest(wasm));
         let path = self.dir.join(format!("{digest}.cwasm"));
+        let flight = self
+            .compiling
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(digest.clone())
+            .or_default()
+            .clone();
+        let result = {
+            let _only_one = flight.lock().unwrap_or_else(|e| e.into_inner());
+            self.load_locked(engine, wasm, &path, digest)
+        };
+        drop(flight);
+        let mut compiling = self.compiling.lock().unwrap_or_else(|e| e.into_inner());
+        compiling.retain(|_, lock| Arc::strong_count(lock) > 1);
+        drop(compiling);
+        result
+    }
+
+    fn load_locked(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        path: &Path,
+        digest: String,
+    ) -> anyhow::Result<(Component, Provenance, String)> {
+        let path = path.to_path_buf();
         if path.exists() {
             // SAFETY: the file was written by `store` below from this
             // engine's own `precompile_component`, in a folder keyed by this
@@ -93,7 +127,13 @@ impl ArtefactCache {
     }
 
     fn store(&self, path: &Path, compiled: &[u8]) -> anyhow::Result<()> {
-        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        // Unique per process and per write, so that two servers sharing one
+        // cache never write the same temporary file.
+        let tmp = path.with_extension(format!(
+            "tmp-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(compiled)?;
         file.sync_all()?;

@@ -8,13 +8,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::Store;
 use wasmtime::component::{Component, Linker};
 use wasmtime_wasi::p2::bindings::CommandPre;
 
 use super::artefact::Provenance;
+use super::cpu::{AppCpu, CpuScheduler};
 use super::http::describe_error;
-use super::state::DynoState;
+use super::state::{Cpu, DynoState, new_store};
 use super::stdio::ProcessIo;
 use super::{LoadError, exported_interfaces};
 use crate::logplex::{AppLog, Process};
@@ -25,6 +25,7 @@ const RUN: &str = "wasi:cli/run@0.2";
 /// A command component, compiled and pre-instantiated once.
 pub struct CommandComponent {
     pre: CommandPre<DynoState>,
+    scheduler: Arc<CpuScheduler>,
     provenance: Provenance,
 }
 
@@ -48,6 +49,8 @@ pub struct CommandSpec {
     /// `None`: the process may run for as long as it likes (a worker).
     pub time_limit: Option<Duration>,
     pub log: AppLog,
+    /// The app's claim on the CPU, shared by all its instances.
+    pub cpu: Arc<AppCpu>,
 }
 
 /// Why a command did not finish with an exit code.
@@ -61,6 +64,8 @@ pub enum CommandFailure {
     Trap(String),
     #[error("the process needed more than its memory limit")]
     MemoryExceeded { limit: u64 },
+    #[error("the process was stopped")]
+    Stopped,
 }
 
 impl CommandComponent {
@@ -70,6 +75,7 @@ impl CommandComponent {
         linker: &Linker<DynoState>,
         component: Component,
         provenance: Provenance,
+        scheduler: Arc<CpuScheduler>,
     ) -> Result<CommandComponent, LoadError> {
         let exports = exported_interfaces(engine, &component);
         if !exports.iter().any(|e| e.starts_with(RUN)) {
@@ -92,7 +98,11 @@ impl CommandComponent {
             name: name.to_string(),
             exports: format!("{} ({e:#})", exports.join(", ")),
         })?;
-        Ok(CommandComponent { pre, provenance })
+        Ok(CommandComponent {
+            pre,
+            scheduler,
+            provenance,
+        })
     }
 
     pub fn provenance(&self) -> Provenance {
@@ -104,7 +114,7 @@ impl CommandComponent {
     ///
     /// Dropping the future stops the process at once (its instance is freed).
     pub async fn run(&self, spec: &CommandSpec, io: ProcessIo) -> Result<i32, CommandFailure> {
-        let mut store = Store::new(
+        let mut store = new_store(
             self.pre.engine(),
             DynoState::with(
                 &spec.env,
@@ -114,10 +124,11 @@ impl CommandComponent {
                 spec.memory_limit,
                 io,
             ),
+            Cpu {
+                scheduler: self.scheduler.clone(),
+                app: spec.cpu.clone(),
+            },
         );
-        store.limiter(|state| &mut state.limits);
-        store.epoch_deadline_async_yield_and_update(1);
-        store.set_epoch_deadline(1);
         let memory_limit = spec.memory_limit;
         let run = async {
             let command = self.pre.instantiate_async(&mut store).await?;

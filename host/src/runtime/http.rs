@@ -13,6 +13,7 @@
 //! flows, and by a short grace period once the client has what it asked for.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -27,7 +28,8 @@ use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::artefact::Provenance;
-use super::state::DynoState;
+use super::cpu::{AppCpu, CpuScheduler};
+use super::state::{Cpu, DynoState, new_store};
 use super::{LoadError, exported_interfaces};
 use crate::logplex::{AppLog, Process, Source};
 
@@ -37,6 +39,7 @@ const INCOMING_HANDLER: &str = "wasi:http/incoming-handler@0.2";
 /// A web process's component, compiled and pre-instantiated once.
 pub struct HttpComponent {
     pre: ProxyPre<DynoState>,
+    scheduler: Arc<CpuScheduler>,
     provenance: Provenance,
     /// The sha256 its precompiled artefact is filed under.
     digest: String,
@@ -58,6 +61,7 @@ impl HttpComponent {
         component: Component,
         provenance: Provenance,
         digest: String,
+        scheduler: Arc<CpuScheduler>,
     ) -> Result<HttpComponent, LoadError> {
         let exports = exported_interfaces(engine, &component);
         if !exports.iter().any(|e| e.starts_with(INCOMING_HANDLER)) {
@@ -78,6 +82,7 @@ impl HttpComponent {
         })?;
         Ok(HttpComponent {
             pre,
+            scheduler,
             provenance,
             digest,
         })
@@ -107,16 +112,19 @@ impl HttpComponent {
     {
         let started = Instant::now();
         let deadline = started + timeouts.response;
+        let request_id = request.headers().get("x-request-id").cloned();
         let kept = reuse.and_then(|r| r.take());
         let (mut store, kept_proxy, uses) = match kept {
             Some(kept) => (kept.store, Some(kept.proxy), kept.uses),
             None => {
-                let mut store = Store::new(self.pre.engine(), DynoState::new(spec));
-                store.limiter(|state| &mut state.limits);
-                // A busy guest yields to the scheduler at every epoch tick, so
-                // one instance never holds a worker thread and a timeout can
-                // stop it.
-                store.epoch_deadline_async_yield_and_update(1);
+                let store = new_store(
+                    self.pre.engine(),
+                    DynoState::new(spec),
+                    Cpu {
+                        scheduler: self.scheduler.clone(),
+                        app: spec.cpu.clone(),
+                    },
+                );
                 (store, None, 0)
             }
         };
@@ -158,10 +166,21 @@ impl HttpComponent {
         let connect = started.elapsed();
 
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        // Set once the client has the response head: a failure after that
+        // can no longer become an error page, so the task reports it.
+        let answered = Arc::new(AtomicBool::new(false));
+        let late = LateFailure {
+            answered: answered.clone(),
+            log: spec.log.clone(),
+            dyno: spec.dyno.clone(),
+            request_id,
+            memory_limit: spec.memory_limit,
+        };
         let grace = timeouts.grace;
         let reuse_for_failure = reuse;
         let reuse = reuse.cloned();
         let task = tokio::spawn(async move {
+            let _counted = GuestTask::new();
             let call = proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, request, outparam);
@@ -179,6 +198,7 @@ impl HttpComponent {
                 } => Outcome::Abandoned,
             };
             let exceeded = store.data().limits.exceeded;
+            late.report(&outcome, exceeded);
             if let (Outcome::Returned, false, Some(reuse)) = (&outcome, exceeded, reuse) {
                 reuse.put(Kept {
                     store,
@@ -188,10 +208,11 @@ impl HttpComponent {
             }
             (outcome, exceeded)
         });
-        let task = AbortOnDrop(task);
+        let task = AbortOnDrop(Some(task));
 
         let result = match tokio::time::timeout_at(deadline.into(), answer_rx).await {
             Ok(Ok(Ok(response))) => {
+                answered.store(true, Ordering::Release);
                 let response = response.map(|inner| GuestBody {
                     inner,
                     idle: timeouts.idle,
@@ -237,6 +258,69 @@ impl HttpComponent {
             }
         }
         result
+    }
+}
+
+/// Guest tasks alive right now, across every app.
+static GUEST_TASKS: AtomicUsize = AtomicUsize::new(0);
+
+/// Tasks running a guest's request handler (each holds an instance).
+pub fn live_guest_tasks() -> usize {
+    GUEST_TASKS.load(Ordering::Relaxed)
+}
+
+/// Counts a guest task for as long as it lives.
+struct GuestTask;
+
+impl GuestTask {
+    fn new() -> GuestTask {
+        GUEST_TASKS.fetch_add(1, Ordering::Relaxed);
+        GuestTask
+    }
+}
+
+impl Drop for GuestTask {
+    fn drop(&mut self) {
+        GUEST_TASKS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What the guest task needs to report a failure that came after the
+/// client already had its response head (the body is then cut short, and
+/// the router logs H18): the reason, in the app's log.
+struct LateFailure {
+    answered: Arc<AtomicBool>,
+    log: AppLog,
+    dyno: Process,
+    request_id: Option<http::HeaderValue>,
+    memory_limit: u64,
+}
+
+impl LateFailure {
+    fn report(&self, outcome: &Outcome, exceeded: bool) {
+        if !self.answered.load(Ordering::Acquire) {
+            return;
+        }
+        let reason = match (outcome, exceeded) {
+            (_, true) => format!(
+                "it needed more than the {} memory limit of this dyno",
+                crate::units::ByteSize(self.memory_limit)
+            ),
+            (Outcome::Trapped(e), false) => format!("it trapped: {}", describe_error(e)),
+            _ => return,
+        };
+        let id = self
+            .request_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        self.log.emit(
+            Source::Renga,
+            &self.dyno,
+            format!(
+                "Error (Guest failed while responding): request {id}: the response was cut short because {reason}"
+            ),
+        );
     }
 }
 
@@ -304,22 +388,26 @@ enum Outcome {
 
 /// Aborts the guest task if the request is abandoned before it is answered
 /// (a timeout, or a client that went away).
-struct AbortOnDrop(tokio::task::JoinHandle<(Outcome, bool)>);
+struct AbortOnDrop(Option<tokio::task::JoinHandle<(Outcome, bool)>>);
 
 impl AbortOnDrop {
-    fn detach(self) {
-        std::mem::forget(self);
+    /// Lets the task run to its own end. Dropping a `JoinHandle` detaches
+    /// the task and frees it once it ends; forgetting one would leak it.
+    fn detach(mut self) {
+        self.0.take();
     }
 
     async fn join(mut self) -> Option<(Outcome, bool)> {
-        let handle = &mut self.0;
+        let handle = self.0.as_mut()?;
         handle.await.ok()
     }
 }
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
     }
 }
 
@@ -334,6 +422,8 @@ pub struct InstanceSpec {
     pub memory_limit: u64,
     /// Where the guest's stdout and stderr go.
     pub log: AppLog,
+    /// The app's claim on the CPU, shared by all its instances.
+    pub cpu: Arc<AppCpu>,
 }
 
 /// How long a request may take.

@@ -7,6 +7,7 @@
 
 mod artefact;
 mod command;
+mod cpu;
 mod http;
 mod state;
 mod stdio;
@@ -21,7 +22,11 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllo
 
 pub use artefact::Provenance;
 pub use command::{CommandComponent, CommandFailure, CommandSpec};
-pub use http::{GuestBody, GuestFailure, HttpComponent, InstanceSpec, Reuse, Served, Timeouts};
+pub use cpu::{AppCpu, CpuScheduler};
+pub use http::{
+    GuestBody, GuestFailure, HttpComponent, InstanceSpec, Reuse, Served, Timeouts, live_guest_tasks,
+};
+pub use state::live_instances;
 pub use stdio::ProcessIo;
 
 use artefact::ArtefactCache;
@@ -110,6 +115,7 @@ pub struct Runtime {
     artefacts: ArtefactCache,
     allocator: Allocator,
     max_instances: u32,
+    scheduler: Arc<CpuScheduler>,
     _ticker: EpochTicker,
 }
 
@@ -124,13 +130,16 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         let artefacts = ArtefactCache::open(&config.artefact_dir, &engine)?;
-        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let scheduler = Arc::new(CpuScheduler::new(u32::try_from(cores).unwrap_or(1)));
+        let ticker = EpochTicker::start(engine.clone(), scheduler.clone(), config.epoch_tick);
         Ok(Runtime {
             engine,
             linker,
             artefacts,
             allocator,
             max_instances: config.max_instances,
+            scheduler,
             _ticker: ticker,
         })
     }
@@ -164,6 +173,7 @@ impl Runtime {
             component,
             provenance,
             digest,
+            self.scheduler.clone(),
         )
         .map(Arc::new)
     }
@@ -180,6 +190,7 @@ impl Runtime {
             component,
             Provenance::Cached,
             digest.to_string(),
+            self.scheduler.clone(),
         )
         .ok()
         .map(Arc::new)
@@ -190,13 +201,25 @@ impl Runtime {
         self.max_instances
     }
 
+    /// Hot guests waiting for a CPU slice right now.
+    pub fn waiting_for_cpu(&self) -> usize {
+        self.scheduler.waiting()
+    }
+
     /// Loads a command process's component (a release phase, a worker), like
-    /// [`Runtime::load_http`].
-    pub fn load_command(&self, path: &Path) -> Result<Arc<CommandComponent>, LoadError> {
+    /// [`Runtime::load_http`]; also returns the sha256 of the file.
+    pub fn load_command(&self, path: &Path) -> Result<(Arc<CommandComponent>, String), LoadError> {
         let (name, bytes) = read_component(path)?;
-        let (component, provenance, _) = self.compile(&name, &bytes)?;
-        command::CommandComponent::new(&name, &self.engine, &self.linker, component, provenance)
-            .map(Arc::new)
+        let (component, provenance, digest) = self.compile(&name, &bytes)?;
+        let component = command::CommandComponent::new(
+            &name,
+            &self.engine,
+            &self.linker,
+            component,
+            provenance,
+            self.scheduler.clone(),
+        )?;
+        Ok((Arc::new(component), digest))
     }
 
     fn compile(
@@ -336,14 +359,15 @@ fn pooling_config(
     pool
 }
 
-/// The one thread that advances the engine's epoch. Stops when dropped.
+/// The one thread that advances the engine's epoch and, with it, hands out
+/// the next tick's CPU slices. Stops when dropped.
 struct EpochTicker {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl EpochTicker {
-    fn start(engine: Engine, tick: Duration) -> EpochTicker {
+    fn start(engine: Engine, scheduler: Arc<CpuScheduler>, tick: Duration) -> EpochTicker {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -352,6 +376,7 @@ impl EpochTicker {
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(tick);
                     engine.increment_epoch();
+                    scheduler.tick();
                 }
             })
             .expect("spawning the epoch thread");

@@ -1,13 +1,32 @@
 //! What one instance's store holds: its WASI context (environment and log
-//! streams, nothing else), its HTTP context, and its memory limiter.
+//! streams, nothing else), its HTTP context, and its memory limiter; and how
+//! every store is set up (limits, and the epoch callback that makes a busy
+//! guest yield and take turns with other apps).
+//!
+//! Every live store is counted, so that a test can see instances return to
+//! zero after traps, timeouts and abandoned clients.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use wasmtime::component::ResourceTable;
+use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use super::cpu::{AppCpu, CpuScheduler};
 use super::http::InstanceSpec;
 use super::stdio::{GuestOutput, ProcessIo};
 use crate::logplex::{AppLog, Process};
+
+/// Stores alive right now, across every app.
+static LIVE_INSTANCES: AtomicUsize = AtomicUsize::new(0);
+
+/// Instances (stores) alive right now: serving, kept for reuse, or running
+/// a command.
+pub fn live_instances() -> usize {
+    LIVE_INSTANCES.load(Ordering::Relaxed)
+}
 
 pub(crate) struct DynoState {
     table: ResourceTable,
@@ -15,6 +34,52 @@ pub(crate) struct DynoState {
     http: WasiHttpCtx,
     hooks: DenyOutbound,
     pub(crate) limits: MemoryLimiter,
+    _live: Live,
+}
+
+/// Counts a store from its creation to its drop.
+struct Live;
+
+impl Live {
+    fn new() -> Live {
+        LIVE_INSTANCES.fetch_add(1, Ordering::Relaxed);
+        Live
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        LIVE_INSTANCES.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The CPU side of an instance: the runtime's scheduler and the app's claim.
+#[derive(Clone)]
+pub(crate) struct Cpu {
+    pub(crate) scheduler: Arc<CpuScheduler>,
+    pub(crate) app: Arc<AppCpu>,
+}
+
+/// A new store for one instance: its memory limit, and an epoch callback
+/// that makes the guest yield at every tick, waiting for its app's turn when
+/// apps compete for the cores, so that no guest holds a worker thread and a
+/// timeout can always stop it.
+pub(crate) fn new_store(engine: &wasmtime::Engine, state: DynoState, cpu: Cpu) -> Store<DynoState> {
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limits);
+    store.epoch_deadline_callback(move |_| {
+        Ok(match cpu.scheduler.slice(&cpu.app) {
+            None => UpdateDeadline::Yield(1),
+            Some(turn) => UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(async move {
+                    let _ = turn.await;
+                }),
+            ),
+        })
+    });
+    store.set_epoch_deadline(1);
+    store
 }
 
 impl DynoState {
@@ -68,6 +133,7 @@ impl DynoState {
             http: WasiHttpCtx::new(),
             hooks: DenyOutbound,
             limits: MemoryLimiter::new(memory_limit),
+            _live: Live::new(),
         }
     }
 }

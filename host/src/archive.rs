@@ -1,0 +1,428 @@
+//! archive: the tarballs users hand the platform (sources and slugs), read
+//! with limits.
+//!
+//! Owns reading and unpacking: gzipped or plain tar, only regular files,
+//! folders and symbolic links, every path inside the archive's root, at most
+//! so many files and bytes once unpacked (a small archive can unpack to
+//! gigabytes), and error messages that never echo the uploaded bytes. It
+//! never decides what an archive is for; sources and slugs do.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek};
+use std::path::{Component, Path};
+
+use sha2::{Digest, Sha256};
+
+/// How much an archive may hold once unpacked.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Bytes of file contents.
+    pub bytes: u64,
+    /// Entries: files, folders and links.
+    pub files: u64,
+}
+
+impl Limits {
+    /// The platform's default for slugs and sources.
+    pub const DEFAULT: Limits = Limits {
+        bytes: 1 << 30,
+        files: 50_000,
+    };
+}
+
+/// What an archive holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Contents {
+    pub entries: u64,
+    pub bytes: u64,
+    /// The sha256 (hex) of every `.wasm` file, by its path in the archive.
+    pub components: BTreeMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("it is not a tar archive (gzipped or not): {0}")]
+    NotAnArchive(String),
+    #[error("it contains {0:?}, a path outside the archive's root")]
+    UnsafePath(String),
+    #[error(
+        "it contains {path:?}, a {kind}; only regular files, folders and symbolic links are allowed"
+    )]
+    UnsupportedEntry { path: String, kind: &'static str },
+    #[error(
+        "it unpacks to more than {}: a limit of this server",
+        crate::units::ByteSize(*.0)
+    )]
+    TooLarge(u64),
+    #[error("it holds more than {0} files and folders: a limit of this server")]
+    TooManyFiles(u64),
+    #[error(
+        "its sha256 is {found}, not the {expected} it was stored under: it was changed on disk"
+    )]
+    Checksum { expected: String, found: String },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ArchiveError {
+    /// Whether the archive itself is at fault (as opposed to the disk).
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(self, ArchiveError::Io(_) | ArchiveError::Checksum { .. })
+    }
+}
+
+/// Opens an archive file, gzipped or not, hashing every byte read.
+pub fn open(path: &Path) -> std::io::Result<Reader> {
+    let mut file = std::fs::File::open(path)?;
+    let mut magic = [0u8; 2];
+    let gzipped = file.read(&mut magic)? == 2 && magic == [0x1f, 0x8b];
+    file.rewind()?;
+    let hashing = Hashing {
+        inner: file,
+        hasher: Sha256::new(),
+    };
+    Ok(if gzipped {
+        Reader::Gzip(flate2::read::GzDecoder::new(hashing))
+    } else {
+        Reader::Plain(hashing)
+    })
+}
+
+/// An archive being read.
+pub enum Reader {
+    Gzip(flate2::read::GzDecoder<Hashing>),
+    Plain(Hashing),
+}
+
+impl Reader {
+    /// The sha256 (hex) of the file's bytes: read what is left first, so
+    /// that trailing bytes after the archive count too.
+    pub fn finish(self) -> std::io::Result<String> {
+        let mut hashing = match self {
+            Reader::Gzip(gz) => gz.into_inner(),
+            Reader::Plain(plain) => plain,
+        };
+        std::io::copy(&mut hashing, &mut std::io::sink())?;
+        Ok(hex::encode(hashing.hasher.finalize()))
+    }
+}
+
+impl Read for Reader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Reader::Gzip(gz) => gz.read(buf),
+            Reader::Plain(plain) => plain.read(buf),
+        }
+    }
+}
+
+/// A file reader that hashes what passes through.
+pub struct Hashing {
+    inner: std::fs::File,
+    hasher: Sha256,
+}
+
+impl Read for Hashing {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Reads a whole archive without writing anything: checks every entry
+/// against the rules and the limits, and hashes its components.
+pub fn scan(reader: impl Read, limits: Limits) -> Result<Contents, ArchiveError> {
+    let mut tar = tar::Archive::new(reader);
+    let mut contents = Contents::default();
+    for entry in tar.entries().map_err(not_an_archive)? {
+        let mut entry = entry.map_err(not_an_archive)?;
+        let path = check_entry(&entry, &mut contents, limits)?;
+        if entry.header().entry_type().is_file() && path.ends_with(".wasm") {
+            let mut hasher = Sha256::new();
+            std::io::copy(&mut entry, &mut HashWriter(&mut hasher)).map_err(not_an_archive)?;
+            contents
+                .components
+                .insert(normalize(&path), hex::encode(hasher.finalize()));
+        } else {
+            std::io::copy(&mut entry, &mut std::io::sink()).map_err(not_an_archive)?;
+        }
+    }
+    Ok(contents)
+}
+
+/// Unpacks an archive into `into` (which must not exist yet), checking every
+/// entry as [`scan`] does. On any failure `into` is removed again.
+pub fn unpack(reader: impl Read, into: &Path, limits: Limits) -> Result<Contents, ArchiveError> {
+    let result = unpack_inner(reader, into, limits);
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(into);
+    }
+    result
+}
+
+fn unpack_inner(reader: impl Read, into: &Path, limits: Limits) -> Result<Contents, ArchiveError> {
+    std::fs::create_dir_all(into)?;
+    let mut tar = tar::Archive::new(reader);
+    tar.set_preserve_permissions(true);
+    tar.set_preserve_mtime(true);
+    tar.set_overwrite(true);
+    tar.set_unpack_xattrs(false);
+    let mut contents = Contents::default();
+    for entry in tar.entries().map_err(not_an_archive)? {
+        let mut entry = entry.map_err(not_an_archive)?;
+        check_entry(&entry, &mut contents, limits)?;
+        // `unpack_in` refuses paths that leave `into`, also through links
+        // unpacked earlier, and never writes through an existing link.
+        if !entry.unpack_in(into).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::Other || e.kind() == std::io::ErrorKind::InvalidData
+            {
+                not_an_archive(e)
+            } else {
+                ArchiveError::Io(e)
+            }
+        })? {
+            return Err(ArchiveError::UnsafePath(printable(
+                &entry
+                    .path()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            )));
+        }
+    }
+    Ok(contents)
+}
+
+/// Checks one entry's kind, path and size against the rules and limits, and
+/// counts it. Returns its path.
+fn check_entry<R: Read>(
+    entry: &tar::Entry<'_, R>,
+    contents: &mut Contents,
+    limits: Limits,
+) -> Result<String, ArchiveError> {
+    let path = entry.path().map_err(not_an_archive)?.into_owned();
+    let shown = printable(&path.display().to_string());
+    let safe = path
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    if !safe {
+        return Err(ArchiveError::UnsafePath(shown));
+    }
+    let kind = entry.header().entry_type();
+    if !(kind.is_file() || kind.is_dir() || kind.is_symlink()) {
+        return Err(ArchiveError::UnsupportedEntry {
+            path: shown,
+            kind: describe_kind(kind),
+        });
+    }
+    contents.entries += 1;
+    if contents.entries > limits.files {
+        return Err(ArchiveError::TooManyFiles(limits.files));
+    }
+    if kind.is_file() {
+        contents.bytes = contents.bytes.saturating_add(entry.size());
+        if contents.bytes > limits.bytes {
+            return Err(ArchiveError::TooLarge(limits.bytes));
+        }
+    }
+    Ok(path.to_string_lossy().into_owned())
+}
+
+fn describe_kind(kind: tar::EntryType) -> &'static str {
+    match kind {
+        tar::EntryType::Link => "hard link",
+        tar::EntryType::Char => "character device",
+        tar::EntryType::Block => "block device",
+        tar::EntryType::Fifo => "named pipe",
+        tar::EntryType::GNUSparse => "sparse file",
+        _ => "special entry",
+    }
+}
+
+/// `./a/b.wasm` and `a/b.wasm` are the same file.
+fn normalize(path: &str) -> String {
+    Path::new(path)
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(part) => Some(part.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The digest [`Contents::components`] records for `path` (as a Procfile
+/// names it: `app.wasm`, `./bin/x.wasm`).
+pub fn component_digest<'a>(contents: &'a BTreeMap<String, String>, path: &str) -> Option<&'a str> {
+    contents.get(&normalize(path)).map(String::as_str)
+}
+
+fn not_an_archive(e: impl std::fmt::Display) -> ArchiveError {
+    ArchiveError::NotAnArchive(printable(&e.to_string()))
+}
+
+/// Text from an upload, safe to put in a message: printable ASCII only,
+/// other bytes escaped, at most 160 characters.
+pub fn printable(text: &str) -> String {
+    const MAX: usize = 160;
+    let mut out = String::new();
+    for c in text.chars() {
+        if out.len() >= MAX {
+            out.push('…');
+            break;
+        }
+        if c.is_ascii_graphic() || c == ' ' {
+            out.push(c);
+        } else {
+            out.extend(c.escape_default());
+        }
+    }
+    out
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::Compression;
+    use flate2::write::GzEncoder;
+
+    fn archive(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
+        let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
+        for (name, kind, data) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(*kind);
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            if *kind == tar::EntryType::Symlink || *kind == tar::EntryType::Link {
+                header.set_link_name("target").unwrap();
+            }
+            header.set_path(name).unwrap();
+            header.set_cksum();
+            tar.append(&header, *data).unwrap();
+        }
+        tar.into_inner().unwrap().finish().unwrap()
+    }
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "renga-archive-{name}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn scan_counts_and_hashes_components() {
+        let bytes = archive(&[
+            ("app.wasm", tar::EntryType::Regular, b"\0asm"),
+            ("./bin/x.wasm", tar::EntryType::Regular, b"x"),
+            ("static", tar::EntryType::Directory, b""),
+            ("link", tar::EntryType::Symlink, b""),
+        ]);
+        let contents = scan(flate2::read::GzDecoder::new(&bytes[..]), Limits::DEFAULT).unwrap();
+        assert_eq!(contents.entries, 4);
+        assert_eq!(contents.bytes, 5);
+        assert_eq!(
+            component_digest(&contents.components, "app.wasm"),
+            Some(hex::encode(Sha256::digest(b"\0asm")).as_str())
+        );
+        assert!(component_digest(&contents.components, "bin/x.wasm").is_some());
+        assert!(component_digest(&contents.components, "./bin/x.wasm").is_some());
+    }
+
+    #[test]
+    fn a_slug_bomb_is_refused_by_size_and_by_count() {
+        let big = vec![0u8; 4096];
+        let bytes = archive(&[("a", tar::EntryType::Regular, &big)]);
+        let limits = Limits {
+            bytes: 1000,
+            files: 10,
+        };
+        let err = scan(flate2::read::GzDecoder::new(&bytes[..]), limits).unwrap_err();
+        assert!(matches!(err, ArchiveError::TooLarge(1000)), "{err}");
+        let many: Vec<(String, tar::EntryType, &[u8])> = (0..11)
+            .map(|i| (format!("f{i}"), tar::EntryType::Regular, &b""[..]))
+            .collect();
+        let refs: Vec<(&str, tar::EntryType, &[u8])> =
+            many.iter().map(|(n, k, d)| (n.as_str(), *k, *d)).collect();
+        let bytes = archive(&refs);
+        let err = scan(flate2::read::GzDecoder::new(&bytes[..]), limits).unwrap_err();
+        assert!(matches!(err, ArchiveError::TooManyFiles(10)), "{err}");
+
+        let into = temp("bomb").join("out");
+        let err = unpack(flate2::read::GzDecoder::new(&bytes[..]), &into, limits).unwrap_err();
+        assert!(matches!(err, ArchiveError::TooManyFiles(10)), "{err}");
+        assert!(!into.exists(), "a failed unpack leaves nothing behind");
+    }
+
+    #[test]
+    fn devices_pipes_and_hard_links_are_refused() {
+        for (kind, name) in [
+            (tar::EntryType::Char, "character device"),
+            (tar::EntryType::Block, "block device"),
+            (tar::EntryType::Fifo, "named pipe"),
+            (tar::EntryType::Link, "hard link"),
+        ] {
+            let bytes = archive(&[("dev", kind, b"")]);
+            let err = scan(flate2::read::GzDecoder::new(&bytes[..]), Limits::DEFAULT).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_non_gzip_upload_error_does_not_echo_its_bytes() {
+        let dir = temp("junk");
+        let junk = dir.join("junk.tgz");
+        let mut bytes = b"\x1f\x8bnot really gzip <script>alert(1)</script>".to_vec();
+        bytes.extend_from_slice(&[0, 1, 2, 0xff, b'\n', 0x1b]);
+        std::fs::write(&junk, &bytes).unwrap();
+        let err = scan(open(&junk).unwrap(), Limits::DEFAULT).unwrap_err();
+        let message = err.to_string();
+        assert!(message.is_ascii() && !message.contains('\0') && !message.contains('\x1b'));
+        let plain = dir.join("plain.tar");
+        let mut header = [b'A'; 512];
+        header[0] = 0xff;
+        header[1] = 0x1b;
+        std::fs::write(&plain, header).unwrap();
+        let err = scan(open(&plain).unwrap(), Limits::DEFAULT).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message
+                .chars()
+                .all(|c| c.is_ascii_graphic() || c == ' ' || c == '…'),
+            "{message:?}"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn unpacking_checks_the_stored_digest() {
+        let dir = temp("digest");
+        let path = dir.join("a.tgz");
+        let bytes = archive(&[("app.wasm", tar::EntryType::Regular, b"\0asm")]);
+        std::fs::write(&path, &bytes).unwrap();
+        let mut reader = open(&path).unwrap();
+        unpack(&mut reader, &dir.join("out"), Limits::DEFAULT).unwrap();
+        assert_eq!(
+            reader.finish().unwrap(),
+            hex::encode(Sha256::digest(&bytes))
+        );
+        assert_eq!(std::fs::read(dir.join("out/app.wasm")).unwrap(), b"\0asm");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

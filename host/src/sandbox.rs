@@ -1,0 +1,1070 @@
+//! sandbox: the one wrapper around bubblewrap, used for every process that
+//! runs user code outside the Wasm runtime (today: builds).
+//!
+//! Each sandboxed process (a *jail*) gets its own mount, PID, IPC, UTS and
+//! cgroup namespaces from `bwrap`; sees the system's read-only folders
+//! (`/usr`, `/etc`), the toolchains the server was started with (read-only,
+//! at their own paths), exactly the folders its caller binds, a private
+//! `/tmp` and `/proc`, and nothing else of the host: not the data folder,
+//! not other processes, not other apps. When renga runs as root it drops the
+//! process to the jail's unprivileged uid with `setpriv`, and puts it in its
+//! own cgroup with memory, process and CPU limits; a jail that may use the
+//! network gets its own network namespace connected by `slirp4netns` with
+//! the host's loopback cut off, so package registries answer and the
+//! platform's own ports do not. Every process of a jail dies with it (its
+//! PID namespace ends when its first process does, and `bwrap` is killed
+//! when the [`Jailed`] handle is dropped); the disk it writes is counted
+//! while it runs.
+//!
+//! This module never decides what runs or what a jail sees: builds do.
+
+use std::ffi::{CString, OsString};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+
+/// Where `slirp4netns` puts the jail's DNS forwarder.
+const SLIRP_DNS: &str = "10.0.2.3";
+
+/// How often the disk a jail writes is measured.
+const DISK_CHECK: Duration = Duration::from_secs(2);
+
+/// Jails alive right now.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Sandboxed processes (jails) alive right now.
+pub fn live_jails() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// What one sandboxed process sees and may use.
+#[derive(Clone, Debug)]
+pub struct Jail {
+    /// The uid (and gid) it runs as, when renga runs as root.
+    pub uid: u32,
+    /// Host folders it sees, and where.
+    pub binds: Vec<Bind>,
+    /// Its whole environment.
+    pub env: Vec<(String, String)>,
+    /// Where it starts, as it sees it.
+    pub cwd: PathBuf,
+    /// Whether it may reach the network (never the host's loopback).
+    pub network: bool,
+    pub limits: JailLimits,
+}
+
+#[derive(Clone, Debug)]
+pub struct Bind {
+    pub host: PathBuf,
+    pub inside: PathBuf,
+    pub writable: bool,
+}
+
+impl Bind {
+    pub fn read_only(host: impl Into<PathBuf>, inside: impl Into<PathBuf>) -> Bind {
+        Bind {
+            host: host.into(),
+            inside: inside.into(),
+            writable: false,
+        }
+    }
+
+    pub fn writable(host: impl Into<PathBuf>, inside: impl Into<PathBuf>) -> Bind {
+        Bind {
+            host: host.into(),
+            inside: inside.into(),
+            writable: true,
+        }
+    }
+}
+
+/// What a jail may use.
+#[derive(Clone, Copy, Debug)]
+pub struct JailLimits {
+    /// Memory of all its processes together, `/tmp` included.
+    pub memory: u64,
+    /// Processes and threads at once.
+    pub processes: u32,
+    /// Bytes it may keep in its writable binds.
+    pub disk: u64,
+    /// Files and folders it may keep in its writable binds.
+    pub files: u64,
+    /// Size of its private `/tmp`.
+    pub tmp: u64,
+}
+
+/// How a jail ended.
+#[derive(Debug)]
+pub enum Ended {
+    Exited(ExitStatus),
+    /// It was stopped for going over a limit (the message says which).
+    OverLimit(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error(
+        "builds need bubblewrap (`bwrap`), which is not installed: install it with `apt-get install bubblewrap slirp4netns` (scripts/setup does)"
+    )]
+    NoBwrap,
+    #[error(
+        "builds need slirp4netns for their network, which is not installed: install it with `apt-get install slirp4netns` (scripts/setup does)"
+    )]
+    NoSlirp,
+    #[error("bubblewrap cannot make a sandbox on this machine: {0}")]
+    Unusable(String),
+}
+
+/// The machine's sandboxing tools, found once at start.
+pub struct Sandbox {
+    bwrap: PathBuf,
+    slirp: PathBuf,
+    /// Root: processes are dropped to their jail's uid and get cgroup limits.
+    root: bool,
+    cgroups: Option<Cgroups>,
+    /// `/usr`, `/etc` and the top-level links or folders beside them.
+    system: Vec<SystemPath>,
+    /// Read-only folders every jail sees at their host paths.
+    toolchains: Vec<PathBuf>,
+    /// Where per-jail files (passwd, resolv.conf) are written.
+    scratch: PathBuf,
+}
+
+#[derive(Debug)]
+enum SystemPath {
+    Link { at: PathBuf, target: PathBuf },
+    Dir(PathBuf),
+}
+
+impl Sandbox {
+    /// Finds bubblewrap and slirp4netns, checks that a jail can be made, and
+    /// prepares the cgroups limits live in (when renga runs as root).
+    /// `toolchains` are extra read-only folders every jail sees.
+    pub fn detect(scratch: &Path, toolchains: Vec<PathBuf>) -> Result<Sandbox, SandboxError> {
+        let bwrap = which("bwrap").ok_or(SandboxError::NoBwrap)?;
+        let slirp = which("slirp4netns").ok_or(SandboxError::NoSlirp)?;
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        if root && which("setpriv").is_none() {
+            return Err(SandboxError::Unusable(
+                "setpriv (util-linux) is missing".into(),
+            ));
+        }
+        let mut system = Vec::new();
+        for top in ["bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
+            let at = Path::new("/").join(top);
+            match std::fs::symlink_metadata(&at) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    if let Ok(target) = std::fs::read_link(&at) {
+                        system.push(SystemPath::Link { at, target });
+                    }
+                }
+                Ok(meta) if meta.is_dir() => system.push(SystemPath::Dir(at)),
+                _ => {}
+            }
+        }
+        std::fs::create_dir_all(scratch)
+            .map_err(|e| SandboxError::Unusable(format!("creating {}: {e}", scratch.display())))?;
+        let cgroups = if root {
+            match Cgroups::prepare() {
+                Ok(cgroups) => Some(cgroups),
+                Err(e) => {
+                    tracing::warn!(
+                        error = %format!("{e:#}"),
+                        "build sandbox: cgroups are not available, so builds get no memory or process limit"
+                    );
+                    None
+                }
+            }
+        } else {
+            tracing::warn!(
+                "build sandbox: renga is not running as root, so builds run under renga's own uid in a user namespace, without cgroup limits"
+            );
+            None
+        };
+        let toolchains = toolchains
+            .into_iter()
+            .filter(|p| p.is_dir() && !is_system(p))
+            .collect();
+        Ok(Sandbox {
+            bwrap,
+            slirp,
+            root,
+            cgroups,
+            system,
+            toolchains,
+            scratch: scratch.to_path_buf(),
+        })
+    }
+
+    /// One line for the server's start-up output.
+    pub fn describe(&self) -> String {
+        let who = if self.root {
+            "an unprivileged uid per app"
+        } else {
+            "renga's uid in a user namespace"
+        };
+        let limits = if self.cgroups.is_some() {
+            "cgroup memory, process and CPU limits"
+        } else {
+            "no cgroup limits"
+        };
+        format!("bubblewrap, {who}, {limits}, network through slirp4netns")
+    }
+
+    /// Whether the sandbox can change file owners and uids (renga is root).
+    pub fn is_root(&self) -> bool {
+        self.root
+    }
+
+    /// Starts `program args` in a jail. `program` is a path as the jail sees it.
+    pub async fn spawn(
+        &self,
+        jail: &Jail,
+        program: &Path,
+        args: &[OsString],
+        stdout: Stdio,
+        stderr: Stdio,
+    ) -> anyhow::Result<Jailed> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let files = ScratchFiles::write(&self.scratch.join(&id), jail)?;
+        let cgroup = match &self.cgroups {
+            Some(cgroups) => Some(cgroups.create(&id, &jail.limits)?),
+            None => None,
+        };
+
+        let mut command = Command::new(&self.bwrap);
+        command
+            .args([
+                "--die-with-parent",
+                "--new-session",
+                "--unshare-pid",
+                "--unshare-ipc",
+                "--unshare-uts",
+                "--unshare-cgroup-try",
+                "--hostname",
+                "renga",
+            ])
+            .arg("--ro-bind")
+            .arg("/usr")
+            .arg("/usr");
+        for path in &self.system {
+            match path {
+                SystemPath::Link { at, target } => {
+                    command.arg("--symlink").arg(target).arg(at);
+                }
+                SystemPath::Dir(dir) => {
+                    command.arg("--ro-bind").arg(dir).arg(dir);
+                }
+            }
+        }
+        command
+            .args(["--ro-bind", "/etc", "/etc"])
+            .arg("--ro-bind")
+            .arg(&files.passwd)
+            .arg("/etc/passwd")
+            .arg("--ro-bind")
+            .arg(&files.group)
+            .arg("/etc/group")
+            .args(["--proc", "/proc", "--dev", "/dev"])
+            .arg("--size")
+            .arg(jail.limits.tmp.to_string())
+            .args(["--perms", "1777", "--tmpfs", "/tmp"]);
+        if !self.root {
+            command.args(["--unshare-user", "--disable-userns"]);
+        }
+        // Folders on the way to what is bound are made readable by every
+        // uid (bwrap would make them 0700, and the jail could not reach
+        // what it is meant to see).
+        let mut ancestors: Vec<&Path> = self
+            .toolchains
+            .iter()
+            .map(PathBuf::as_path)
+            .chain(jail.binds.iter().map(|b| b.inside.as_path()))
+            .flat_map(Path::ancestors)
+            .filter(|a| a.components().count() > 1)
+            .collect();
+        ancestors.sort_by_key(|a| (a.components().count(), a.to_path_buf()));
+        ancestors.dedup();
+        let destinations: Vec<&Path> = self
+            .toolchains
+            .iter()
+            .map(PathBuf::as_path)
+            .chain(jail.binds.iter().map(|b| b.inside.as_path()))
+            .collect();
+        for dir in ancestors.iter().filter(|a| !destinations.contains(a)) {
+            command.args(["--perms", "0755", "--dir"]).arg(dir);
+        }
+        for dir in &self.toolchains {
+            command.arg("--ro-bind").arg(dir).arg(dir);
+        }
+        for bind in &jail.binds {
+            command
+                .arg(if bind.writable { "--bind" } else { "--ro-bind" })
+                .arg(&bind.host)
+                .arg(&bind.inside);
+        }
+        command.arg("--chdir").arg(&jail.cwd).arg("--clearenv");
+        for (key, value) in &jail.env {
+            command.arg("--setenv").arg(key).arg(value);
+        }
+
+        // A jail with network waits, blocked, until slirp4netns has wired
+        // its namespace: bwrap reports the jail's pid on fd 3 and waits for
+        // a byte on fd 4.
+        let pipes = if jail.network {
+            let resolv = files.resolv_conf()?;
+            command
+                .args(["--unshare-net", "--ro-bind"])
+                .arg(resolv)
+                .arg("/etc/resolv.conf")
+                .args(["--info-fd", "3", "--block-fd", "4"]);
+            Some((pipe()?, pipe()?))
+        } else {
+            command.arg("--unshare-net");
+            None
+        };
+
+        if self.root {
+            command
+                .args(["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--"])
+                .arg("/usr/bin/setpriv")
+                .arg(format!("--reuid={}", jail.uid))
+                .arg(format!("--regid={}", jail.uid))
+                .args([
+                    "--clear-groups",
+                    "--inh-caps=-all",
+                    "--bounding-set=-all",
+                    "--no-new-privs",
+                    "--",
+                ]);
+        } else {
+            command.arg("--");
+        }
+        command.arg(program).args(args);
+        command
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .kill_on_drop(true);
+
+        let procs: Vec<CString> = cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default();
+        let child_fds = pipes
+            .as_ref()
+            .map(|((_, info_w), (block_r, _))| (info_w.as_raw_fd(), block_r.as_raw_fd()));
+        let fsize = jail.limits.disk;
+        // SAFETY: the closure runs in the forked child before exec and only
+        // makes async-signal-safe system calls (open, write, close, fcntl,
+        // dup2, umask, setrlimit) on values prepared before the fork.
+        unsafe {
+            command.pre_exec(move || {
+                // Into the jail's cgroup before anything else starts, so that
+                // every process it makes is counted ("0" is the writer).
+                for path in &procs {
+                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    libc::close(fd);
+                }
+                if let Some((info, block)) = child_fds {
+                    let info = libc::fcntl(info, libc::F_DUPFD_CLOEXEC, 10);
+                    let block = libc::fcntl(block, libc::F_DUPFD_CLOEXEC, 10);
+                    if info < 0 || block < 0 || libc::dup2(info, 3) < 0 || libc::dup2(block, 4) < 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                // Files the jail makes are readable by the other uids that
+                // use them (the shared tools folder, the build folder).
+                libc::umask(0o022);
+                let limit = |resource, value: u64| {
+                    let rlimit = libc::rlimit {
+                        rlim_cur: value,
+                        rlim_max: value,
+                    };
+                    libc::setrlimit(resource, &rlimit)
+                };
+                limit(libc::RLIMIT_CORE, 0);
+                limit(libc::RLIMIT_FSIZE, fsize);
+                Ok(())
+            });
+        }
+
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {}", self.bwrap.display()))?;
+        LIVE.fetch_add(1, Ordering::Relaxed);
+        let mut jailed = Jailed {
+            child,
+            slirp: None,
+            cgroup,
+            over: Arc::new(Mutex::new(None)),
+            watcher: None,
+            files: Some(files),
+        };
+        if let Some(((info_r, info_w), (block_r, block_w))) = pipes {
+            drop(info_w);
+            drop(block_r);
+            let pid = read_child_pid(info_r).await?;
+            jailed.slirp = Some(self.connect(pid).await?);
+            let mut block = tokio::fs::File::from_std(std::fs::File::from(block_w));
+            block.write_all(b"1").await?;
+        }
+        if let Some(pid) = jailed.child.id() {
+            let watched: Vec<PathBuf> = jail
+                .binds
+                .iter()
+                .filter(|b| b.writable)
+                .map(|b| b.host.clone())
+                .collect();
+            jailed.watcher = Some(tokio::spawn(watch_disk(
+                pid,
+                watched,
+                jail.limits,
+                jailed.over.clone(),
+            )));
+        }
+        Ok(jailed)
+    }
+
+    /// Wires a jail's network namespace to the outside with slirp4netns,
+    /// with the host's loopback out of reach.
+    async fn connect(&self, pid: u32) -> anyhow::Result<Child> {
+        let (ready_r, ready_w) = pipe()?;
+        let ready_fd = ready_w.as_raw_fd();
+        let mut command = Command::new(&self.slirp);
+        command
+            .args([
+                "--configure",
+                "--mtu=65520",
+                "--disable-host-loopback",
+                "--ready-fd=3",
+            ])
+            .arg(pid.to_string())
+            .arg("tap0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        // SAFETY: async-signal-safe calls only, as above.
+        unsafe {
+            command.pre_exec(move || {
+                let fd = libc::fcntl(ready_fd, libc::F_DUPFD_CLOEXEC, 10);
+                if fd < 0 || libc::dup2(fd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {}", self.slirp.display()))?;
+        drop(ready_w);
+        let mut ready = tokio::fs::File::from_std(std::fs::File::from(ready_r));
+        let mut byte = [0u8; 1];
+        match tokio::time::timeout(Duration::from_secs(10), ready.read(&mut byte)).await {
+            Ok(Ok(1)) => Ok(child),
+            _ => anyhow::bail!("slirp4netns did not set up the build's network"),
+        }
+    }
+
+    /// Makes `path` (and everything in it) belong to `uid`, without following
+    /// links, when renga can. Blocking.
+    pub fn give(&self, path: &Path, uid: u32) -> std::io::Result<()> {
+        if !self.root {
+            return Ok(());
+        }
+        chown_tree(path, uid)
+    }
+
+    /// Removes what jails of an earlier run of this server left behind.
+    pub fn clean_leftovers(&self) {
+        if let Ok(entries) = std::fs::read_dir(&self.scratch) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+/// A process running in a jail. Dropping it kills the jail and everything
+/// in it, and frees its cgroup and files.
+pub struct Jailed {
+    child: Child,
+    slirp: Option<Child>,
+    cgroup: Option<Cgroup>,
+    over: Arc<Mutex<Option<String>>>,
+    watcher: Option<tokio::task::JoinHandle<()>>,
+    files: Option<ScratchFiles>,
+}
+
+impl Jailed {
+    pub fn stdout(&mut self) -> Option<tokio::process::ChildStdout> {
+        self.child.stdout.take()
+    }
+
+    pub fn stderr(&mut self) -> Option<tokio::process::ChildStderr> {
+        self.child.stderr.take()
+    }
+
+    /// Waits for the jail's first process to end (and with it every other).
+    pub async fn wait(&mut self) -> std::io::Result<Ended> {
+        let status = self.child.wait().await?;
+        if let Some(reason) = self.over.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            return Ok(Ended::OverLimit(reason));
+        }
+        if let Some(cgroup) = &self.cgroup {
+            if cgroup.ran_out_of_memory() {
+                return Ok(Ended::OverLimit(format!(
+                    "it ran out of its {} of memory",
+                    crate::units::ByteSize(cgroup.memory)
+                )));
+            }
+        }
+        Ok(Ended::Exited(status))
+    }
+
+    /// Stops the jail now.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+impl Drop for Jailed {
+    fn drop(&mut self) {
+        if let Some(watcher) = self.watcher.take() {
+            watcher.abort();
+        }
+        let _ = self.child.start_kill();
+        if let Some(mut slirp) = self.slirp.take() {
+            let _ = slirp.start_kill();
+        }
+        if let Some(cgroup) = self.cgroup.take() {
+            cgroup.remove();
+        }
+        drop(self.files.take());
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Measures the jail's writable folders every few seconds and kills it
+/// (through its bwrap, whose death ends the jail) when it keeps more than
+/// its limits.
+async fn watch_disk(
+    bwrap: u32,
+    folders: Vec<PathBuf>,
+    limits: JailLimits,
+    over: Arc<Mutex<Option<String>>>,
+) {
+    if folders.is_empty() {
+        return;
+    }
+    let folders = Arc::new(folders);
+    loop {
+        tokio::time::sleep(DISK_CHECK).await;
+        let measured = {
+            let folders = folders.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut usage = Usage::default();
+                for folder in folders.iter() {
+                    usage.add_tree(folder, limits);
+                }
+                usage
+            })
+            .await
+        };
+        let Ok(usage) = measured else { return };
+        let reason = if usage.bytes > limits.disk {
+            Some(format!(
+                "it wrote more than its {} of disk",
+                crate::units::ByteSize(limits.disk)
+            ))
+        } else if usage.files > limits.files {
+            Some(format!(
+                "it made more than its {} files and folders",
+                limits.files
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            *over.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+            if let Ok(pid) = i32::try_from(bwrap) {
+                // SAFETY: kill only sends a signal to our own child.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+            return;
+        }
+    }
+}
+
+/// Bytes and files under some folders, not following links; stops counting
+/// once past the limits.
+#[derive(Default)]
+struct Usage {
+    bytes: u64,
+    files: u64,
+}
+
+impl Usage {
+    fn add_tree(&mut self, dir: &Path, limits: JailLimits) {
+        use std::os::unix::fs::MetadataExt;
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if self.bytes > limits.disk || self.files > limits.files {
+                    return;
+                }
+                let Ok(meta) = entry.metadata() else { continue };
+                self.files += 1;
+                // Blocks actually used, so that sparse files count as what
+                // they take.
+                self.bytes += meta.blocks() * 512;
+                if meta.is_dir() {
+                    stack.push(entry.path());
+                }
+            }
+        }
+    }
+}
+
+/// The per-jail files bound over the system's: `/etc/passwd` and
+/// `/etc/group` naming the jail's uid, and `/etc/resolv.conf` pointing at
+/// slirp4netns's DNS.
+struct ScratchFiles {
+    dir: PathBuf,
+    passwd: PathBuf,
+    group: PathBuf,
+}
+
+impl ScratchFiles {
+    fn write(dir: &Path, jail: &Jail) -> anyhow::Result<ScratchFiles> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let home = jail
+            .env
+            .iter()
+            .find(|(k, _)| k == "HOME")
+            .map_or("/tmp", |(_, v)| v.as_str());
+        let passwd = dir.join("passwd");
+        let group = dir.join("group");
+        let uid = jail.uid;
+        std::fs::write(
+            &passwd,
+            format!(
+                "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\napp:x:{uid}:{uid}:renga build:{home}:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+            ),
+        )?;
+        std::fs::write(
+            &group,
+            format!("root:x:0:\napp:x:{uid}:\nnogroup:x:65534:\n"),
+        )?;
+        for file in [&passwd, &group] {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644))?;
+        }
+        Ok(ScratchFiles {
+            dir: dir.to_path_buf(),
+            passwd,
+            group,
+        })
+    }
+
+    fn resolv_conf(&self) -> anyhow::Result<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.join("resolv.conf");
+        std::fs::write(&path, format!("nameserver {SLIRP_DNS}\n"))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+        Ok(path)
+    }
+}
+
+impl Drop for ScratchFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Where renga makes one cgroup per jail: a folder of its own under the
+/// cgroup renga itself runs in, one per controller on cgroup v1.
+enum Cgroups {
+    V1 {
+        memory: PathBuf,
+        pids: PathBuf,
+        cpu: Option<PathBuf>,
+    },
+    V2 {
+        parent: PathBuf,
+    },
+}
+
+/// One jail's cgroup.
+struct Cgroup {
+    dirs: Vec<PathBuf>,
+    memory_dir: PathBuf,
+    v2: bool,
+    memory: u64,
+}
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+impl Cgroups {
+    fn prepare() -> anyhow::Result<Cgroups> {
+        let own =
+            std::fs::read_to_string("/proc/self/cgroup").context("reading /proc/self/cgroup")?;
+        let root = Path::new(CGROUP_ROOT);
+        let name = format!("renga-sandbox-{}", std::process::id());
+        if root.join("cgroup.controllers").is_file() {
+            let path = own
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .context("no cgroup v2 entry in /proc/self/cgroup")?;
+            let base = root.join(path.trim_start_matches('/'));
+            clean_stale(&base);
+            let parent = base.join(&name);
+            std::fs::create_dir_all(&parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+            std::fs::write(parent.join("cgroup.subtree_control"), "+memory +pids +cpu")
+                .with_context(|| {
+                    format!(
+                        "enabling the memory, pids and cpu controllers under {} (renga's cgroup must delegate them)",
+                        base.display()
+                    )
+                })?;
+            return Ok(Cgroups::V2 { parent });
+        }
+        let dir_of = |controller: &str| -> Option<PathBuf> {
+            let path = own.lines().find_map(|line| {
+                let mut parts = line.splitn(3, ':');
+                let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+                controllers
+                    .split(',')
+                    .any(|c| c == controller)
+                    .then(|| path.to_string())
+            })?;
+            let mount = root.join(controller);
+            mount
+                .is_dir()
+                .then(|| mount.join(path.trim_start_matches('/')))
+        };
+        let memory = dir_of("memory").context("no cgroup v1 memory controller")?;
+        let pids = dir_of("pids").context("no cgroup v1 pids controller")?;
+        let cpu = dir_of("cpu");
+        let mut parents = Vec::new();
+        for base in [Some(&memory), Some(&pids), cpu.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            clean_stale(base);
+            let parent = base.join(&name);
+            std::fs::create_dir_all(&parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+            parents.push(parent);
+        }
+        Ok(Cgroups::V1 {
+            memory: memory.join(&name),
+            pids: pids.join(&name),
+            cpu: cpu.map(|c| c.join(&name)),
+        })
+    }
+
+    fn create(&self, id: &str, limits: &JailLimits) -> anyhow::Result<Cgroup> {
+        let write = |dir: &Path, file: &str, value: String| -> anyhow::Result<()> {
+            std::fs::write(dir.join(file), &value)
+                .with_context(|| format!("setting {file} to {value} in {}", dir.display()))
+        };
+        match self {
+            Cgroups::V1 { memory, pids, cpu } => {
+                let mut dirs = Vec::new();
+                let memory_dir = memory.join(id);
+                std::fs::create_dir_all(&memory_dir)?;
+                dirs.push(memory_dir.clone());
+                write(
+                    &memory_dir,
+                    "memory.limit_in_bytes",
+                    limits.memory.to_string(),
+                )?;
+                if memory_dir.join("memory.memsw.limit_in_bytes").exists() {
+                    let _ = write(
+                        &memory_dir,
+                        "memory.memsw.limit_in_bytes",
+                        limits.memory.to_string(),
+                    );
+                }
+                let pids_dir = pids.join(id);
+                std::fs::create_dir_all(&pids_dir)?;
+                dirs.push(pids_dir.clone());
+                write(&pids_dir, "pids.max", limits.processes.to_string())?;
+                if let Some(cpu) = cpu {
+                    let cpu_dir = cpu.join(id);
+                    std::fs::create_dir_all(&cpu_dir)?;
+                    dirs.push(cpu_dir.clone());
+                    // A quarter of the default weight: builds yield the
+                    // cores to the apps being served.
+                    write(&cpu_dir, "cpu.shares", "256".into())?;
+                }
+                Ok(Cgroup {
+                    dirs,
+                    memory_dir,
+                    v2: false,
+                    memory: limits.memory,
+                })
+            }
+            Cgroups::V2 { parent } => {
+                let dir = parent.join(id);
+                std::fs::create_dir_all(&dir)?;
+                write(&dir, "memory.max", limits.memory.to_string())?;
+                let _ = write(&dir, "memory.swap.max", "0".into());
+                write(&dir, "pids.max", limits.processes.to_string())?;
+                let _ = write(&dir, "cpu.weight", "25".into());
+                Ok(Cgroup {
+                    dirs: vec![dir.clone()],
+                    memory_dir: dir,
+                    v2: true,
+                    memory: limits.memory,
+                })
+            }
+        }
+    }
+}
+
+impl Cgroup {
+    fn procs_files(&self) -> Vec<CString> {
+        self.dirs
+            .iter()
+            .filter_map(|d| {
+                CString::new(d.join("cgroup.procs").into_os_string().into_encoded_bytes()).ok()
+            })
+            .collect()
+    }
+
+    fn ran_out_of_memory(&self) -> bool {
+        let (file, key) = if self.v2 {
+            ("memory.events", "oom_kill")
+        } else {
+            ("memory.oom_control", "oom_kill")
+        };
+        std::fs::read_to_string(self.memory_dir.join(file))
+            .ok()
+            .and_then(|text| {
+                text.lines().find_map(|l| {
+                    let (k, v) = l.split_once(' ')?;
+                    (k == key).then(|| v.trim().parse::<u64>().ok())?
+                })
+            })
+            .is_some_and(|n| n > 0)
+    }
+
+    /// Kills whatever is left in the cgroup and removes it.
+    fn remove(self) {
+        remove_cgroup_dirs(&self.dirs);
+    }
+}
+
+/// Kills every process in these cgroups and removes them, retrying while
+/// the processes die.
+fn remove_cgroup_dirs(dirs: &[PathBuf]) {
+    for _ in 0..50 {
+        let mut left = false;
+        for dir in dirs {
+            if !dir.exists() {
+                continue;
+            }
+            if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+                for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+                    // SAFETY: only signals processes of this jail's cgroup.
+                    unsafe {
+                        libc::kill(pid, libc::SIGKILL);
+                    }
+                }
+            }
+            if std::fs::remove_dir(dir).is_err() {
+                left = true;
+            }
+        }
+        if !left {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    tracing::warn!(?dirs, "could not remove a build's cgroup");
+}
+
+/// Removes the cgroups of renga servers that are no longer running.
+fn clean_stale(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("renga-sandbox-")
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new("/proc").join(pid.to_string()).exists() {
+            continue;
+        }
+        let parent = entry.path();
+        if let Ok(children) = std::fs::read_dir(&parent) {
+            let dirs: Vec<PathBuf> = children
+                .flatten()
+                .filter(|c| c.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|c| c.path())
+                .collect();
+            remove_cgroup_dirs(&dirs);
+        }
+        let _ = std::fs::remove_dir(&parent);
+    }
+}
+
+/// Reads bwrap's `--info-fd` report: `{"child-pid": N}`.
+async fn read_child_pid(fd: OwnedFd) -> anyhow::Result<u32> {
+    #[derive(serde::Deserialize)]
+    struct Info {
+        #[serde(rename = "child-pid")]
+        child_pid: u32,
+    }
+    let mut info = tokio::fs::File::from_std(std::fs::File::from(fd));
+    let mut text = Vec::new();
+    let mut chunk = [0u8; 512];
+    let read = async {
+        loop {
+            let n = info.read(&mut chunk).await?;
+            if n == 0 {
+                anyhow::bail!("bwrap exited before the sandbox started");
+            }
+            text.extend_from_slice(&chunk[..n]);
+            if let Ok(info) = serde_json::from_slice::<Info>(&text) {
+                return Ok(info.child_pid);
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .context("bwrap did not report the sandbox's pid")?
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two new descriptors into `fds`, which we own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned by nothing else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Folders the jail sees anyway (under `/usr`, or a top-level system link).
+fn is_system(path: &Path) -> bool {
+    ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc"]
+        .iter()
+        .any(|sys| path.starts_with(sys))
+}
+
+/// The toolchains of the environment renga was started in, which builds
+/// see read-only at the same paths: every `PATH` folder outside the system
+/// folders and, for one under the home folder, the tool's own folder there
+/// (`~/.pyenv` for `~/.pyenv/shims`), except cargo's (its folder also holds
+/// its registry and credentials: only `~/.cargo/bin` is shown); and rustup's
+/// toolchains (`$RUSTUP_HOME`, `~/.rustup`).
+pub fn host_toolchains() -> Vec<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let mut found: Vec<PathBuf> = Vec::new();
+    let mut add = |path: PathBuf| {
+        if !found.iter().any(|f| path.starts_with(f)) {
+            found.retain(|f| !f.starts_with(&path));
+            found.push(path);
+        }
+    };
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        if !dir.is_absolute() || is_system(&dir) || !dir.is_dir() {
+            continue;
+        }
+        let top = home.as_ref().and_then(|home| {
+            let relative = dir.strip_prefix(home).ok()?;
+            let first = relative.components().next()?;
+            let top = home.join(first);
+            (first.as_os_str() != ".cargo" && top != *home).then_some(top)
+        });
+        add(top.unwrap_or(dir));
+    }
+    let rustup = std::env::var_os("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".rustup")));
+    if let Some(rustup) = rustup.filter(|r| r.is_dir()) {
+        add(rustup);
+    }
+    found
+}
+
+/// `chown -hR uid:uid path`. Blocking.
+fn chown_tree(path: &Path, uid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(uid))?;
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            chown_tree(&entry?.path(), uid)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toolchains_never_include_cargos_registry_or_the_home_folder() {
+        let found = host_toolchains();
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        for path in &found {
+            assert!(!is_system(path), "{}", path.display());
+            if let Some(home) = &home {
+                assert_ne!(path, home);
+                assert!(!path.ends_with(".cargo"), "{}", path.display());
+            }
+        }
+    }
+
+    #[test]
+    fn usage_counts_bytes_and_files() {
+        let dir = std::env::temp_dir().join(format!("renga-usage-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("a/b")).unwrap();
+        std::fs::write(dir.join("a/b/f"), vec![1u8; 10_000]).unwrap();
+        let limits = JailLimits {
+            memory: 0,
+            processes: 0,
+            disk: u64::MAX,
+            files: u64::MAX,
+            tmp: 0,
+        };
+        let mut usage = Usage::default();
+        usage.add_tree(&dir, limits);
+        assert_eq!(usage.files, 3);
+        assert!(usage.bytes >= 10_000, "{}", usage.bytes);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
