@@ -137,7 +137,9 @@ pub fn scan(reader: impl Read, limits: Limits) -> Result<Contents, ArchiveError>
     let mut contents = Contents::default();
     for entry in tar.entries().map_err(not_an_archive)? {
         let mut entry = entry.map_err(not_an_archive)?;
-        let path = check_entry(&entry, &mut contents, limits)?;
+        let Some(path) = check_entry(&entry, &mut contents, limits)? else {
+            continue;
+        };
         if entry.header().entry_type().is_file() && path.ends_with(".wasm") {
             let mut hasher = Sha256::new();
             std::io::copy(&mut entry, &mut HashWriter(&mut hasher)).map_err(not_an_archive)?;
@@ -171,35 +173,38 @@ fn unpack_inner(reader: impl Read, into: &Path, limits: Limits) -> Result<Conten
     let mut contents = Contents::default();
     for entry in tar.entries().map_err(not_an_archive)? {
         let mut entry = entry.map_err(not_an_archive)?;
-        check_entry(&entry, &mut contents, limits)?;
+        if check_entry(&entry, &mut contents, limits)?.is_none() {
+            continue;
+        }
         // `unpack_in` refuses paths that leave `into`, also through links
         // unpacked earlier, and never writes through an existing link.
-        if !entry.unpack_in(into).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::Other || e.kind() == std::io::ErrorKind::InvalidData
-            {
-                not_an_archive(e)
-            } else {
-                ArchiveError::Io(e)
-            }
-        })? {
-            return Err(ArchiveError::UnsafePath(printable(
-                &entry
-                    .path()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-            )));
+        let shown = printable(
+            &entry
+                .path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        );
+        match entry.unpack_in(into) {
+            Ok(true) => {}
+            Ok(false) => return Err(ArchiveError::UnsafePath(shown)),
+            Err(e) => return Err(unpack_error(&shown, e)),
         }
     }
     Ok(contents)
 }
 
 /// Checks one entry's kind, path and size against the rules and limits, and
-/// counts it. Returns its path.
+/// counts it. Returns its path, or `None` for metadata that is not a file
+/// (the pax headers `git archive` writes).
 fn check_entry<R: Read>(
     entry: &tar::Entry<'_, R>,
     contents: &mut Contents,
     limits: Limits,
-) -> Result<String, ArchiveError> {
+) -> Result<Option<String>, ArchiveError> {
+    let kind = entry.header().entry_type();
+    if kind.is_pax_global_extensions() || kind.is_pax_local_extensions() {
+        return Ok(None);
+    }
     let path = entry.path().map_err(not_an_archive)?.into_owned();
     let shown = printable(&path.display().to_string());
     let safe = path
@@ -208,7 +213,6 @@ fn check_entry<R: Read>(
     if !safe {
         return Err(ArchiveError::UnsafePath(shown));
     }
-    let kind = entry.header().entry_type();
     if !(kind.is_file() || kind.is_dir() || kind.is_symlink()) {
         return Err(ArchiveError::UnsupportedEntry {
             path: shown,
@@ -225,7 +229,7 @@ fn check_entry<R: Read>(
             return Err(ArchiveError::TooLarge(limits.bytes));
         }
     }
-    Ok(path.to_string_lossy().into_owned())
+    Ok(Some(path.to_string_lossy().into_owned()))
 }
 
 fn describe_kind(kind: tar::EntryType) -> &'static str {
@@ -255,6 +259,26 @@ fn normalize(path: &str) -> String {
 /// names it: `app.wasm`, `./bin/x.wasm`).
 pub fn component_digest<'a>(contents: &'a BTreeMap<String, String>, path: &str) -> Option<&'a str> {
     contents.get(&normalize(path)).map(String::as_str)
+}
+
+/// Why an entry could not be unpacked, without the folder it was going to
+/// (the tar crate's message names it): the archive's fault when its bytes
+/// are wrong, else the disk's.
+fn unpack_error(entry: &str, e: std::io::Error) -> ArchiveError {
+    use std::io::ErrorKind;
+    let why = match e.kind() {
+        ErrorKind::UnexpectedEof => "the archive ends in the middle of it",
+        ErrorKind::InvalidData | ErrorKind::InvalidInput | ErrorKind::Other => {
+            "its bytes are not what a tar archive holds"
+        }
+        kind => {
+            return ArchiveError::Io(std::io::Error::new(
+                kind,
+                format!("unpacking {entry}: {kind}"),
+            ));
+        }
+    };
+    ArchiveError::NotAnArchive(format!("{entry} could not be unpacked: {why}"))
 }
 
 fn not_an_archive(e: impl std::fmt::Display) -> ArchiveError {
@@ -368,6 +392,31 @@ mod tests {
         let err = unpack(flate2::read::GzDecoder::new(&bytes[..]), &into, limits).unwrap_err();
         assert!(matches!(err, ArchiveError::TooManyFiles(10)), "{err}");
         assert!(!into.exists(), "a failed unpack leaves nothing behind");
+    }
+
+    #[test]
+    fn git_archives_pax_headers_are_read_past() {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut pax = tar::Header::new_ustar();
+        let record = b"52 comment=0123456789012345678901234567890123456789\n";
+        pax.set_entry_type(tar::EntryType::XGlobalHeader);
+        pax.set_size(record.len() as u64);
+        pax.set_path("pax_global_header").unwrap();
+        pax.set_cksum();
+        tar.append(&pax, &record[..]).unwrap();
+        let mut file = tar::Header::new_ustar();
+        file.set_size(2);
+        file.set_mode(0o644);
+        file.set_path("Procfile").unwrap();
+        file.set_cksum();
+        tar.append(&file, &b"x\n"[..]).unwrap();
+        let bytes = tar.into_inner().unwrap();
+        let contents = scan(&bytes[..], Limits::DEFAULT).unwrap();
+        assert_eq!(contents.entries, 1);
+        let into = temp("pax").join("out");
+        unpack(&bytes[..], &into, Limits::DEFAULT).unwrap();
+        assert_eq!(std::fs::read(into.join("Procfile")).unwrap(), b"x\n");
+        assert!(!into.join("pax_global_header").exists());
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub mod logplex;
 pub mod paths;
 pub mod platform;
 pub mod procfile;
+#[cfg(test)]
+mod properties;
 pub mod release;
 pub mod router;
 pub mod runtime;

@@ -20,6 +20,9 @@ pub const DEFAULT_BUFFER_LINES: usize = 1500;
 /// Longer lines are cut here, as Heroku's logplex does.
 pub const MAX_LINE_BYTES: usize = 10_000;
 
+/// Lines a live tail may fall behind by before it is told it lost some.
+const LIVE_CAPACITY: usize = 1024;
+
 /// Who wrote a line: the app itself (`app[web.1]`) or the platform
 /// (`renga[router]`, `renga[web.1]`, `renga[api]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,8 +85,23 @@ pub struct AppLog {
 
 struct Inner {
     capacity: usize,
-    buffer: Mutex<VecDeque<Arc<LogLine>>>,
-    live: broadcast::Sender<Arc<LogLine>>,
+    state: Mutex<State>,
+}
+
+/// The recent lines, and the channel to live tails; the channel exists only
+/// while someone follows the log, so an app nobody watches costs little
+/// more than its lines.
+struct State {
+    buffer: VecDeque<Arc<LogLine>>,
+    live: Option<broadcast::Sender<Arc<LogLine>>>,
+}
+
+impl State {
+    fn subscribe(&mut self) -> broadcast::Receiver<Arc<LogLine>> {
+        self.live
+            .get_or_insert_with(|| broadcast::channel(LIVE_CAPACITY).0)
+            .subscribe()
+    }
 }
 
 impl Default for AppLog {
@@ -94,14 +112,19 @@ impl Default for AppLog {
 
 impl AppLog {
     pub fn new(capacity: usize) -> AppLog {
-        let (live, _) = broadcast::channel(capacity.max(16) * 4);
         AppLog {
             inner: Arc::new(Inner {
                 capacity: capacity.max(1),
-                buffer: Mutex::new(VecDeque::with_capacity(capacity.min(1024))),
-                live,
+                state: Mutex::new(State {
+                    buffer: VecDeque::new(),
+                    live: None,
+                }),
             }),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Appends a line stamped with the current time.
@@ -124,37 +147,42 @@ impl AppLog {
 
     pub fn push(&self, line: LogLine) {
         let line = Arc::new(line);
-        let mut buffer = self.inner.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        if buffer.len() == self.inner.capacity {
-            buffer.pop_front();
+        let mut state = self.lock();
+        if state.buffer.len() == self.inner.capacity {
+            state.buffer.pop_front();
         }
-        buffer.push_back(line.clone());
+        state.buffer.push_back(line.clone());
         // Sent while the buffer is locked, so that `tail` sees every line
-        // exactly once: either in its snapshot or on its receiver.
-        let _ = self.inner.live.send(line);
+        // exactly once: either in its snapshot or on its receiver. Once the
+        // last follower has gone, the channel goes too.
+        if let Some(live) = &state.live {
+            if live.send(line).is_err() {
+                state.live = None;
+            }
+        }
     }
 
     /// The last `n` lines, oldest first.
     pub fn recent(&self, n: usize) -> Vec<Arc<LogLine>> {
-        let buffer = self.inner.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        let skip = buffer.len().saturating_sub(n);
-        buffer.iter().skip(skip).cloned().collect()
+        let state = self.lock();
+        let skip = state.buffer.len().saturating_sub(n);
+        state.buffer.iter().skip(skip).cloned().collect()
     }
 
     /// The last `n` lines and a receiver for every line after them, with no
     /// gap and no repeat between the two.
     pub fn tail(&self, n: usize) -> (Vec<Arc<LogLine>>, broadcast::Receiver<Arc<LogLine>>) {
-        let buffer = self.inner.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        let skip = buffer.len().saturating_sub(n);
-        let lines = buffer.iter().skip(skip).cloned().collect();
-        let receiver = self.inner.live.subscribe();
+        let mut state = self.lock();
+        let skip = state.buffer.len().saturating_sub(n);
+        let lines = state.buffer.iter().skip(skip).cloned().collect();
+        let receiver = state.subscribe();
         (lines, receiver)
     }
 
     /// Prints every new line to `out` from a background task, batching writes
     /// so that a busy app does not cost a system call per line.
     pub fn print_to<W: Write + Send + 'static>(&self, out: W) -> tokio::task::JoinHandle<()> {
-        let mut receiver = self.inner.live.subscribe();
+        let mut receiver = self.lock().subscribe();
         tokio::spawn(async move {
             let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
             loop {
@@ -267,6 +295,20 @@ mod tests {
         log.emit(Source::App, &p, "after");
         assert_eq!(snapshot.len(), 1);
         assert_eq!(live.try_recv().unwrap().message, "after");
+    }
+
+    #[test]
+    fn a_log_nobody_follows_keeps_no_channel() {
+        let log = AppLog::new(10);
+        let p: Process = "web.1".into();
+        log.emit(Source::App, &p, "one");
+        assert!(log.lock().live.is_none());
+        let (_, live) = log.tail(0);
+        assert!(log.lock().live.is_some());
+        drop(live);
+        log.emit(Source::App, &p, "two");
+        assert!(log.lock().live.is_none(), "the last follower left");
+        assert_eq!(log.recent(5).len(), 2);
     }
 
     #[test]

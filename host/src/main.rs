@@ -9,6 +9,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = renga::cli::Cli::parse();
+    if cli.is_client() {
+        // A client's output may go to a pipe that closes early
+        // (`renga apps:info | head`): end quietly, as other Unix tools do,
+        // instead of failing on the write.
+        // SAFETY: restoring a signal's default action has no preconditions.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     // The host's own diagnostics go to stderr; app, router and build lines
     // are product output and go through logplex to stdout.
     tracing_subscriber::fmt()

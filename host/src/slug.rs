@@ -58,6 +58,10 @@ pub enum SlugError {
         "{path} in the slug does not match the slug's archive (it was changed on disk); it was unpacked again from the archive"
     )]
     Tampered { path: String },
+    /// The stored archive no longer reads as it did when it was stored: the
+    /// server's disk, not the slug, is at fault.
+    #[error("the stored slug archive is damaged: {0}")]
+    Damaged(ArchiveError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0:#}")]
@@ -71,7 +75,10 @@ impl SlugError {
         match self {
             SlugError::Archive(e) => e.is_bad_input(),
             SlugError::NoBlob | SlugError::TooLarge(_) => true,
-            SlugError::Tampered { .. } | SlugError::Store(_) | SlugError::Io(_) => false,
+            SlugError::Tampered { .. }
+            | SlugError::Damaged(_)
+            | SlugError::Store(_)
+            | SlugError::Io(_) => false,
         }
     }
 }
@@ -201,7 +208,7 @@ impl Slugs {
         let staging = self.dir.join(format!(".unpack-{}", new_id()));
         let mut reader =
             archive::open(&self.archive_path(checksum)).map_err(|e| SlugError::Io(e.into()))?;
-        archive::unpack(&mut reader, &staging, self.limits)?;
+        archive::unpack(&mut reader, &staging, self.limits).map_err(damaged)?;
         let found = match reader.finish() {
             Ok(found) => found,
             Err(e) => {
@@ -211,11 +218,10 @@ impl Slugs {
         };
         if found != checksum {
             let _ = std::fs::remove_dir_all(&staging);
-            return Err(ArchiveError::Checksum {
+            return Err(SlugError::Damaged(ArchiveError::Checksum {
                 expected: checksum.to_string(),
                 found,
-            }
-            .into());
+            }));
         }
         match std::fs::rename(&staging, &dir) {
             Ok(()) => Ok(dir),
@@ -252,14 +258,13 @@ impl Slugs {
         let checksum = slug.checksum.as_deref().ok_or(SlugError::NoBlob)?;
         let mut reader =
             archive::open(&self.archive_path(checksum)).map_err(|e| SlugError::Io(e.into()))?;
-        let contents = archive::scan(&mut reader, self.limits)?;
+        let contents = archive::scan(&mut reader, self.limits).map_err(damaged)?;
         let found = reader.finish().map_err(|e| SlugError::Io(e.into()))?;
         if found != checksum {
-            return Err(ArchiveError::Checksum {
+            return Err(SlugError::Damaged(ArchiveError::Checksum {
                 expected: checksum.to_string(),
                 found,
-            }
-            .into());
+            }));
         }
         Ok(archive::component_digest(&contents.components, path).map(str::to_string))
     }
@@ -321,6 +326,14 @@ impl Slugs {
 
     fn archive_path(&self, checksum: &str) -> PathBuf {
         self.dir.join(format!("{checksum}.tgz"))
+    }
+}
+
+/// An error reading an archive that was checked when it was stored.
+fn damaged(e: ArchiveError) -> SlugError {
+    match e {
+        ArchiveError::Io(e) => SlugError::Io(e.into()),
+        other => SlugError::Damaged(other),
     }
 }
 

@@ -119,6 +119,12 @@ impl Server {
 
     /// The same, with more `renga server` flags.
     pub fn start_with(data: &Path, extra: &[&str]) -> Server {
+        Server::start_with_env(data, extra, &[("RENGA_ADMIN_TOKEN", ADMIN_TOKEN)])
+    }
+
+    /// The same, with environment variables of its own (they replace the
+    /// test's admin token when they name one).
+    pub fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let home = data.join("home");
         std::fs::create_dir_all(&home).unwrap();
         let mut command = Command::new(renga());
@@ -127,7 +133,8 @@ impl Server {
             .args(extra)
             .env("RENGA_DATA", data)
             .env("RENGA_CACHE", shared_cache())
-            .env("RENGA_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env_remove("RENGA_ADMIN_TOKEN")
+            .envs(env.iter().copied())
             .env("RENGA_LOG", "warn,renga=info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -308,6 +315,29 @@ impl Server {
             headers.push(("Content-Type", "application/json"));
         }
         request(method, &format!("{}{path}", self.api), &headers, body)
+    }
+
+    /// Creates a user (as the admin) and returns their token.
+    pub fn create_user(&self, name: &str) -> String {
+        let created = self.cli(&["users:create", name]).ok();
+        created
+            .stdout
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .to_string()
+    }
+
+    /// The server's live figures (`GET /server/stats`).
+    pub fn stats(&self) -> serde_json::Value {
+        let reply = self.api_request("GET", "/server/stats", Some(ADMIN_TOKEN), None);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        serde_json::from_str(&reply.body).unwrap()
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
     }
 
     /// SIGTERM, then waits for a clean exit.

@@ -300,15 +300,7 @@ async fn route(platform: &Arc<Platform>, request: Request<Incoming>) -> ApiResul
                 found = platform.set_maintenance(&user, app, on).await?;
             }
             if let Some(idle) = update.idle_after {
-                let seconds = match &idle {
-                    Value::String(s) if s == "default" => None,
-                    Value::Number(n) if n.as_u64().is_some() => n.as_u64(),
-                    _ => {
-                        return Err(ApiError::invalid(
-                            "idle_after is a number of seconds (0: never) or \"default\"",
-                        ));
-                    }
-                };
+                let seconds = idle_after(&idle)?;
                 found = platform.set_idle_after(&user, app, seconds).await?;
             }
             ok(views::app(platform, &found, &user.name, &base))
@@ -323,24 +315,7 @@ async fn route(platform: &Arc<Platform>, request: Request<Incoming>) -> ApiResul
         }
         (&Method::PATCH, ["apps", app, "config-vars"]) => {
             let raw: BTreeMap<String, Option<Value>> = read_json(body).await?;
-            let mut changes = BTreeMap::new();
-            for (key, value) in raw {
-                let key: ConfigKey =
-                    key.parse().map_err(|e: crate::config::InvalidConfigKey| {
-                        ApiError::invalid(e.to_string())
-                    })?;
-                let value = match value {
-                    None | Some(Value::Null) => None,
-                    Some(Value::String(s)) => Some(s),
-                    Some(other @ (Value::Number(_) | Value::Bool(_))) => Some(other.to_string()),
-                    Some(_) => {
-                        return Err(ApiError::invalid(format!(
-                            "config var {key} must be a string or null"
-                        )));
-                    }
-                };
-                changes.insert(key, value);
-            }
+            let changes = config_changes(raw)?;
             ok(
                 serde_json::to_value(platform.update_config(&user, app, changes).await?)
                     .unwrap_or_default(),
@@ -648,6 +623,42 @@ async fn create_user(platform: &Arc<Platform>, user: &User, body: Incoming) -> A
     )
 }
 
+/// `PATCH /apps/{app}/config-vars`'s body: names to strings (numbers and
+/// booleans as their text), or null to remove. Linear in its size.
+pub(crate) fn config_changes(
+    raw: BTreeMap<String, Option<Value>>,
+) -> Result<BTreeMap<ConfigKey, Option<String>>, ApiError> {
+    let mut changes = BTreeMap::new();
+    for (key, value) in raw {
+        let key: ConfigKey = key
+            .parse()
+            .map_err(|e: crate::config::InvalidConfigKey| ApiError::invalid(e.to_string()))?;
+        let value = match value {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(other @ (Value::Number(_) | Value::Bool(_))) => Some(other.to_string()),
+            Some(_) => {
+                return Err(ApiError::invalid(format!(
+                    "config var {key} must be a string or null"
+                )));
+            }
+        };
+        changes.insert(key, value);
+    }
+    Ok(changes)
+}
+
+/// `PATCH /apps/{app}`'s `idle_after`: seconds (0: never) or `"default"`.
+pub(crate) fn idle_after(value: &Value) -> Result<Option<u64>, ApiError> {
+    match value {
+        Value::String(s) if s == "default" => Ok(None),
+        Value::Number(n) if n.as_u64().is_some() => Ok(n.as_u64()),
+        _ => Err(ApiError::invalid(
+            "idle_after is a number of seconds (0: never) or \"default\"",
+        )),
+    }
+}
+
 /// The current release's command of each process type.
 fn process_commands(platform: &Platform, user: &User, app: &str) -> BTreeMap<String, String> {
     platform.process_commands(user, app).unwrap_or_default()
@@ -660,7 +671,7 @@ fn command_of<'a>(commands: &'a BTreeMap<String, String>, kind: &str) -> &'a str
 /// One process type's change in `PATCH /apps/{app}/formation`: Heroku's
 /// `quantity` and `size`, and renga's `reuse`.
 #[derive(serde::Deserialize)]
-struct FormationUpdate {
+pub(crate) struct FormationUpdate {
     #[serde(rename = "type")]
     kind: Option<String>,
     quantity: Option<u32>,
@@ -669,7 +680,7 @@ struct FormationUpdate {
 }
 
 impl FormationUpdate {
-    fn change(&self) -> Result<crate::formation::Change, ApiError> {
+    pub(crate) fn change(&self) -> Result<crate::formation::Change, ApiError> {
         let size = match &self.size {
             Some(size) => Some(
                 size.parse::<crate::size::Size>()

@@ -1,11 +1,15 @@
-//! `login`, `auth:token`, `users:create`.
+//! `login`, `auth:token`, `auth:tokens`, `auth:tokens:create`,
+//! `auth:revoke`, `users:create`.
 
 use std::io::BufRead as _;
 
 use anyhow::{Context as _, bail};
 use serde_json::json;
 
-use super::client::{Api, Credentials, DEFAULT_API_URL, credentials, field, store_credentials};
+use super::client::{
+    Api, Credentials, DEFAULT_API_URL, credentials, field, print_json, print_table,
+    store_credentials,
+};
 
 /// Store the API address and your token for later commands (mode 0600).
 ///
@@ -95,6 +99,91 @@ impl UsersCreateCommand {
             field(&user, &["name"])
         );
         println!("{}", field(&user, &["token"]));
+        Ok(())
+    }
+}
+
+/// List your API tokens (never the tokens themselves; see `auth:token`).
+///
+/// Example:
+///   renga auth:tokens
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct TokensCommand {
+    /// Print the API's JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl TokensCommand {
+    pub fn run(self) -> anyhow::Result<()> {
+        let tokens = Api::connect()?.get("/oauth/authorizations")?;
+        if self.json {
+            print_json(&tokens);
+            return Ok(());
+        }
+        let rows: Vec<Vec<String>> = tokens
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .map(|t| {
+                        vec![
+                            field(t, &["id"]),
+                            field(t, &["created_at"]),
+                            field(t, &["description"]),
+                        ]
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        print_table(&["id", "created", "description"], &rows);
+        Ok(())
+    }
+}
+
+/// Make a new API token for yourself (for a CI job, say); it is shown once.
+///
+/// Example:
+///   renga auth:tokens:create --description "deploys from CI"
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct TokensCreateCommand {
+    /// What the token is for.
+    #[arg(long, default_value = "")]
+    description: String,
+}
+
+impl TokensCreateCommand {
+    pub fn run(self) -> anyhow::Result<()> {
+        let created = Api::connect()?.post(
+            "/oauth/authorizations",
+            &json!({ "description": self.description }),
+        )?;
+        println!(
+            "Created token {}. The token (shown once):",
+            field(&created, &["id"])
+        );
+        println!("{}", field(&created, &["access_token", "token"]));
+        Ok(())
+    }
+}
+
+/// Revoke one of your API tokens by its id (from `auth:tokens`): it stops
+/// working at once.
+///
+/// Example:
+///   renga auth:revoke 6f0c2d1e-...
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct RevokeCommand {
+    /// The token's id, as `auth:tokens` lists it.
+    id: String,
+}
+
+impl RevokeCommand {
+    pub fn run(self) -> anyhow::Result<()> {
+        Api::connect()?.delete(&format!("/oauth/authorizations/{}", self.id))?;
+        println!("Revoked token {}", self.id);
         Ok(())
     }
 }

@@ -75,7 +75,7 @@ impl ServingArgs {
         self.memory.map(|m| m.0)
     }
 }
-pub use server::ServerCommand;
+pub use server::{ServerCommand, parse_idle_after};
 
 /// renga: a Heroku-style platform for WebAssembly apps.
 ///
@@ -140,6 +140,8 @@ pub enum Commands {
     PsType(ps::TypeCommand),
     #[command(name = "ps:restart", alias = "restart")]
     PsRestart(ps::RestartCommand),
+    #[command(name = "ps:stop", alias = "stop")]
+    PsStop(ps::StopCommand),
     #[command(name = "ps:idle")]
     PsIdle(ps::IdleCommand),
     Run(run::RunCommand),
@@ -158,11 +160,23 @@ pub enum Commands {
     Login(account::LoginCommand),
     #[command(name = "auth:token")]
     AuthToken(account::TokenCommand),
+    #[command(name = "auth:tokens", alias = "authorizations")]
+    AuthTokens(account::TokensCommand),
+    #[command(name = "auth:tokens:create", alias = "authorizations:create")]
+    AuthTokensCreate(account::TokensCreateCommand),
+    #[command(name = "auth:revoke", alias = "authorizations:revoke")]
+    AuthRevoke(account::RevokeCommand),
     #[command(name = "users:create")]
     UsersCreate(account::UsersCreateCommand),
 }
 
 impl Cli {
+    /// Whether this is one of the long-running commands (`server`, `dev`)
+    /// rather than an API client that prints and exits.
+    pub fn is_client(&self) -> bool {
+        !matches!(self.command, Commands::Dev(_) | Commands::Server(_))
+    }
+
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Commands::Dev(command) => command.run().await,
@@ -201,6 +215,7 @@ impl Commands {
             Commands::PsScale(c) => c.run(),
             Commands::PsType(c) => c.run(),
             Commands::PsRestart(c) => c.run(),
+            Commands::PsStop(c) => c.run(),
             Commands::PsIdle(c) => c.run(),
             Commands::Run(c) => c.run(),
             Commands::RunDetached(c) => c.run(),
@@ -209,6 +224,9 @@ impl Commands {
             Commands::MaintenanceOff(c) => c.run(false),
             Commands::Login(c) => c.run(),
             Commands::AuthToken(c) => c.run(),
+            Commands::AuthTokens(c) => c.run(),
+            Commands::AuthTokensCreate(c) => c.run(),
+            Commands::AuthRevoke(c) => c.run(),
             Commands::UsersCreate(c) => c.run(),
         }
     }

@@ -1,4 +1,4 @@
-//! `ps`, `ps:scale`, `ps:type`, `ps:restart`, `ps:idle`.
+//! `ps`, `ps:scale`, `ps:type`, `ps:restart`, `ps:stop`, `ps:idle`.
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
@@ -250,6 +250,34 @@ impl RestartCommand {
             "Restarted {} on {name}",
             self.which.as_deref().unwrap_or("all dynos")
         );
+        Ok(())
+    }
+}
+
+/// Stop a dyno: a one-off dyno (`run.3`) ends at once; a dyno of the
+/// formation (`web.1`, `worker.2`) starts again, because the formation says
+/// it runs (scale it to stop it for good).
+///
+/// Examples:
+///   renga ps:stop run.3 -a hello
+///   renga ps:stop run -a hello        (every one-off dyno)
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct StopCommand {
+    /// A dyno (`run.3`), or `run` for every one-off dyno.
+    dyno: String,
+    #[command(flatten)]
+    app: AppArg,
+}
+
+impl StopCommand {
+    pub fn run(self) -> anyhow::Result<()> {
+        let name = self.app.resolve()?;
+        let _: Value = Api::connect()?.post(
+            &format!("/apps/{name}/dynos/{}/actions/stop", self.dyno),
+            &json!({}),
+        )?;
+        println!("Stopped {} on {name}", self.dyno);
         Ok(())
     }
 }

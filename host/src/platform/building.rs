@@ -222,13 +222,14 @@ impl Platform {
                 self.say(&app, "Build failed".to_string());
             }
         }
+        // Everything the build left is gone before anyone is told it ended.
+        let _ = tokio::fs::remove_dir_all(&work).await;
+        let _ = self.builds.delete_source(&build.source);
         if let Err(e) = self.builds.finish(&build, &output) {
             tracing::error!(build = %build.id, error = %format!("{e:#}"), "could not record a finished build");
             output.end();
         }
-        let _ = self.builds.delete_source(&build.source);
         let _ = self.db.flush().await;
-        let _ = tokio::fs::remove_dir_all(&work).await;
     }
 
     async fn build_steps(
@@ -411,8 +412,13 @@ impl Platform {
         };
         // Every line was emitted before the run returned (the guest's last
         // partial line when its store was dropped): take what is queued.
-        while let Ok(line) = live.try_recv() {
-            forward(&line);
+        loop {
+            match live.try_recv() {
+                Ok(line) => forward(&line),
+                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => output
+                    .push_unlogged(format!("       (renga: {n} lines of the release command's output were skipped; `renga logs` has them)")),
+                Err(_) => break,
+            }
         }
         match result {
             Ok(0) => {

@@ -329,13 +329,20 @@ impl Platform {
         self.apps.delete(&app)?;
         self.db.flush().await?;
         self.logs.remove(&app.id);
-        let _ = std::fs::remove_dir_all(self.config.cache.join("builds").join(&app.id));
-        let _ = std::fs::remove_dir_all(
+        // A build cache can hold gigabytes: removed off the async workers.
+        let folders = [
+            self.config.cache.join("builds").join(&app.id),
             self.config
                 .data
                 .join("repos")
                 .join(format!("{}.git", app.id)),
-        );
+        ];
+        tokio::task::spawn_blocking(move || {
+            for folder in folders {
+                let _ = std::fs::remove_dir_all(folder);
+            }
+        })
+        .await?;
         self.collect_slug_files();
         Ok(app)
     }

@@ -13,7 +13,7 @@
 //! flows, and by a short grace period once the client has what it asked for.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -166,16 +166,16 @@ impl HttpComponent {
         let connect = started.elapsed();
 
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-        // Set once the client has the response head: a failure after that
-        // can no longer become an error page, so the task reports it.
-        let answered = Arc::new(AtomicBool::new(false));
-        let late = LateFailure {
-            answered: answered.clone(),
+        // A failure after the guest set its response head can no longer
+        // become an error page: the task and the body meet here to report it.
+        let late = Arc::new(Late {
             log: spec.log.clone(),
             dyno: spec.dyno.clone(),
             request_id,
             memory_limit: spec.memory_limit,
-        };
+            step: Mutex::new(LateStep::Running),
+        });
+        let task_late = late.clone();
         let grace = timeouts.grace;
         let reuse_for_failure = reuse;
         let reuse = reuse.cloned();
@@ -198,7 +198,7 @@ impl HttpComponent {
                 } => Outcome::Abandoned,
             };
             let exceeded = store.data().limits.exceeded;
-            late.report(&outcome, exceeded);
+            task_late.guest_ended(&outcome, exceeded);
             if let (Outcome::Returned, false, Some(reuse)) = (&outcome, exceeded, reuse) {
                 reuse.put(Kept {
                     store,
@@ -212,11 +212,11 @@ impl HttpComponent {
 
         let result = match tokio::time::timeout_at(deadline.into(), answer_rx).await {
             Ok(Ok(Ok(response))) => {
-                answered.store(true, Ordering::Release);
                 let response = response.map(|inner| GuestBody {
                     inner,
                     idle: timeouts.idle,
                     stall: None,
+                    late,
                     _done: done_tx,
                 });
                 // The task now ends on its own: when the guest returns, or a
@@ -285,22 +285,29 @@ impl Drop for GuestTask {
     }
 }
 
-/// What the guest task needs to report a failure that came after the
-/// client already had its response head (the body is then cut short, and
-/// the router logs H18): the reason, in the app's log.
-struct LateFailure {
-    answered: Arc<AtomicBool>,
+/// Where the guest task and the response body meet to report a failure that
+/// came after the guest set its response head: whichever of the two ends
+/// second writes the line. A guest that fails while its body streams cuts
+/// the body short (the body ends with an error, the client sees the
+/// connection cut, the router logs H18); one that fails after the body was
+/// complete only gets the log line.
+struct Late {
     log: AppLog,
     dyno: Process,
     request_id: Option<http::HeaderValue>,
     memory_limit: u64,
+    step: Mutex<LateStep>,
 }
 
-impl LateFailure {
-    fn report(&self, outcome: &Outcome, exceeded: bool) {
-        if !self.answered.load(Ordering::Acquire) {
-            return;
-        }
+enum LateStep {
+    Running,
+    Failed(String),
+    BodyEnded,
+}
+
+impl Late {
+    /// The guest's call ended (the task calls this once).
+    fn guest_ended(&self, outcome: &Outcome, exceeded: bool) {
         let reason = match (outcome, exceeded) {
             (_, true) => format!(
                 "it needed more than the {} memory limit of this dyno",
@@ -309,6 +316,33 @@ impl LateFailure {
             (Outcome::Trapped(e), false) => format!("it trapped: {}", describe_error(e)),
             _ => return,
         };
+        let mut step = self.step.lock().unwrap_or_else(|e| e.into_inner());
+        match *step {
+            LateStep::BodyEnded => {
+                drop(step);
+                self.emit(&format!(
+                    "the guest failed after its response was sent, because {reason}"
+                ));
+            }
+            _ => *step = LateStep::Failed(reason),
+        }
+    }
+
+    /// The body ended or was dropped; true when the guest had failed, so
+    /// that the body ends with an error rather than looking complete.
+    fn body_ended(&self) -> bool {
+        let mut step = self.step.lock().unwrap_or_else(|e| e.into_inner());
+        match std::mem::replace(&mut *step, LateStep::BodyEnded) {
+            LateStep::Failed(reason) => {
+                drop(step);
+                self.emit(&format!("the response was cut short because {reason}"));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn emit(&self, what: &str) {
         let id = self
             .request_id
             .as_ref()
@@ -317,9 +351,7 @@ impl LateFailure {
         self.log.emit(
             Source::Renga,
             &self.dyno,
-            format!(
-                "Error (Guest failed while responding): request {id}: the response was cut short because {reason}"
-            ),
+            format!("Error (Guest failed while responding): request {id}: {what}"),
         );
     }
 }
@@ -472,13 +504,20 @@ pub enum GuestFailure {
 }
 
 /// A guest's response body, as it streams. Ends with an error if the guest
-/// stalls for longer than the idle timeout.
+/// stalls for longer than the idle timeout, or failed before finishing it.
 pub struct GuestBody {
     inner: HyperOutgoingBody,
     idle: Duration,
     stall: Option<Pin<Box<tokio::time::Sleep>>>,
+    late: Arc<Late>,
     /// Dropped with the body: tells the guest task the client is done.
     _done: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Drop for GuestBody {
+    fn drop(&mut self) {
+        self.late.body_ended();
+    }
 }
 
 impl Body for GuestBody {
@@ -502,6 +541,19 @@ impl Body for GuestBody {
                     }
                     Poll::Pending => Poll::Pending,
                 }
+            }
+            Poll::Ready(None) => {
+                this.stall = None;
+                if this.late.body_ended() {
+                    Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpProtocolError)))
+                } else {
+                    Poll::Ready(None)
+                }
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.stall = None;
+                this.late.body_ended();
+                Poll::Ready(Some(Err(e)))
             }
             ready => {
                 this.stall = None;

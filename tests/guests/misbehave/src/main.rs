@@ -16,6 +16,8 @@
 //! - `/net`         tries an outbound HTTP request
 //! - `/count`       how many requests this instance has served (1 unless
 //!   the dyno reuses instances)
+//! - `/trap-after-head` sends its response head and a first chunk, then
+//!   panics while the body is streaming
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,6 +65,16 @@ async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
             println!("a line on stdout");
             eprintln!("a line on stderr");
             "logged\n".to_string()
+        }
+        "/trap-after-head" => {
+            use futures_lite::StreamExt as _;
+            let chunks = futures_lite::stream::iter(0..3).map(|i| {
+                if i == 2 {
+                    panic!("the /trap-after-head route panics while its body streams");
+                }
+                format!("chunk {i}\n")
+            });
+            return Ok(Response::new(Body::from_stream(chunks)));
         }
         "/echo" => {
             let mut body = request.into_body();
