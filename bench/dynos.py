@@ -17,20 +17,13 @@ Prints the figures; asserts only that every request got its 200.
 import http.client
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from benchlib import free_port
 
 
 def rss_mib(pid: int) -> float:

@@ -12,31 +12,6 @@ use support::{Server, Steady, TempDir, built_component, request};
 const HELLO: &str = "examples/hello-rust";
 const MISBEHAVE: &str = "tests/guests/misbehave";
 
-fn deploy(server: &Server, app: &str, component: &str) {
-    server.cli(&["apps:create", app]).ok();
-    let file = built_component(component);
-    server
-        .cli(&["deploy", "--component", file.to_str().unwrap(), "-a", app])
-        .ok();
-}
-
-fn logs(server: &Server, app: &str) -> String {
-    server.cli(&["logs", "-n", "1500", "-a", app]).ok().stdout
-}
-
-/// Waits for `pred` on the app's log; panics with the log if it never holds.
-fn wait_for_log(server: &Server, app: &str, timeout: Duration, pred: impl Fn(&str) -> bool) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let text = logs(server, app);
-        if pred(&text) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the log never matched:\n{text}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// The router lines of requests whose path contains `marker`.
 fn router_lines(log: &str, marker: &str) -> Vec<String> {
     log.lines()
@@ -49,8 +24,8 @@ fn router_lines(log: &str, marker: &str) -> Vec<String> {
 fn scaling_spreads_requests_and_sizes_limit_memory() {
     let tmp = TempDir::new("spread");
     let server = Server::start(tmp.path());
-    deploy(&server, "spread", MISBEHAVE);
-    deploy(&server, "bystander", HELLO);
+    server.deploy_component("spread", MISBEHAVE);
+    server.deploy_component("bystander", HELLO);
 
     server.cli(&["ps:scale", "web=3", "-a", "spread"]).ok();
     let ps = server.cli(&["ps", "-a", "spread"]).ok().stdout;
@@ -64,7 +39,7 @@ fn scaling_spreads_requests_and_sizes_limit_memory() {
             200
         );
     }
-    let three = router_lines(&logs(&server, "spread"), "three=");
+    let three = router_lines(&server.logs("spread"), "three=");
     assert_eq!(three.len(), 30, "{three:#?}");
     for dyno in ["dyno=web.1 ", "dyno=web.2 ", "dyno=web.3 "] {
         assert!(
@@ -84,7 +59,7 @@ fn scaling_spreads_requests_and_sizes_limit_memory() {
     for i in 0..10 {
         server.app_get("spread", &format!("/?one={i}"));
     }
-    let one = router_lines(&logs(&server, "spread"), "one=");
+    let one = router_lines(&server.logs("spread"), "one=");
     assert_eq!(one.len(), 10);
     assert!(one.iter().all(|l| l.contains("dyno=web.1 ")), "{one:#?}");
 
@@ -100,7 +75,7 @@ fn scaling_spreads_requests_and_sizes_limit_memory() {
     assert_eq!(server.app_get("spread", "/").status, 200);
     let (ok, failures) = steady.stop();
     assert!(ok > 0 && failures.is_empty(), "{ok} ok, {failures:?}");
-    let log = logs(&server, "spread");
+    let log = server.logs("spread");
     assert!(
         log.contains("code=R14 desc=\"Memory quota exceeded\"") && log.contains("64 MiB"),
         "{log}"
@@ -124,7 +99,7 @@ fn scaling_spreads_requests_and_sizes_limit_memory() {
 fn a_full_backlog_answers_h11_and_the_rest_are_served() {
     let tmp = TempDir::new("backlog");
     let server = Server::start(tmp.path());
-    deploy(&server, "busy", MISBEHAVE);
+    server.deploy_component("busy", MISBEHAVE);
     // One eco dyno: 4 requests at once, 4 more may wait.
     server.cli(&["ps:type", "web=eco", "-a", "busy"]).ok();
     let port = server.http_port;
@@ -147,7 +122,7 @@ fn a_full_backlog_answers_h11_and_the_rest_are_served() {
     assert!(served >= 8, "{statuses:?}");
     assert!(refused >= 1, "{statuses:?}");
     assert_eq!(served + refused, 16, "{statuses:?}");
-    let log = logs(&server, "busy");
+    let log = server.logs("busy");
     assert!(
         log.contains("at=error code=H11 desc=\"Backlog too deep\""),
         "{log}"
@@ -158,7 +133,7 @@ fn a_full_backlog_answers_h11_and_the_rest_are_served() {
 fn an_idle_app_unloads_and_the_next_request_wakes_it() {
     let tmp = TempDir::new("idle");
     let server = Server::start(tmp.path());
-    deploy(&server, "sleepy", HELLO);
+    server.deploy_component("sleepy", HELLO);
     let set = server.cli(&["ps:idle", "1s", "-a", "sleepy"]).ok();
     assert!(set.stdout.contains("after 1s"), "{set}");
     assert_eq!(server.app_get("sleepy", "/").status, 200);
@@ -172,20 +147,24 @@ fn an_idle_app_unloads_and_the_next_request_wakes_it() {
         assert!(Instant::now() < deadline, "never went idle: {ps}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    wait_for_log(&server, "sleepy", Duration::from_secs(5), |l| {
+    server.wait_for_log("sleepy", Duration::from_secs(5), |l| {
         l.contains("unloaded 1 web dyno(s)")
     });
 
     let woken = server.app_get("sleepy", "/?wake=1");
     assert_eq!(woken.status, 200);
     assert_eq!(woken.body, "hello from renga\n");
-    let lines = router_lines(&logs(&server, "sleepy"), "wake=1");
+    let lines = router_lines(&server.logs("sleepy"), "wake=1");
     assert_eq!(lines.len(), 1, "{lines:#?}");
     assert!(
         lines[0].contains(" wake=") && lines[0].contains("status=200"),
         "{lines:#?}"
     );
-    assert!(logs(&server, "sleepy").contains("Woke 1 web dyno(s) from zero in"));
+    assert!(
+        server
+            .logs("sleepy")
+            .contains("Woke 1 web dyno(s) from zero in")
+    );
     let ps = server.cli(&["ps", "-a", "sleepy"]).ok().stdout;
     assert!(ps.contains("web.1: up"), "{ps}");
 
@@ -200,7 +179,7 @@ fn an_idle_app_unloads_and_the_next_request_wakes_it() {
 fn reuse_keeps_an_instance_until_it_traps() {
     let tmp = TempDir::new("reuse");
     let server = Server::start(tmp.path());
-    deploy(&server, "reused", MISBEHAVE);
+    server.deploy_component("reused", MISBEHAVE);
     let counts = |n: usize| -> Vec<u64> {
         (0..n)
             .map(|_| {
@@ -247,7 +226,7 @@ fn reuse_keeps_an_instance_until_it_traps() {
 fn deploys_under_load_lose_no_request() {
     let tmp = TempDir::new("zerodown");
     let server = Server::start(tmp.path());
-    deploy(&server, "steady", HELLO);
+    server.deploy_component("steady", HELLO);
     server.cli(&["ps:scale", "web=2", "-a", "steady"]).ok();
     let url = format!("http://127.0.0.1:{}/", server.http_port);
     let streams: Vec<Steady> = (0..4)
@@ -341,10 +320,10 @@ fn workers_restart_with_backoff_and_one_off_dynos_attach() {
 
     // A crashing worker restarts at once, then after 1s, then 2s...
     server.cli(&["ps:scale", "worker=1", "-a", "jobs"]).ok();
-    wait_for_log(&server, "jobs", Duration::from_secs(20), |l| {
+    server.wait_for_log("jobs", Duration::from_secs(20), |l| {
         l.contains("Restarting in 2s (crash 3 in a row)")
     });
-    let log = logs(&server, "jobs");
+    let log = server.logs("jobs");
     let order = [
         "Restarting in 0s (crash 1 in a row)",
         "Restarting in 1s (crash 2 in a row)",
@@ -380,7 +359,7 @@ fn workers_restart_with_backoff_and_one_off_dynos_attach() {
         .cli(&["config:unset", "WORKER_MODE", "-a", "jobs"])
         .ok();
     server.cli(&["ps:scale", "worker=2", "-a", "jobs"]).ok();
-    wait_for_log(&server, "jobs", Duration::from_secs(10), |l| {
+    server.wait_for_log("jobs", Duration::from_secs(10), |l| {
         l.contains("app[worker.2]: worker worker.2 starting")
     });
     let ps = server.cli(&["ps", "-a", "jobs"]).ok().stdout;
@@ -389,7 +368,7 @@ fn workers_restart_with_backoff_and_one_off_dynos_attach() {
         "{ps}"
     );
     server.cli(&["ps:scale", "worker=1", "-a", "jobs"]).ok();
-    wait_for_log(&server, "jobs", Duration::from_secs(15), |l| {
+    server.wait_for_log("jobs", Duration::from_secs(15), |l| {
         l.contains("app[worker.2]: worker worker.2 stopping: stdin closed")
             && l.contains("renga[worker.2]: State changed from up to down")
     });
@@ -428,7 +407,7 @@ fn workers_restart_with_backoff_and_one_off_dynos_attach() {
         .cli(&["run:detached", "-a", "jobs", "--", "task", "quietly"])
         .ok();
     assert!(detached.stdout.contains("up, run.3"), "{detached}");
-    wait_for_log(&server, "jobs", Duration::from_secs(10), |l| {
+    server.wait_for_log("jobs", Duration::from_secs(10), |l| {
         l.contains(r#"app[run.3]: task args=["quietly"] dyno=run.3 input="#)
             && l.contains("renga[run.3]: Process exited with status 0")
     });

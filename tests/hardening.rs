@@ -26,30 +26,6 @@ fn all(ran: &support::Ran) -> String {
     format!("{}\n{}", ran.stdout, ran.stderr)
 }
 
-fn deploy(server: &Server, app: &str, component: &str) {
-    server.cli(&["apps:create", app]).ok();
-    let file = built_component(component);
-    server
-        .cli(&["deploy", "--component", path(&file), "-a", app])
-        .ok();
-}
-
-fn logs(server: &Server, app: &str) -> String {
-    server.cli(&["logs", "-n", "1500", "-a", app]).ok().stdout
-}
-
-fn wait_for_log(server: &Server, app: &str, timeout: Duration, pred: impl Fn(&str) -> bool) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let text = logs(server, app);
-        if pred(&text) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the log never matched:\n{text}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 fn sha256(path: &Path) -> String {
     hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
 }
@@ -222,7 +198,7 @@ fn a_second_users_hostile_build_reaches_nothing_and_a_normal_build_still_works()
     let tmp = TempDir::new("hostile");
     let server = Server::start(&tmp.join("data"));
     // The victim: the admin's app with a secret and an unpacked slug.
-    deploy(&server, "victim", HELLO);
+    server.deploy_component("victim", HELLO);
     server
         .cli(&["config:set", "SECRET=victim-secret-value", "-a", "victim"])
         .ok();
@@ -318,7 +294,7 @@ fn a_tampered_unpacked_slug_is_refused_and_unpacked_again() {
     let tmp = TempDir::new("tamper");
     let data = tmp.join("data");
     let server = Server::start(&data);
-    deploy(&server, "tampered", HELLO);
+    server.deploy_component("tampered", HELLO);
     let file = unpacked_slug(&server, "tampered").join("hello-rust.wasm");
     let genuine = sha256(&file);
     // Someone with access to the disk swaps the component for another
@@ -328,7 +304,7 @@ fn a_tampered_unpacked_slug_is_refused_and_unpacked_again() {
     let server = Server::start(&data);
     assert_eq!(server.app_get("tampered", "/").body, "hello from renga\n");
     assert_eq!(sha256(&file), genuine, "unpacked again from the archive");
-    let log = logs(&server, "tampered");
+    let log = server.logs("tampered");
     assert!(log.contains("does not match the slug's archive"), "{log}");
 }
 
@@ -337,7 +313,7 @@ fn a_damaged_stored_archive_is_a_server_fault_not_the_apps() {
     let tmp = TempDir::new("damaged");
     let data = tmp.join("data");
     let server = Server::start(&data);
-    deploy(&server, "damaged", HELLO);
+    server.deploy_component("damaged", HELLO);
     let unpacked = unpacked_slug(&server, "damaged");
     let archive = unpacked.with_extension("tgz");
     server.terminate();
@@ -386,7 +362,7 @@ fn abandon(port: u16, host: &str, path: &str) {
 fn instances_tasks_and_files_come_back_after_traps_timeouts_and_abandoned_clients() {
     let tmp = TempDir::new("resources");
     let server = Server::start_with(&tmp.join("data"), &["--timeout", "2s"]);
-    deploy(&server, "leaky", MISBEHAVE);
+    server.deploy_component("leaky", MISBEHAVE);
     assert_eq!(server.app_get("leaky", "/").body, "ok\n");
     let before = wait_for_stats(&server, "the baseline", |s| {
         s["live"]["guest_tasks"] == 0 && s["live"]["instances"] == 0
@@ -499,28 +475,15 @@ fn wait_for_run_dynos(server: &Server, app: &str, count: usize) {
 fn one_app_cannot_flood_the_pool_with_one_off_dynos() {
     let tmp = TempDir::new("one-offs");
     let server = Server::start(&tmp.join("data"));
-    deploy(&server, "neighbour", HELLO);
+    server.deploy_component("neighbour", HELLO);
     deploy_console(&server, tmp.path(), "flood");
     let steady = Steady::start_with_host(
         format!("http://127.0.0.1:{}/", server.http_port),
         Some("neighbour.localhost".into()),
         "hello from renga",
     );
-    for _ in 0..renga::platform::MAX_ONE_OFFS {
-        server
-            .cli(&[
-                "run:detached",
-                "-a",
-                "flood",
-                "--",
-                "console",
-                "sleep",
-                "120",
-            ])
-            .ok();
-    }
-    let refused = server
-        .cli(&[
+    let start_one = || {
+        server.cli(&[
             "run:detached",
             "-a",
             "flood",
@@ -529,7 +492,11 @@ fn one_app_cannot_flood_the_pool_with_one_off_dynos() {
             "sleep",
             "120",
         ])
-        .failed();
+    };
+    for _ in 0..renga::platform::MAX_ONE_OFFS {
+        start_one().ok();
+    }
+    let refused = start_one().failed();
     assert!(
         all(&refused).contains("at most 10 one-off dynos"),
         "{refused}"
@@ -543,17 +510,7 @@ fn one_app_cannot_flood_the_pool_with_one_off_dynos() {
     wait_for_run_dynos(&server, "flood", 0);
 
     for _ in 0..2 {
-        server
-            .cli(&[
-                "run:detached",
-                "-a",
-                "flood",
-                "--",
-                "console",
-                "sleep",
-                "120",
-            ])
-            .ok();
+        start_one().ok();
     }
     wait_for_run_dynos(&server, "flood", 2);
     server
@@ -570,7 +527,7 @@ fn one_app_cannot_flood_the_pool_with_one_off_dynos() {
 fn a_config_var_flood_is_refused_and_stalls_no_one() {
     let tmp = TempDir::new("config-flood");
     let server = Server::start(&tmp.join("data"));
-    deploy(&server, "neighbour", HELLO);
+    server.deploy_component("neighbour", HELLO);
     server.cli(&["apps:create", "flooder"]).ok();
     let steady = Steady::start_with_host(
         format!("http://127.0.0.1:{}/", server.http_port),
@@ -738,8 +695,8 @@ fn a_slug_bomb_is_refused_and_leaves_nothing_behind() {
 fn a_misbehaving_app_does_not_fail_its_neighbours_requests() {
     let tmp = TempDir::new("neighbour");
     let server = Server::start_with(&tmp.join("data"), &["--timeout", "2s"]);
-    deploy(&server, "rowdy", MISBEHAVE);
-    deploy(&server, "quiet", HELLO);
+    server.deploy_component("rowdy", MISBEHAVE);
+    server.deploy_component("quiet", HELLO);
     let url = format!("http://127.0.0.1:{}/", server.http_port);
     let steady: Vec<Steady> = (0..2)
         .map(|_| {
@@ -1025,7 +982,7 @@ fn a_non_gzip_upload_error_does_not_echo_its_bytes() {
 fn a_guest_failing_after_its_response_head_is_logged_as_an_error() {
     let tmp = TempDir::new("late-trap");
     let server = Server::start(&tmp.join("data"));
-    deploy(&server, "late", MISBEHAVE);
+    server.deploy_component("late", MISBEHAVE);
     let reply = support::try_request(
         "GET",
         &format!("http://127.0.0.1:{}/trap-after-head", server.http_port),
@@ -1036,14 +993,14 @@ fn a_guest_failing_after_its_response_head_is_logged_as_an_error() {
         reply.as_ref().map_or(true, |r| !r.body.contains("chunk 2")),
         "{reply:?}"
     );
-    wait_for_log(&server, "late", Duration::from_secs(10), |log| {
+    server.wait_for_log("late", Duration::from_secs(10), |log| {
         log.lines().any(|l| {
             l.contains("renga[router]")
                 && l.contains("path=\"/trap-after-head\"")
                 && l.contains("at=error code=H18")
         }) && log.contains("Error (Guest failed while responding)")
     });
-    let log = logs(&server, "late");
+    let log = server.logs("late");
     assert!(log.contains("the /trap-after-head route panics"), "{log}");
 }
 
@@ -1071,9 +1028,9 @@ fn apps_info_into_a_closed_pipe_does_not_panic() {
 fn an_oversized_body_is_refused_before_the_app_is_woken() {
     let tmp = TempDir::new("body-wake");
     let server = Server::start_with(&tmp.join("data"), &["--max-body", "1KiB"]);
-    deploy(&server, "asleep", HELLO);
+    server.deploy_component("asleep", HELLO);
     server.cli(&["ps:idle", "1s", "-a", "asleep"]).ok();
-    wait_for_log(&server, "asleep", Duration::from_secs(20), |log| {
+    server.wait_for_log("asleep", Duration::from_secs(20), |log| {
         log.contains("unloaded 1 web dyno(s)")
     });
     let refused = request(
@@ -1084,7 +1041,7 @@ fn an_oversized_body_is_refused_before_the_app_is_woken() {
     );
     assert_eq!(refused.status, 413, "{}", refused.body);
     std::thread::sleep(Duration::from_millis(300));
-    let log = logs(&server, "asleep");
+    let log = server.logs("asleep");
     assert!(!log.contains("Woke"), "{log}");
     assert!(
         server

@@ -120,16 +120,10 @@ impl Slugs {
         for entry in std::fs::read_dir(&self.dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".upload-") || name.starts_with(".unpack-") {
-                let path = entry.path();
-                let gone = if entry.file_type()?.is_dir() {
-                    std::fs::remove_dir_all(&path)
-                } else {
-                    std::fs::remove_file(&path)
-                };
-                if gone.is_ok() {
-                    removed += 1;
-                }
+            if (name.starts_with(".upload-") || name.starts_with(".unpack-"))
+                && remove_entry(&entry)
+            {
+                removed += 1;
             }
         }
         Ok(removed)
@@ -206,22 +200,11 @@ impl Slugs {
             return Ok(dir);
         }
         let staging = self.dir.join(format!(".unpack-{}", new_id()));
-        let mut reader =
-            archive::open(&self.archive_path(checksum)).map_err(|e| SlugError::Io(e.into()))?;
-        archive::unpack(&mut reader, &staging, self.limits).map_err(damaged)?;
-        let found = match reader.finish() {
-            Ok(found) => found,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&staging);
-                return Err(SlugError::Io(e.into()));
-            }
-        };
-        if found != checksum {
+        if let Err(e) = self.read_stored(checksum, |reader| {
+            archive::unpack(reader, &staging, self.limits)
+        }) {
             let _ = std::fs::remove_dir_all(&staging);
-            return Err(SlugError::Damaged(ArchiveError::Checksum {
-                expected: checksum.to_string(),
-                found,
-            }));
+            return Err(e);
         }
         match std::fs::rename(&staging, &dir) {
             Ok(()) => Ok(dir),
@@ -256,9 +239,21 @@ impl Slugs {
             return Ok(archive::component_digest(&slug.components, path).map(str::to_string));
         }
         let checksum = slug.checksum.as_deref().ok_or(SlugError::NoBlob)?;
+        let contents = self.read_stored(checksum, |reader| archive::scan(reader, self.limits))?;
+        Ok(archive::component_digest(&contents.components, path).map(str::to_string))
+    }
+
+    /// Reads the archive stored under `checksum` with `read`, and checks
+    /// that its bytes still have that sha256: an archive that no longer
+    /// reads as it did when it was stored is [`SlugError::Damaged`].
+    fn read_stored<T>(
+        &self,
+        checksum: &str,
+        read: impl FnOnce(&mut archive::Reader) -> Result<T, ArchiveError>,
+    ) -> Result<T, SlugError> {
         let mut reader =
             archive::open(&self.archive_path(checksum)).map_err(|e| SlugError::Io(e.into()))?;
-        let contents = archive::scan(&mut reader, self.limits).map_err(damaged)?;
+        let value = read(&mut reader).map_err(damaged)?;
         let found = reader.finish().map_err(|e| SlugError::Io(e.into()))?;
         if found != checksum {
             return Err(SlugError::Damaged(ArchiveError::Checksum {
@@ -266,7 +261,7 @@ impl Slugs {
                 found,
             }));
         }
-        Ok(archive::component_digest(&contents.components, path).map(str::to_string))
+        Ok(value)
     }
 
     pub fn delete_app(&self, app: &str) -> Result<(), StoreError> {
@@ -308,16 +303,7 @@ impl Slugs {
                 continue;
             }
             let checksum = name.strip_suffix(".tgz").unwrap_or(&name);
-            if used.contains(checksum) {
-                continue;
-            }
-            let path = entry.path();
-            let gone = if entry.file_type()?.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-            if gone.is_ok() {
+            if !used.contains(checksum) && remove_entry(&entry) {
                 removed += 1;
             }
         }
@@ -326,6 +312,16 @@ impl Slugs {
 
     fn archive_path(&self, checksum: &str) -> PathBuf {
         self.dir.join(format!("{checksum}.tgz"))
+    }
+}
+
+/// Removes a file or a whole folder; whether it is gone.
+fn remove_entry(entry: &std::fs::DirEntry) -> bool {
+    let path = entry.path();
+    match entry.file_type() {
+        Ok(kind) if kind.is_dir() => std::fs::remove_dir_all(&path).is_ok(),
+        Ok(_) => std::fs::remove_file(&path).is_ok(),
+        Err(_) => false,
     }
 }
 

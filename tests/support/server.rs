@@ -317,6 +317,37 @@ impl Server {
         request(method, &format!("{}{path}", self.api), &headers, body)
     }
 
+    /// Creates an app and deploys the component built from `component` (a
+    /// crate in the repository) to it, as the admin.
+    pub fn deploy_component(&self, app: &str, component: &str) {
+        self.cli(&["apps:create", app]).ok();
+        let file = built_component(component);
+        self.cli(&["deploy", "--component", file.to_str().unwrap(), "-a", app])
+            .ok();
+    }
+
+    /// The app's recent log.
+    pub fn logs(&self, app: &str) -> String {
+        self.cli(&["logs", "-n", "1500", "-a", app]).ok().stdout
+    }
+
+    /// Waits for `pred` to hold on the app's log; panics with the log if it
+    /// never does.
+    pub fn wait_for_log(&self, app: &str, timeout: Duration, pred: impl Fn(&str) -> bool) {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let text = self.logs(app);
+            if pred(&text) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the log of {app} never matched:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Creates a user (as the admin) and returns their token.
     pub fn create_user(&self, name: &str) -> String {
         let created = self.cli(&["users:create", name]).ok();
