@@ -142,10 +142,10 @@ impl ConfigVars {
             if rest.is_empty() || rest.starts_with('#') {
                 continue;
             }
-            if let Some(after) = rest.strip_prefix("export") {
-                if after.starts_with(char::is_whitespace) {
-                    rest = after.trim_start();
-                }
+            if let Some(after) = rest.strip_prefix("export")
+                && after.starts_with(char::is_whitespace)
+            {
+                rest = after.trim_start();
             }
             let Some((key, value)) = rest.split_once('=') else {
                 return Err(DotenvError {

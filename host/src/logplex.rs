@@ -155,10 +155,10 @@ impl AppLog {
         // Sent while the buffer is locked, so that `tail` sees every line
         // exactly once: either in its snapshot or on its receiver. Once the
         // last follower has gone, the channel goes too.
-        if let Some(live) = &state.live {
-            if live.send(line).is_err() {
-                state.live = None;
-            }
+        if let Some(live) = &state.live
+            && live.send(line).is_err()
+        {
+            state.live = None;
         }
     }
 

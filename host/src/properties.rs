@@ -127,15 +127,14 @@ proptest! {
 
     #[test]
     fn config_var_bodies_never_panic(body in json()) {
-        if let Ok(raw) = serde_json::from_value::<BTreeMap<String, Option<serde_json::Value>>>(body) {
-            if let Ok(changes) = crate::api::config_changes(raw) {
+        if let Ok(raw) = serde_json::from_value::<BTreeMap<String, Option<serde_json::Value>>>(body)
+            && let Ok(changes) = crate::api::config_changes(raw) {
                 for (key, value) in changes {
                     if let Some(value) = value {
                         let _ = crate::config::check_value(&key, &value);
                     }
                 }
             }
-        }
     }
 
     #[test]

@@ -149,12 +149,12 @@ impl Ledger {
         let newest = current.version as usize;
         if newest > keep {
             let version = (newest - keep) as u32;
-            if let Some(mut release) = self.releases.get::<Release>(key(app, version))? {
-                if !release.expired {
-                    release.expired = true;
-                    release.config = ConfigVars::new();
-                    self.releases.put(key(app, version), &release)?;
-                }
+            if let Some(mut release) = self.releases.get::<Release>(key(app, version))?
+                && !release.expired
+            {
+                release.expired = true;
+                release.config = ConfigVars::new();
+                self.releases.put(key(app, version), &release)?;
             }
         }
         if newest > listed {

@@ -521,13 +521,13 @@ impl Jailed {
         if let Some(reason) = self.over.lock().unwrap_or_else(|e| e.into_inner()).take() {
             return Ok(Ended::OverLimit(reason));
         }
-        if let Some(cgroup) = &self.cgroup {
-            if cgroup.ran_out_of_memory() {
-                return Ok(Ended::OverLimit(format!(
-                    "it ran out of its {} of memory",
-                    crate::units::ByteSize(cgroup.memory)
-                )));
-            }
+        if let Some(cgroup) = &self.cgroup
+            && cgroup.ran_out_of_memory()
+        {
+            return Ok(Ended::OverLimit(format!(
+                "it ran out of its {} of memory",
+                crate::units::ByteSize(cgroup.memory)
+            )));
         }
         Ok(Ended::Exited(status))
     }

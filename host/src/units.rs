@@ -98,7 +98,7 @@ impl fmt::Display for ByteSize {
         for (unit, shift) in UNITS {
             let one = 1u64 << shift;
             if self.0 >= one {
-                return if self.0 % one == 0 {
+                return if self.0.is_multiple_of(one) {
                     write!(f, "{} {unit}", self.0 >> shift)
                 } else {
                     write!(f, "{:.1} {unit}", self.0 as f64 / one as f64)

@@ -112,10 +112,10 @@ pub(super) async fn serve(
     tokio::spawn(async move {
         let mut body = body;
         while let Some(Ok(frame)) = body.frame().await {
-            if let Some(data) = frame.data_ref() {
-                if stdin.write_all(data).await.is_err() {
-                    return;
-                }
+            if let Some(data) = frame.data_ref()
+                && stdin.write_all(data).await.is_err()
+            {
+                return;
             }
         }
         let _ = stdin.shutdown().await;

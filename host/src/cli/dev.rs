@@ -257,10 +257,10 @@ fn watch(app: Arc<DevApp>, route: Arc<AppRoute>) -> anyhow::Result<notify::Recom
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let root = app.source.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
-            if is_relevant(&root, &event) {
-                let _ = tx.send(());
-            }
+        if let Ok(event) = event
+            && is_relevant(&root, &event)
+        {
+            let _ = tx.send(());
         }
     })?;
     watcher

@@ -196,12 +196,12 @@ impl DeployCommand {
         let procfile = Procfile::parse(&procfile_text)?;
         let mut process_types = serde_json::Map::new();
         for (kind, command) in procfile.iter() {
-            if let Command::Component { path, .. } = command {
-                if path != &file_name {
-                    bail!(
-                        "the Procfile's {kind} process names {path}, but the component is {file_name}"
-                    );
-                }
+            if let Command::Component { path, .. } = command
+                && path != &file_name
+            {
+                bail!(
+                    "the Procfile's {kind} process names {path}, but the component is {file_name}"
+                );
             }
             process_types.insert(kind.to_string(), Value::String(command.to_string()));
         }

@@ -279,12 +279,12 @@ impl Platform {
                     "Couldn't find that process type ({kind}): the current release does not declare it"
                 )));
             }
-            if let Some(quantity) = change.quantity {
-                if quantity > MAX_QUANTITY {
-                    return Err(PlatformError::Invalid(format!(
-                        "Quantity {quantity} is more than the {MAX_QUANTITY} dynos a process type may have"
-                    )));
-                }
+            if let Some(quantity) = change.quantity
+                && quantity > MAX_QUANTITY
+            {
+                return Err(PlatformError::Invalid(format!(
+                    "Quantity {quantity} is more than the {MAX_QUANTITY} dynos a process type may have"
+                )));
             }
             if let Some(reuse) = change.reuse {
                 if reuse > MAX_REUSE {

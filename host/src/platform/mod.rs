@@ -241,15 +241,15 @@ impl Platform {
                     self.empty_web(app),
                 )),
             );
-            if let Some(release) = self.ledger.current(&app.id)? {
-                if let Err(e) = self.activate(app, &release).await {
-                    tracing::warn!(app = %app.name, error = %e, "could not start the current release");
-                    log.emit(
-                        Source::Renga,
-                        &api_process(),
-                        format!("Could not start {}: {e}", release.version()),
-                    );
-                }
+            if let Some(release) = self.ledger.current(&app.id)?
+                && let Err(e) = self.activate(app, &release).await
+            {
+                tracing::warn!(app = %app.name, error = %e, "could not start the current release");
+                log.emit(
+                    Source::Renga,
+                    &api_process(),
+                    format!("Could not start {}: {e}", release.version()),
+                );
             }
         }
         Ok(apps.len())

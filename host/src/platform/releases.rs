@@ -135,13 +135,13 @@ impl Platform {
                 target.version()
             )));
         }
-        if let Some(slug) = &target.slug {
-            if self.slugs.find(&app.id, slug)?.is_none() {
-                return Err(PlatformError::Invalid(format!(
-                    "{}'s slug was cleaned up: an app can roll back to its {KEPT_RELEASES} newest releases",
-                    target.version()
-                )));
-            }
+        if let Some(slug) = &target.slug
+            && self.slugs.find(&app.id, slug)?.is_none()
+        {
+            return Err(PlatformError::Invalid(format!(
+                "{}'s slug was cleaned up: an app can roll back to its {KEPT_RELEASES} newest releases",
+                target.version()
+            )));
         }
         self.release(
             &app,

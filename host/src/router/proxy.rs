@@ -80,16 +80,16 @@ impl Proxy {
         };
 
         // Refused before anything is spent on it: no wake, no dyno slot.
-        if let Some(length) = content_length(&request) {
-            if length > self.config.max_body_bytes {
-                access.status = StatusCode::PAYLOAD_TOO_LARGE.as_u16();
-                return page(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "Request body too large",
-                    &request_id,
-                    Some(access),
-                );
-            }
+        if let Some(length) = content_length(&request)
+            && length > self.config.max_body_bytes
+        {
+            access.status = StatusCode::PAYLOAD_TOO_LARGE.as_u16();
+            return page(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Request body too large",
+                &request_id,
+                Some(access),
+            );
         }
 
         let web = route.current();
@@ -153,10 +153,10 @@ impl Proxy {
         headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
         headers.insert(&X_FORWARDED_PORT, self.port.clone());
         headers.insert(&X_REQUEST_START, HeaderValue::from(unix_millis()));
-        if !headers.contains_key(HOST) {
-            if let Ok(value) = HeaderValue::from_str(&host) {
-                headers.insert(HOST, value);
-            }
+        if !headers.contains_key(HOST)
+            && let Ok(value) = HeaderValue::from_str(&host)
+        {
+            headers.insert(HOST, value);
         }
 
         let limit = self.config.max_body_bytes;
