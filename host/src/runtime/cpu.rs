@@ -1,16 +1,18 @@
 //! CPU fairness between apps.
 //!
-//! Guests run on the async worker threads and yield at every epoch tick. A
-//! guest that is still computing when the tick comes is *hot*: before its
-//! next slice it asks the [`CpuScheduler`] for one. The scheduler hands out
-//! as many slices per tick as there are cores; when more are asked for, the
-//! apps that wait take turns round-robin, each taking as many slices in a row
-//! as its weight, and the rest of their guests wait off the run queue. So a
-//! busy app cannot crowd a neighbour's requests out of the workers: between
-//! two of its slices every other runnable request gets its turn, and when two
-//! apps are both busy they share the cores by weight. A request that never
-//! computes for a whole tick never meets the scheduler, and an app alone on
-//! the server can still use every core.
+//! Guests run on the async worker threads and yield at every epoch tick (a
+//! millisecond), to the back of the run queue, so a waiting request waits
+//! at most a tick for a worker. A guest that has been computing for
+//! [`HOT_AFTER`] ticks of one request (or one process run) is *hot*: before
+//! each further slice it asks the [`CpuScheduler`] for one. The scheduler
+//! hands out one slice per tick for every core but one, so hot guests never
+//! take the last core from the requests that are not hot; when more slices
+//! are asked for, the apps that wait take turns round-robin, each taking as
+//! many slices in a row as its weight, and the rest of their guests wait off
+//! the run queue. So a busy app cannot crowd a neighbour's requests out of
+//! the workers, and two busy apps share the cores by weight. Ordinary
+//! requests (a few milliseconds of computing at most, an interpreter's
+//! start included) never meet the scheduler.
 //!
 //! Slices are leases, not locks: a guest that stops computing (it waits for
 //! I/O, or ends) holds nothing, so no guest can hoard the cores by asking for
@@ -21,6 +23,10 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
+
+/// Ticks of computing within one request (or process run) after which a
+/// guest is hot.
+pub const HOT_AFTER: u32 = 10;
 
 /// Hands out CPU slices, fairly between apps.
 pub struct CpuScheduler {
@@ -73,9 +79,10 @@ impl AppCpu {
 }
 
 impl CpuScheduler {
-    /// `per_tick` slices per epoch tick: the number of cores guests share.
-    pub fn new(per_tick: u32) -> CpuScheduler {
-        let per_tick = per_tick.max(1);
+    /// For `cores` cores: hot guests get all of them but one (all of the
+    /// one there is).
+    pub fn new(cores: u32) -> CpuScheduler {
+        let per_tick = cores.saturating_sub(1).max(1);
         CpuScheduler {
             per_tick,
             state: Mutex::new(State {
@@ -167,7 +174,7 @@ mod tests {
 
     #[test]
     fn an_app_alone_uses_every_slice_without_waiting() {
-        let scheduler = CpuScheduler::new(2);
+        let scheduler = CpuScheduler::new(3);
         let app = AppCpu::new(1);
         assert!(scheduler.slice(&app).is_none());
         assert!(scheduler.slice(&app).is_none());
@@ -181,7 +188,7 @@ mod tests {
 
     #[test]
     fn waiting_apps_take_turns_by_weight() {
-        let scheduler = CpuScheduler::new(1);
+        let scheduler = CpuScheduler::new(2);
         let busy = AppCpu::new(1);
         let neighbour = AppCpu::new(1);
         let heavy = AppCpu::new(2);
@@ -211,8 +218,15 @@ mod tests {
     }
 
     #[test]
+    fn hot_guests_never_take_the_last_core() {
+        assert_eq!(CpuScheduler::new(1).per_tick, 1);
+        assert_eq!(CpuScheduler::new(2).per_tick, 1);
+        assert_eq!(CpuScheduler::new(16).per_tick, 15);
+    }
+
+    #[test]
     fn a_guest_that_stopped_waiting_does_not_use_a_slice() {
-        let scheduler = CpuScheduler::new(1);
+        let scheduler = CpuScheduler::new(2);
         let app = AppCpu::new(1);
         assert!(scheduler.slice(&app).is_none());
         let gone = scheduler.slice(&app).unwrap();

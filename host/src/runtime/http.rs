@@ -129,6 +129,8 @@ impl HttpComponent {
             }
         };
         store.set_epoch_deadline(1);
+        // A kept instance starts each request cool.
+        store.data_mut().ticks = 0;
 
         let (answer_tx, answer_rx) = tokio::sync::oneshot::channel();
         let request = store

@@ -58,7 +58,7 @@ impl RuntimeConfig {
             artefact_dir: artefact_dir.into(),
             max_instances: 1000,
             max_memory: 4 << 30,
-            epoch_tick: Duration::from_millis(10),
+            epoch_tick: Duration::from_millis(1),
             pooling: true,
         }
     }

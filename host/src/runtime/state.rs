@@ -14,7 +14,7 @@ use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use super::cpu::{AppCpu, CpuScheduler};
+use super::cpu::{AppCpu, CpuScheduler, HOT_AFTER};
 use super::http::InstanceSpec;
 use super::stdio::{GuestOutput, ProcessIo};
 use crate::logplex::{AppLog, Process};
@@ -34,6 +34,8 @@ pub(crate) struct DynoState {
     http: WasiHttpCtx,
     hooks: DenyOutbound,
     pub(crate) limits: MemoryLimiter,
+    /// Epoch ticks this request (or process run) has been computing at.
+    pub(crate) ticks: u32,
     _live: Live,
 }
 
@@ -61,15 +63,27 @@ pub(crate) struct Cpu {
 }
 
 /// A new store for one instance: its memory limit, and an epoch callback
-/// that makes the guest yield at every tick, waiting for its app's turn when
-/// apps compete for the cores, so that no guest holds a worker thread and a
-/// timeout can always stop it.
+/// that makes the guest yield at every tick (and, once it is hot, wait for
+/// its app's turn), so that no guest holds a worker thread, a timeout can
+/// always stop it, and a busy app leaves the last core to everyone else.
 pub(crate) fn new_store(engine: &wasmtime::Engine, state: DynoState, cpu: Cpu) -> Store<DynoState> {
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limits);
-    store.epoch_deadline_callback(move |_| {
+    store.epoch_deadline_callback(move |mut ctx| {
+        let state = ctx.data_mut();
+        state.ticks = state.ticks.saturating_add(1);
+        if state.ticks < HOT_AFTER {
+            return Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ));
+        }
         Ok(match cpu.scheduler.slice(&cpu.app) {
-            None => UpdateDeadline::Yield(1),
+            // tokio's own yield, not a bare self-wake: a task that wakes
+            // itself is polled again before the tasks already waiting, so
+            // two busy guests on two workers would starve every request
+            // queued behind them.
+            None => UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())),
             Some(turn) => UpdateDeadline::YieldCustom(
                 1,
                 Box::pin(async move {
@@ -133,6 +147,7 @@ impl DynoState {
             http: WasiHttpCtx::new(),
             hooks: DenyOutbound,
             limits: MemoryLimiter::new(memory_limit),
+            ticks: 0,
             _live: Live::new(),
         }
     }
