@@ -167,6 +167,24 @@ fn main() {
             Err("not visible".into())
         },
     );
+    let mut held = Err("only its own descriptors".to_string());
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        if let Ok(target) = std::fs::read_link(entry.path()) {
+            let target = target.display().to_string();
+            if target.contains(&format!("/proc/{pid}/")) || target.contains("renga-seccomp") || target.contains(&data) {
+                held = Ok(format!("fd {:?} is {target}", entry.file_name()));
+            }
+        }
+    }
+    report("inherit-server-files", held);
+    report(
+        "make-user-namespace",
+        std::process::Command::new("unshare")
+            .args(["-U", "true"])
+            .status()
+            .map_err(|e| e.to_string())
+            .and_then(|s| if s.success() { Ok("unshare -U worked".into()) } else { Err(format!("{s}")) }),
+    );
     report("read-other-slug", read(&slug));
     report("write-other-slug", write(&slug));
     report(
@@ -241,6 +259,8 @@ fn a_second_users_hostile_build_reaches_nothing_and_a_normal_build_still_works()
         "read-server-environ",
         "find-admin-token",
         "see-server-process",
+        "inherit-server-files",
+        "make-user-namespace",
         "read-other-slug",
         "write-other-slug",
         "list-other-cache",

@@ -57,6 +57,11 @@ pub enum ArchiveError {
     #[error("it holds more than {0} files and folders: a limit of this server")]
     TooManyFiles(u64),
     #[error(
+        "it decompresses to more than {} (headers and files together): a limit of this server",
+        crate::units::ByteSize(*.0)
+    )]
+    Decompressed(u64),
+    #[error(
         "its sha256 is {found}, not the {expected} it was stored under: it was changed on disk"
     )]
     Checksum { expected: String, found: String },
@@ -130,10 +135,62 @@ impl Read for Hashing {
     }
 }
 
+/// Slack for headers (a tar header is 512 bytes, names and pax records may
+/// add more) over what an archive's files may hold.
+fn decompressed_cap(limits: Limits) -> u64 {
+    limits
+        .bytes
+        .saturating_add(limits.files.saturating_mul(2048))
+        .saturating_add(16 << 20)
+}
+
+/// A reader that fails once more than `left` bytes went through: the tar
+/// crate reads long names and pax headers whole, into memory, before any
+/// entry can be checked, so the decompressed stream itself is bounded.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    limit: u64,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            // One byte more would be past the cap: refuse, with a kind the
+            // callers map to "too large".
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(std::io::Error::new(
+                    std::io::ErrorKind::FileTooLarge,
+                    format!("more than {} bytes", self.limit),
+                )),
+            };
+        }
+        let len = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..len])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+fn capped<R: Read>(reader: R, limits: Limits) -> Capped<R> {
+    let limit = decompressed_cap(limits);
+    Capped {
+        inner: reader,
+        left: limit,
+        limit,
+    }
+}
+
 /// Reads a whole archive without writing anything: checks every entry
 /// against the rules and the limits, and hashes its components.
 pub fn scan(reader: impl Read, limits: Limits) -> Result<Contents, ArchiveError> {
-    let mut tar = tar::Archive::new(reader);
+    with_cap(scan_inner(reader, limits), limits)
+}
+
+fn scan_inner(reader: impl Read, limits: Limits) -> Result<Contents, ArchiveError> {
+    let mut tar = tar::Archive::new(capped(reader, limits));
     let mut contents = Contents::default();
     for entry in tar.entries().map_err(not_an_archive)? {
         let mut entry = entry.map_err(not_an_archive)?;
@@ -156,7 +213,7 @@ pub fn scan(reader: impl Read, limits: Limits) -> Result<Contents, ArchiveError>
 /// Unpacks an archive into `into` (which must not exist yet), checking every
 /// entry as [`scan`] does. On any failure `into` is removed again.
 pub fn unpack(reader: impl Read, into: &Path, limits: Limits) -> Result<Contents, ArchiveError> {
-    let result = unpack_inner(reader, into, limits);
+    let result = with_cap(unpack_inner(reader, into, limits), limits);
     if result.is_err() {
         let _ = std::fs::remove_dir_all(into);
     }
@@ -165,8 +222,11 @@ pub fn unpack(reader: impl Read, into: &Path, limits: Limits) -> Result<Contents
 
 fn unpack_inner(reader: impl Read, into: &Path, limits: Limits) -> Result<Contents, ArchiveError> {
     std::fs::create_dir_all(into)?;
-    let mut tar = tar::Archive::new(reader);
-    tar.set_preserve_permissions(true);
+    let mut tar = tar::Archive::new(capped(reader, limits));
+    // Modes as the archive says, but never setuid, setgid or writable by
+    // others: the platform unpacks as root.
+    tar.set_preserve_permissions(false);
+    tar.set_mask(0o022);
     tar.set_preserve_mtime(true);
     tar.set_overwrite(true);
     tar.set_unpack_xattrs(false);
@@ -266,23 +326,52 @@ pub fn component_digest<'a>(contents: &'a BTreeMap<String, String>, path: &str) 
 /// are wrong, else the disk's.
 fn unpack_error(entry: &str, e: std::io::Error) -> ArchiveError {
     use std::io::ErrorKind;
+    if is_capped(&e) {
+        return ArchiveError::Decompressed(0);
+    }
     let why = match e.kind() {
-        ErrorKind::UnexpectedEof => "the archive ends in the middle of it",
-        ErrorKind::InvalidData | ErrorKind::InvalidInput | ErrorKind::Other => {
-            "its bytes are not what a tar archive holds"
-        }
-        kind => {
+        // The disk's fault, not the archive's.
+        kind @ (ErrorKind::StorageFull
+        | ErrorKind::OutOfMemory
+        | ErrorKind::ReadOnlyFilesystem
+        | ErrorKind::Interrupted) => {
             return ArchiveError::Io(std::io::Error::new(
                 kind,
                 format!("unpacking {entry}: {kind}"),
             ));
         }
+        ErrorKind::UnexpectedEof => "the archive ends in the middle of it",
+        ErrorKind::AlreadyExists | ErrorKind::NotADirectory | ErrorKind::IsADirectory => {
+            "it clashes with an entry before it (a file where a folder is, or the other way round)"
+        }
+        _ => "its bytes are not what a tar archive holds",
     };
     ArchiveError::NotAnArchive(format!("{entry} could not be unpacked: {why}"))
 }
 
-fn not_an_archive(e: impl std::fmt::Display) -> ArchiveError {
+fn not_an_archive(e: std::io::Error) -> ArchiveError {
+    if is_capped(&e) {
+        // The cap is filled in by `with_cap`.
+        return ArchiveError::Decompressed(0);
+    }
     ArchiveError::NotAnArchive(printable(&e.to_string()))
+}
+
+/// Says which cap a [`Capped`] reader hit.
+fn with_cap<T>(result: Result<T, ArchiveError>, limits: Limits) -> Result<T, ArchiveError> {
+    result.map_err(|e| match e {
+        ArchiveError::Decompressed(_) => ArchiveError::Decompressed(decompressed_cap(limits)),
+        other => other,
+    })
+}
+
+/// Whether an error came from [`Capped`] (the tar crate wraps it).
+fn is_capped(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::FileTooLarge
+        || e.get_ref()
+            .and_then(|inner| inner.source())
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::FileTooLarge)
 }
 
 /// Text from an upload, safe to put in a message: printable ASCII only,
@@ -417,6 +506,25 @@ mod tests {
         unpack(&bytes[..], &into, Limits::DEFAULT).unwrap();
         assert_eq!(std::fs::read(into.join("Procfile")).unwrap(), b"x\n");
         assert!(!into.join("pax_global_header").exists());
+    }
+
+    #[test]
+    fn a_huge_pax_header_is_refused_before_it_is_read_whole() {
+        // A header declaring 64 MiB of pax records (all zeros, so it
+        // gzips to almost nothing): the reader stops at the cap.
+        let mut header = tar::Header::new_ustar();
+        header.set_entry_type(tar::EntryType::XHeader);
+        header.set_size(64 << 20);
+        header.set_path("pax").unwrap();
+        header.set_cksum();
+        let mut raw = header.as_bytes().to_vec();
+        raw.resize(raw.len() + (64 << 20) + 1024, 0);
+        let limits = Limits {
+            bytes: 1 << 20,
+            files: 10,
+        };
+        let err = scan(&raw[..], limits).unwrap_err();
+        assert!(matches!(err, ArchiveError::Decompressed(n) if n > 0), "{err}");
     }
 
     #[test]

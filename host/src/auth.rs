@@ -207,11 +207,14 @@ impl Auth {
     }
 
     /// Makes `token` the admin's environment token, revoking the one an
-    /// earlier `$RENGA_ADMIN_TOKEN` gave.
+    /// earlier `$RENGA_ADMIN_TOKEN` gave, and the admin tokens a renga from
+    /// before token ids kept (it registered every value the variable ever
+    /// had, and the one-time random token, without telling them apart).
     fn use_environment_token(&self, admin: &User, token: &str) -> Result<(), StoreError> {
         let current = hash(token);
         for (key, record) in self.tokens.scan_with_keys::<TokenRecord>("")? {
-            if record.user == admin.id && record.from_environment && key != current {
+            let replaced = record.from_environment || record.id.is_empty();
+            if record.user == admin.id && replaced && key != current {
                 self.tokens.remove(&key)?;
             }
         }

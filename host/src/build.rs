@@ -279,7 +279,7 @@ pub async fn run(
     // and links, and read the Procfile only if it is a regular file.
     let build_dir = plan.build_dir.to_path_buf();
     let procfile_text = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<String>> {
-        remove_special_files(&build_dir)?;
+        sanitize_output(&build_dir)?;
         read_regular_file(&build_dir.join("Procfile"), MAX_PROCFILE_BYTES)
     })
     .await
@@ -346,14 +346,30 @@ pub fn read_regular_file(path: &Path, max: u64) -> anyhow::Result<Option<String>
     Ok(Some(text))
 }
 
-/// Removes what is neither a file, a folder nor a link from a folder a build
-/// wrote (pipes, sockets, devices), without following links. Blocking.
-pub fn remove_special_files(dir: &Path) -> std::io::Result<()> {
+/// Makes a folder a build wrote safe for the platform to pack, without
+/// following links: removes what is neither a file, a folder nor a link
+/// (pipes, sockets, devices), and every `.slugignore` that is not a regular
+/// file (packing reads them); one larger than 64 KiB is an error. Blocking.
+pub fn sanitize_output(dir: &Path) -> anyhow::Result<()> {
+    const MAX_SLUGIGNORE: u64 = 64 << 10;
+    let root = dir;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir)? {
             let entry = entry?;
             let kind = entry.file_type()?;
+            if entry.file_name() == ".slugignore" && !kind.is_dir() {
+                if !kind.is_file() {
+                    std::fs::remove_file(entry.path())?;
+                    continue;
+                }
+                anyhow::ensure!(
+                    entry.metadata()?.len() <= MAX_SLUGIGNORE,
+                    "{} is larger than {}",
+                    entry.path().strip_prefix(root).unwrap_or(&entry.path()).display(),
+                    crate::units::ByteSize(MAX_SLUGIGNORE)
+                );
+            }
             if kind.is_dir() {
                 stack.push(entry.path());
             } else if !kind.is_file() && !kind.is_symlink() {

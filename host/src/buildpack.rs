@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use include_dir::{Dir, include_dir};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::BufReader;
 use tokio::process::Command;
 
 use crate::procfile::{Command as ProcessCommand, ProcessType, Procfile};
@@ -494,12 +494,8 @@ impl Buildpack {
         for reader in [running.stdout(), running.stderr()].into_iter().flatten() {
             let tx = tx.clone();
             readers.push(AbortOnDrop(tokio::spawn(async move {
-                let mut lines = BufReader::new(reader).split(b'\n');
-                while let Ok(Some(line)) = lines.next_segment().await {
-                    let mut line = String::from_utf8_lossy(&line).into_owned();
-                    if line.ends_with('\r') {
-                        line.pop();
-                    }
+                let mut reader = BufReader::new(reader);
+                while let Some(line) = read_line(&mut reader, MAX_LINE_BYTES).await {
                     if tx.send(line).await.is_err() {
                         break;
                     }
@@ -554,6 +550,43 @@ impl Buildpack {
             }),
         }
     }
+}
+
+/// Longer output lines are cut here (and the rest is the next line), so
+/// that a script printing without newlines cannot fill the server's memory.
+const MAX_LINE_BYTES: usize = crate::logplex::MAX_LINE_BYTES;
+
+/// The next line (without its `\n` or `\r\n`), at most `max` bytes of it;
+/// `None` at the end.
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R, max: usize) -> Option<String> {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut line = Vec::new();
+    loop {
+        let available = match reader.fill_buf().await {
+            Ok([]) | Err(_) => break,
+            Ok(bytes) => bytes,
+        };
+        let room = max - line.len();
+        let (take, done) = match available.iter().take(room).position(|b| *b == b'\n') {
+            Some(at) => (at + 1, true),
+            None => (available.len().min(room), line.len() + available.len() >= max),
+        };
+        line.extend_from_slice(&available[..take]);
+        reader.consume(take);
+        if done {
+            break;
+        }
+    }
+    if line.is_empty() {
+        return None;
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    Some(String::from_utf8_lossy(&line).into_owned())
 }
 
 /// Aborts a reader task when the script's run is over, however it ended.
@@ -713,6 +746,17 @@ mod tests {
         ));
         assert!(parse_release("x", "").unwrap().is_empty());
         assert!(parse_release("x", "default_process_types: [1, 2").is_err());
+    }
+
+    #[tokio::test]
+    async fn output_lines_are_cut_at_their_limit() {
+        let text = format!("short\r\n{}\nend", "x".repeat(25));
+        let mut reader = BufReader::with_capacity(4, text.as_bytes());
+        let mut lines = Vec::new();
+        while let Some(line) = read_line(&mut reader, 10).await {
+            lines.push(line);
+        }
+        assert_eq!(lines, ["short", "xxxxxxxxxx", "xxxxxxxxxx", "xxxxx", "end"]);
     }
 
     #[test]

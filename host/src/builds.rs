@@ -131,7 +131,7 @@ impl Builds {
     /// uploads in progress. Call before serving. Blocking.
     pub fn clean_leftovers(&self) -> anyhow::Result<()> {
         if self.work_dir.exists() {
-            std::fs::remove_dir_all(&self.work_dir)
+            crate::sandbox::remove_tree(&self.work_dir)
                 .with_context(|| format!("removing {}", self.work_dir.display()))?;
         }
         for entry in std::fs::read_dir(&self.sources_dir)? {

@@ -124,6 +124,8 @@ pub enum SandboxError {
 
 /// The machine's sandboxing tools, found once at start.
 pub struct Sandbox {
+    /// The seccomp programs every jail runs under (see [`seccomp_programs`]).
+    seccomp: Vec<Vec<u8>>,
     bwrap: PathBuf,
     slirp: PathBuf,
     /// Root: processes are dropped to their jail's uid and get cgroup limits.
@@ -193,7 +195,11 @@ impl Sandbox {
             .into_iter()
             .filter(|p| p.is_dir() && !is_system(p))
             .collect();
+        let seccomp = seccomp_programs().map_err(|e| {
+            SandboxError::Unusable(format!("compiling the seccomp filters: {e:#}"))
+        })?;
         Ok(Sandbox {
+            seccomp,
             bwrap,
             slirp,
             root,
@@ -332,6 +338,16 @@ impl Sandbox {
             None
         };
 
+        // The seccomp programs, on fds 5, 6, ... in the child.
+        let seccomp: Vec<OwnedFd> = self
+            .seccomp
+            .iter()
+            .map(|program| program_fd(program))
+            .collect::<std::io::Result<_>>()?;
+        for n in 0..seccomp.len() {
+            command.arg("--add-seccomp-fd").arg((5 + n).to_string());
+        }
+        let seccomp_fds: Vec<i32> = seccomp.iter().map(|fd| fd.as_raw_fd()).collect();
         if self.root {
             command
                 .args(["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--"])
@@ -359,7 +375,10 @@ impl Sandbox {
         let child_fds = pipes
             .as_ref()
             .map(|((_, info_w), (block_r, _))| (info_w.as_raw_fd(), block_r.as_raw_fd()));
+
         let fsize = jail.limits.disk;
+        // Per uid, so meaningful only when the jail has a uid of its own.
+        let nproc = self.root.then_some(u64::from(jail.limits.processes));
         // SAFETY: the closure runs in the forked child before exec and only
         // makes async-signal-safe system calls (open, write, close, fcntl,
         // dup2, umask, setrlimit) on values prepared before the fork.
@@ -374,11 +393,31 @@ impl Sandbox {
                     }
                     libc::close(fd);
                 }
+                // Every fd is first moved above 10, then onto its number, so
+                // that no move overwrites another that is still to move.
+                let mut moves: [(i32, i32); 8] = [(-1, -1); 8];
+                let mut count = 0;
                 if let Some((info, block)) = child_fds {
-                    let info = libc::fcntl(info, libc::F_DUPFD_CLOEXEC, 10);
-                    let block = libc::fcntl(block, libc::F_DUPFD_CLOEXEC, 10);
-                    if info < 0 || block < 0 || libc::dup2(info, 3) < 0 || libc::dup2(block, 4) < 0
-                    {
+                    moves[0] = (info, 3);
+                    moves[1] = (block, 4);
+                    count = 2;
+                }
+                for (n, fd) in seccomp_fds.iter().enumerate().take(moves.len() - count) {
+                    moves[count] = (*fd, 5 + n as i32);
+                    count += 1;
+                }
+                for (from, _) in moves.iter_mut().take(count) {
+                    *from = libc::fcntl(*from, libc::F_DUPFD_CLOEXEC, 10);
+                    if *from < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                // Nothing else of the server's reaches the jail: every other
+                // descriptor is closed at exec, whoever opened it (wasmtime's
+                // pagemap, tokio's pipes).
+                close_all_at_exec();
+                for (from, to) in moves.iter().take(count) {
+                    if libc::dup2(*from, *to) < 0 {
                         return Err(std::io::Error::last_os_error());
                     }
                 }
@@ -394,6 +433,9 @@ impl Sandbox {
                 };
                 limit(libc::RLIMIT_CORE, 0);
                 limit(libc::RLIMIT_FSIZE, fsize);
+                if let Some(nproc) = nproc {
+                    limit(libc::RLIMIT_NPROC, nproc);
+                }
                 Ok(())
             });
         }
@@ -414,11 +456,12 @@ impl Sandbox {
             drop(info_w);
             drop(block_r);
             let pid = read_child_pid(info_r).await?;
+            wait_until_blocked(pid, 4).await;
             jailed.slirp = Some(self.connect(pid).await?);
             let mut block = tokio::fs::File::from_std(std::fs::File::from(block_w));
             block.write_all(b"1").await?;
         }
-        if let Some(pid) = jailed.child.id() {
+        if let Some(bwrap) = jailed.child.id().and_then(Stopper::new) {
             let watched: Vec<PathBuf> = jail
                 .binds
                 .iter()
@@ -426,7 +469,7 @@ impl Sandbox {
                 .map(|b| b.host.clone())
                 .collect();
             jailed.watcher = Some(tokio::spawn(watch_disk(
-                pid,
+                bwrap,
                 watched,
                 jail.limits,
                 jailed.over.clone(),
@@ -446,6 +489,9 @@ impl Sandbox {
                 "--configure",
                 "--mtu=65520",
                 "--disable-host-loopback",
+                // slirp4netns parses the jail's packets: it confines itself.
+                "--enable-sandbox",
+                "--enable-seccomp",
                 "--ready-fd=3",
             ])
             .arg(pid.to_string())
@@ -458,7 +504,11 @@ impl Sandbox {
         unsafe {
             command.pre_exec(move || {
                 let fd = libc::fcntl(ready_fd, libc::F_DUPFD_CLOEXEC, 10);
-                if fd < 0 || libc::dup2(fd, 3) < 0 {
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                close_all_at_exec();
+                if libc::dup2(fd, 3) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -547,11 +597,37 @@ impl Drop for Jailed {
         if let Some(mut slirp) = self.slirp.take() {
             let _ = slirp.start_kill();
         }
-        if let Some(cgroup) = self.cgroup.take() {
-            cgroup.remove();
-        }
+        drop(self.cgroup.take());
         drop(self.files.take());
         LIVE.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Kills a jail's bwrap through a pidfd, which cannot name another process
+/// once bwrap has been reaped (a plain pid could, once reused).
+struct Stopper(OwnedFd);
+
+impl Stopper {
+    fn new(pid: u32) -> Option<Stopper> {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+        // SAFETY: the descriptor was just created and is owned by nothing else.
+        Some(Stopper(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    fn kill(&self) {
+        // SAFETY: sends SIGKILL to the process the pidfd refers to, if it
+        // still runs; no memory is passed.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.0.as_raw_fd(),
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            );
+        }
     }
 }
 
@@ -559,7 +635,7 @@ impl Drop for Jailed {
 /// (through its bwrap, whose death ends the jail) when it keeps more than
 /// its limits.
 async fn watch_disk(
-    bwrap: u32,
+    bwrap: Stopper,
     folders: Vec<PathBuf>,
     limits: JailLimits,
     over: Arc<Mutex<Option<String>>>,
@@ -597,31 +673,61 @@ async fn watch_disk(
         };
         if let Some(reason) = reason {
             *over.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
-            if let Ok(pid) = i32::try_from(bwrap) {
-                // SAFETY: kill only sends a signal to our own child.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                }
-            }
+            bwrap.kill();
             return;
         }
     }
 }
 
-/// Bytes and files under some folders, not following links; stops counting
-/// once past the limits.
+/// Bytes and files under some folders; stops counting once past the limits.
+///
+/// The jail may change its folders while they are measured, so the walk
+/// never follows a link: each folder is opened with `O_NOFOLLOW` relative to
+/// its already-open parent (through `/proc/self/fd`), so a folder swapped
+/// for a link to a host folder is not entered.
 #[derive(Default)]
 struct Usage {
     bytes: u64,
     files: u64,
 }
 
+/// Opens a folder, refusing a link in its last component.
+fn open_folder(path: &Path) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(path)
+        .ok()
+}
+
 impl Usage {
     fn add_tree(&mut self, dir: &Path, limits: JailLimits) {
         use std::os::unix::fs::MetadataExt;
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
+        let Some(root) = open_folder(dir) else {
+            return;
+        };
+        // A folder to measure: its parent (kept open) and its name there.
+        let mut pending: Vec<(std::rc::Rc<std::fs::File>, std::ffi::OsString)> = Vec::new();
+        let mut current = Some(std::rc::Rc::new(root));
+        loop {
+            let folder = match current.take() {
+                Some(folder) => folder,
+                None => {
+                    let Some((parent, name)) = pending.pop() else {
+                        return;
+                    };
+                    let path = Path::new("/proc/self/fd")
+                        .join(parent.as_raw_fd().to_string())
+                        .join(&name);
+                    match open_folder(&path) {
+                        Some(folder) => std::rc::Rc::new(folder),
+                        None => continue,
+                    }
+                }
+            };
+            let here = Path::new("/proc/self/fd").join(folder.as_raw_fd().to_string());
+            let Ok(entries) = std::fs::read_dir(&here) else {
                 continue;
             };
             for entry in entries.flatten() {
@@ -634,7 +740,7 @@ impl Usage {
                 // they take.
                 self.bytes += meta.blocks() * 512;
                 if meta.is_dir() {
-                    stack.push(entry.path());
+                    pending.push((folder.clone(), entry.file_name()));
                 }
             }
         }
@@ -787,10 +893,17 @@ impl Cgroups {
         };
         match self {
             Cgroups::V1 { memory, pids, cpu } => {
-                let mut dirs = Vec::new();
                 let memory_dir = memory.join(id);
+                // Made first, filled in after: a failure part way removes
+                // what was made (its Drop).
+                let mut cgroup = Cgroup {
+                    dirs: Vec::new(),
+                    memory_dir: memory_dir.clone(),
+                    v2: false,
+                    memory: limits.memory,
+                };
                 std::fs::create_dir_all(&memory_dir)?;
-                dirs.push(memory_dir.clone());
+                cgroup.dirs.push(memory_dir.clone());
                 write(
                     &memory_dir,
                     "memory.limit_in_bytes",
@@ -805,36 +918,32 @@ impl Cgroups {
                 }
                 let pids_dir = pids.join(id);
                 std::fs::create_dir_all(&pids_dir)?;
-                dirs.push(pids_dir.clone());
+                cgroup.dirs.push(pids_dir.clone());
                 write(&pids_dir, "pids.max", limits.processes.to_string())?;
                 if let Some(cpu) = cpu {
                     let cpu_dir = cpu.join(id);
                     std::fs::create_dir_all(&cpu_dir)?;
-                    dirs.push(cpu_dir.clone());
+                    cgroup.dirs.push(cpu_dir.clone());
                     // A quarter of the default weight: builds yield the
                     // cores to the apps being served.
                     write(&cpu_dir, "cpu.shares", "256".into())?;
                 }
-                Ok(Cgroup {
-                    dirs,
-                    memory_dir,
-                    v2: false,
-                    memory: limits.memory,
-                })
+                Ok(cgroup)
             }
             Cgroups::V2 { parent } => {
                 let dir = parent.join(id);
                 std::fs::create_dir_all(&dir)?;
+                let cgroup = Cgroup {
+                    dirs: vec![dir.clone()],
+                    memory_dir: dir.clone(),
+                    v2: true,
+                    memory: limits.memory,
+                };
                 write(&dir, "memory.max", limits.memory.to_string())?;
                 let _ = write(&dir, "memory.swap.max", "0".into());
                 write(&dir, "pids.max", limits.processes.to_string())?;
                 let _ = write(&dir, "cpu.weight", "25".into());
-                Ok(Cgroup {
-                    dirs: vec![dir.clone()],
-                    memory_dir: dir,
-                    v2: true,
-                    memory: limits.memory,
-                })
+                Ok(cgroup)
             }
         }
     }
@@ -867,9 +976,22 @@ impl Cgroup {
             .is_some_and(|n| n > 0)
     }
 
-    /// Kills whatever is left in the cgroup and removes it.
-    fn remove(self) {
-        remove_cgroup_dirs(&self.dirs);
+}
+
+/// Kills whatever is left in the cgroup and removes it: off the async
+/// workers, since the processes may take a while to die.
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        let dirs = std::mem::take(&mut self.dirs);
+        if dirs.is_empty() {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(move || remove_cgroup_dirs(&dirs));
+            }
+            Err(_) => remove_cgroup_dirs(&dirs),
+        }
     }
 }
 
@@ -931,6 +1053,145 @@ fn clean_stale(base: &Path) {
     }
 }
 
+/// The seccomp programs every jail runs under, as bubblewrap loads them
+/// (`--add-seccomp-fd`): one refusing with `EPERM` what a build has no use
+/// for and a sandbox escape or a kernel exploit starts from (user
+/// namespaces through `unshare`, `setns` or `clone`, keyrings, BPF,
+/// `perf_event_open`, `userfaultfd`, io_uring, mounts, modules, `ptrace`),
+/// and one answering `clone3` with `ENOSYS` (its flags cannot be inspected;
+/// the C library then falls back to `clone`, which can).
+fn seccomp_programs() -> anyhow::Result<Vec<Vec<u8>>> {
+    use seccompiler::{
+        BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
+        SeccompFilter, SeccompRule,
+    };
+    let arch = std::env::consts::ARCH
+        .try_into()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let denied: std::collections::BTreeMap<i64, Vec<SeccompRule>> = [
+        libc::SYS_unshare,
+        libc::SYS_setns,
+        libc::SYS_keyctl,
+        libc::SYS_add_key,
+        libc::SYS_request_key,
+        libc::SYS_bpf,
+        libc::SYS_perf_event_open,
+        libc::SYS_userfaultfd,
+        libc::SYS_io_uring_setup,
+        libc::SYS_io_uring_enter,
+        libc::SYS_io_uring_register,
+        libc::SYS_mount,
+        libc::SYS_umount2,
+        libc::SYS_pivot_root,
+        libc::SYS_kexec_load,
+        libc::SYS_init_module,
+        libc::SYS_finit_module,
+        libc::SYS_delete_module,
+        libc::SYS_reboot,
+        libc::SYS_swapon,
+        libc::SYS_swapoff,
+        libc::SYS_ptrace,
+    ]
+    .into_iter()
+    .map(|call| (call, Vec::new()))
+    .chain([(
+        libc::SYS_clone,
+        vec![SeccompRule::new(vec![SeccompCondition::new(
+            0,
+            SeccompCmpArgLen::Qword,
+            SeccompCmpOp::MaskedEq(libc::CLONE_NEWUSER as u64),
+            libc::CLONE_NEWUSER as u64,
+        )?])?],
+    )])
+    .collect();
+    let refuse = SeccompFilter::new(
+        denied,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )?;
+    let clone3 = SeccompFilter::new(
+        [(libc::SYS_clone3, Vec::new())].into_iter().collect(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        arch,
+    )?;
+    [refuse, clone3]
+        .into_iter()
+        .map(|filter| {
+            let program: BpfProgram = filter.try_into()?;
+            Ok(program
+                .iter()
+                .flat_map(|op| {
+                    let mut bytes = Vec::with_capacity(8);
+                    bytes.extend_from_slice(&op.code.to_ne_bytes());
+                    bytes.push(op.jt);
+                    bytes.push(op.jf);
+                    bytes.extend_from_slice(&op.k.to_ne_bytes());
+                    bytes
+                })
+                .collect())
+        })
+        .collect()
+}
+
+/// A sealed in-memory file holding `bytes`, read from its start: how a
+/// seccomp program reaches bwrap.
+fn program_fd(bytes: &[u8]) -> std::io::Result<OwnedFd> {
+    use std::io::{Seek, Write};
+    // SAFETY: memfd_create takes a NUL-terminated name and flags, and
+    // returns a new descriptor or -1.
+    let fd = unsafe { libc::memfd_create(c"renga-seccomp".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor was just created and is owned by nothing else.
+    let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    file.write_all(bytes)?;
+    file.rewind()?;
+    Ok(file.into())
+}
+
+/// Marks every descriptor from 3 up close-on-exec, in a child between fork
+/// and exec (async-signal-safe: system calls only).
+fn close_all_at_exec() {
+    // SAFETY: close_range only changes descriptor flags of this process.
+    let marked = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+        )
+    };
+    if marked != 0 {
+        // Kernels before 5.11: one descriptor at a time.
+        for fd in 3..4096 {
+            // SAFETY: as above; fcntl on a closed descriptor only fails.
+            unsafe {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        }
+    }
+}
+
+/// Waits (at most a few seconds) until the jail's first process blocks
+/// reading `fd`: bwrap has then set up the jail's own loopback interface,
+/// which slirp4netns must not race (it brings `lo` up too, and bwrap's
+/// adding of 127.0.0.1 then fails). Read from `/proc/PID/syscall`.
+async fn wait_until_blocked(pid: u32, fd: u32) {
+    let reading = format!("{} 0x{fd:x} ", libc::SYS_read);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        match std::fs::read_to_string(format!("/proc/{pid}/syscall")) {
+            Ok(now) if now.starts_with(&reading) => return,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+            // Not readable here (or gone): go on, as before.
+            Err(_) => return,
+        }
+    }
+}
+
 /// Reads bwrap's `--info-fd` report: `{"child-pid": N}`.
 async fn read_child_pid(fd: OwnedFd) -> anyhow::Result<u32> {
     #[derive(serde::Deserialize)]
@@ -983,41 +1244,103 @@ fn is_system(path: &Path) -> bool {
         .any(|sys| path.starts_with(sys))
 }
 
+/// Toolchain managers whose whole folder a shim on `PATH` needs (the shims
+/// run the manager, which reads its installed versions): the folder under
+/// the home folder, and the variable that moves it.
+const TOOL_MANAGERS: &[(&str, &str)] = &[
+    (".pyenv", "PYENV_ROOT"),
+    (".rbenv", "RBENV_ROOT"),
+    (".nodenv", "NODENV_ROOT"),
+    (".nvm", "NVM_DIR"),
+    (".asdf", "ASDF_DATA_DIR"),
+    (".rustup", "RUSTUP_HOME"),
+];
+
 /// The toolchains of the environment renga was started in, which builds
 /// see read-only at the same paths: every `PATH` folder outside the system
-/// folders and, for one under the home folder, the tool's own folder there
-/// (`~/.pyenv` for `~/.pyenv/shims`), except cargo's (its folder also holds
-/// its registry and credentials: only `~/.cargo/bin` is shown); and rustup's
-/// toolchains (`$RUSTUP_HOME`, `~/.rustup`).
+/// folders (only that folder: `~/.cargo/bin`, never `~/.cargo` with its
+/// registry and credentials, nor `~/.local` with renga's own data), and
+/// the whole folder of a known toolchain manager that one of them belongs
+/// to or that is installed (`~/.pyenv` for `~/.pyenv/shims`, rustup's
+/// `~/.rustup`). The home folder itself and `/` are never shown.
 pub fn host_toolchains() -> Vec<PathBuf> {
     let home = std::env::var_os("HOME").map(PathBuf::from);
+    let managers: Vec<PathBuf> = TOOL_MANAGERS
+        .iter()
+        .filter_map(|(folder, variable)| {
+            std::env::var_os(variable)
+                .map(PathBuf::from)
+                .or_else(|| home.as_ref().map(|h| h.join(folder)))
+        })
+        .filter(|p| p.is_absolute() && p.is_dir())
+        .collect();
     let mut found: Vec<PathBuf> = Vec::new();
     let mut add = |path: PathBuf| {
-        if !found.iter().any(|f| path.starts_with(f)) {
-            found.retain(|f| !f.starts_with(&path));
-            found.push(path);
+        let forbidden = path.parent().is_none() || home.as_ref().is_some_and(|h| *h == path);
+        if forbidden || found.iter().any(|f| path.starts_with(f)) {
+            return;
         }
+        found.retain(|f| !f.starts_with(&path));
+        found.push(path);
     };
     let path = std::env::var_os("PATH").unwrap_or_default();
     for dir in std::env::split_paths(&path) {
         if !dir.is_absolute() || is_system(&dir) || !dir.is_dir() {
             continue;
         }
-        let top = home.as_ref().and_then(|home| {
-            let relative = dir.strip_prefix(home).ok()?;
-            let first = relative.components().next()?;
-            let top = home.join(first);
-            (first.as_os_str() != ".cargo" && top != *home).then_some(top)
-        });
-        add(top.unwrap_or(dir));
+        match managers.iter().find(|m| dir.starts_with(m)) {
+            Some(manager) => add(manager.clone()),
+            None => add(dir),
+        }
     }
-    let rustup = std::env::var_os("RUSTUP_HOME")
-        .map(PathBuf::from)
-        .or_else(|| home.as_ref().map(|h| h.join(".rustup")));
-    if let Some(rustup) = rustup.filter(|r| r.is_dir()) {
-        add(rustup);
+    if let Some(rustup) = managers.iter().find(|m| m.ends_with(".rustup")) {
+        add(rustup.clone());
     }
     found
+}
+
+/// Drops toolchain folders that are, hold, or lie inside one of `private`
+/// (the data and cache folders): a build must never see renga's own files,
+/// whatever `PATH` the server was started with.
+pub fn without_private(toolchains: Vec<PathBuf>, private: &[&Path]) -> Vec<PathBuf> {
+    toolchains
+        .into_iter()
+        .filter(|t| {
+            let t = std::fs::canonicalize(t).unwrap_or_else(|_| t.clone());
+            !private.iter().any(|p| {
+                let p = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+                t.starts_with(&p) || p.starts_with(&t)
+            })
+        })
+        .collect()
+}
+
+/// Removes a folder a jail wrote, even where the jail made parts of it
+/// unreadable (renga without root cannot otherwise enter a `chmod 000`
+/// folder): on a failure, gives every folder inside back its owner's
+/// permissions, without following links, and tries again. Blocking.
+pub fn remove_tree(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            open_up(path);
+            std::fs::remove_dir_all(path)
+        }
+        other => other,
+    }
+}
+
+fn open_up(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let is_dir = std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir());
+    if !is_dir {
+        return;
+    }
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            open_up(&entry.path());
+        }
+    }
 }
 
 /// `chown -hR uid:uid path`. Blocking.
@@ -1042,11 +1365,26 @@ mod tests {
         let home = std::env::var_os("HOME").map(PathBuf::from);
         for path in &found {
             assert!(!is_system(path), "{}", path.display());
+            assert!(path.parent().is_some(), "never /");
             if let Some(home) = &home {
                 assert_ne!(path, home);
                 assert!(!path.ends_with(".cargo"), "{}", path.display());
+                assert!(!path.ends_with(".local"), "{}", path.display());
             }
         }
+    }
+
+    #[test]
+    fn toolchains_inside_or_around_the_data_folder_are_dropped() {
+        let kept = without_private(
+            vec![
+                PathBuf::from("/home/op/.local"),
+                PathBuf::from("/home/op/.local/share/renga/bin"),
+                PathBuf::from("/home/op/.pyenv"),
+            ],
+            &[Path::new("/home/op/.local/share/renga")],
+        );
+        assert_eq!(kept, vec![PathBuf::from("/home/op/.pyenv")]);
     }
 
     #[test]

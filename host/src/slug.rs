@@ -25,6 +25,9 @@ use crate::store::{Db, StoreError, Tree, new_id, now_ms};
 /// Heroku's slug size limit.
 pub const DEFAULT_MAX_BYTES: u64 = 500 << 20;
 
+/// Slug files younger than this are never collected.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Slug {
     pub id: String,
@@ -303,7 +306,15 @@ impl Slugs {
                 continue;
             }
             let checksum = name.strip_suffix(".tgz").unwrap_or(&name);
-            if !used.contains(checksum) && remove_entry(&entry) {
+            // An archive is filed before its record is written: a young
+            // file may belong to a slug being committed right now.
+            let young = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_none_or(|age| age < GRACE);
+            if !used.contains(checksum) && !young && remove_entry(&entry) {
                 removed += 1;
             }
         }

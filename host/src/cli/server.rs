@@ -131,10 +131,11 @@ impl ServerCommand {
             None => api_url.clone(),
         };
 
-        let sandbox = Sandbox::detect(
-            &paths.data.join("sandbox"),
+        let toolchains = crate::sandbox::without_private(
             crate::sandbox::host_toolchains(),
-        )
+            &[&paths.data, &paths.cache],
+        );
+        let sandbox = Sandbox::detect(&paths.data.join("sandbox"), toolchains)
         .map_err(|e| e.to_string());
         match &sandbox {
             Ok(sandbox) => println!("-----> Builds run in a sandbox: {}", sandbox.describe()),

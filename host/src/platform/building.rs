@@ -61,10 +61,16 @@ impl Platform {
         size: u64,
     ) -> Result<Source> {
         let source = self.source(user, id)?;
-        let committed = self.builds.commit_source(&source, &upload, &checksum, size);
-        if committed.is_err() {
-            let _ = std::fs::remove_file(&upload);
-        }
+        let builds = self.builds.clone();
+        // fsync of up to --max-source bytes: off the async workers.
+        let committed = tokio::task::spawn_blocking(move || {
+            let committed = builds.commit_source(&source, &upload, &checksum, size);
+            if committed.is_err() {
+                let _ = std::fs::remove_file(&upload);
+            }
+            committed
+        })
+        .await?;
         self.db.flush().await?;
         Ok(committed?)
     }
@@ -223,7 +229,8 @@ impl Platform {
             }
         }
         // Everything the build left is gone before anyone is told it ended.
-        let _ = tokio::fs::remove_dir_all(&work).await;
+        let removed = work.clone();
+        let _ = tokio::task::spawn_blocking(move || crate::sandbox::remove_tree(&removed)).await;
         let _ = self.builds.delete_source(&build.source);
         if let Err(e) = self.builds.finish(&build, &output) {
             tracing::error!(build = %build.id, error = %format!("{e:#}"), "could not record a finished build");

@@ -220,15 +220,20 @@ impl Platform {
         self.db.flush().await?;
         let (slugs, builds) = (self.slugs.clone(), self.builds.clone());
         let sandbox = self.sandbox.clone().ok();
-        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            slugs.clean_leftovers()?;
-            builds.clean_leftovers()?;
+        // Leftovers that cannot be removed are reported, not fatal: the
+        // apps serve either way.
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = slugs.clean_leftovers() {
+                tracing::warn!(error = %format!("{e:#}"), "could not remove slug leftovers");
+            }
+            if let Err(e) = builds.clean_leftovers() {
+                tracing::warn!(error = %format!("{e:#}"), "could not remove build leftovers");
+            }
             if let Some(sandbox) = sandbox {
                 sandbox.clean_leftovers();
             }
-            Ok(())
         })
-        .await??;
+        .await?;
         self.start_janitor();
         let apps = self.apps.all()?;
         for app in &apps {
@@ -339,7 +344,7 @@ impl Platform {
         ];
         tokio::task::spawn_blocking(move || {
             for folder in folders {
-                let _ = std::fs::remove_dir_all(folder);
+                let _ = crate::sandbox::remove_tree(&folder);
             }
         })
         .await?;
@@ -417,9 +422,15 @@ impl Platform {
         if set.is_empty() && removed.is_empty() {
             return Ok(config);
         }
-        config
-            .check_limits()
-            .map_err(|e| PlatformError::Invalid(e.to_string()))?;
+        // Only a change that grows the vars must fit the limits, so that an
+        // app over them (from before they existed) can still shrink.
+        let grows = config.len() > current.config.len()
+            || config.total_bytes() > current.config.total_bytes();
+        if grows {
+            config
+                .check_limits()
+                .map_err(|e| PlatformError::Invalid(e.to_string()))?;
+        }
         let description = match (set.is_empty(), removed.is_empty()) {
             (false, true) => format!("Set {} config vars", name_list(&set)),
             (true, false) => format!("Remove {} config vars", name_list(&removed)),

@@ -38,13 +38,19 @@ impl Platform {
         let (slugs, runtime) = (self.slugs.clone(), self.runtime.clone());
         let (slug, path) = (slug.clone(), path.to_string());
         tokio::task::spawn_blocking(move || {
-            let expected = slugs.component_digest(&slug, &path)?;
+            // Only regular `.wasm` files have digests: anything else (a
+            // link, say) is not a component of the slug.
+            let expected = slugs.component_digest(&slug, &path)?.ok_or_else(|| {
+                PlatformError::Invalid(format!(
+                    "{path} is not a component file in the slug (a .wasm file, not a link)"
+                ))
+            })?;
             for attempt in 0..2 {
                 let dir = slugs.unpacked(&slug)?;
                 let file = crate::slug::file_inside(&dir, &path)
                     .map_err(|e| PlatformError::NotFound(format!("{e:#}")))?;
                 let (component, digest) = runtime.load_command(&file)?;
-                if expected.as_deref() == Some(digest.as_str()) {
+                if expected == digest {
                     return Ok(component);
                 }
                 if attempt == 0 {

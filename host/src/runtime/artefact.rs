@@ -157,3 +157,40 @@ impl Hasher for Sha256Hasher {
         u64::from_le_bytes(digest[..8].try_into().expect("sha256 is 32 bytes"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_loads_of_one_new_component_compile_it_once() {
+        let dir = std::env::temp_dir().join(format!(
+            "renga-artefacts-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        let engine = Engine::default();
+        let cache = Arc::new(ArtefactCache::open(&dir, &engine).unwrap());
+        // The smallest component there is: its header alone.
+        let component: &'static [u8] = b"\0asm\x0d\0\x01\0";
+        let loads: Vec<_> = (0..8)
+            .map(|_| {
+                let (cache, engine) = (cache.clone(), engine.clone());
+                std::thread::spawn(move || cache.load(&engine, component).unwrap().1)
+            })
+            .collect();
+        let compiled = loads
+            .into_iter()
+            .map(|l| l.join().unwrap())
+            .filter(|p| *p == Provenance::Compiled)
+            .count();
+        assert_eq!(compiled, 1, "each load past the first maps the first's artefact");
+        let leftovers: Vec<_> = std::fs::read_dir(&cache.dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains("tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
