@@ -167,7 +167,9 @@ impl<R: Read> Read for Capped<R> {
                 )),
             };
         }
-        let len = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let len = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..len])?;
         self.left -= n as u64;
         Ok(n)
@@ -524,7 +526,10 @@ mod tests {
             files: 10,
         };
         let err = scan(&raw[..], limits).unwrap_err();
-        assert!(matches!(err, ArchiveError::Decompressed(n) if n > 0), "{err}");
+        assert!(
+            matches!(err, ArchiveError::Decompressed(n) if n > 0),
+            "{err}"
+        );
     }
 
     #[test]

@@ -366,7 +366,11 @@ pub fn sanitize_output(dir: &Path) -> anyhow::Result<()> {
                 anyhow::ensure!(
                     entry.metadata()?.len() <= MAX_SLUGIGNORE,
                     "{} is larger than {}",
-                    entry.path().strip_prefix(root).unwrap_or(&entry.path()).display(),
+                    entry
+                        .path()
+                        .strip_prefix(root)
+                        .unwrap_or(&entry.path())
+                        .display(),
                     crate::units::ByteSize(MAX_SLUGIGNORE)
                 );
             }

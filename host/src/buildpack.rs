@@ -558,7 +558,10 @@ const MAX_LINE_BYTES: usize = crate::logplex::MAX_LINE_BYTES;
 
 /// The next line (without its `\n` or `\r\n`), at most `max` bytes of it;
 /// `None` at the end.
-async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R, max: usize) -> Option<String> {
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> Option<String> {
     use tokio::io::AsyncBufReadExt as _;
     let mut line = Vec::new();
     loop {
@@ -569,7 +572,10 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R, max: usiz
         let room = max - line.len();
         let (take, done) = match available.iter().take(room).position(|b| *b == b'\n') {
             Some(at) => (at + 1, true),
-            None => (available.len().min(room), line.len() + available.len() >= max),
+            None => (
+                available.len().min(room),
+                line.len() + available.len() >= max,
+            ),
         };
         line.extend_from_slice(&available[..take]);
         reader.consume(take);

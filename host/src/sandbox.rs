@@ -195,9 +195,8 @@ impl Sandbox {
             .into_iter()
             .filter(|p| p.is_dir() && !is_system(p))
             .collect();
-        let seccomp = seccomp_programs().map_err(|e| {
-            SandboxError::Unusable(format!("compiling the seccomp filters: {e:#}"))
-        })?;
+        let seccomp = seccomp_programs()
+            .map_err(|e| SandboxError::Unusable(format!("compiling the seccomp filters: {e:#}")))?;
         Ok(Sandbox {
             seccomp,
             bwrap,
@@ -975,7 +974,6 @@ impl Cgroup {
             })
             .is_some_and(|n| n > 0)
     }
-
 }
 
 /// Kills whatever is left in the cgroup and removes it: off the async
@@ -1062,8 +1060,8 @@ fn clean_stale(base: &Path) {
 /// the C library then falls back to `clone`, which can).
 fn seccomp_programs() -> anyhow::Result<Vec<Vec<u8>>> {
     use seccompiler::{
-        BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
-        SeccompFilter, SeccompRule,
+        BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+        SeccompRule,
     };
     let arch = std::env::consts::ARCH
         .try_into()

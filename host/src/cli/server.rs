@@ -135,8 +135,8 @@ impl ServerCommand {
             crate::sandbox::host_toolchains(),
             &[&paths.data, &paths.cache],
         );
-        let sandbox = Sandbox::detect(&paths.data.join("sandbox"), toolchains)
-        .map_err(|e| e.to_string());
+        let sandbox =
+            Sandbox::detect(&paths.data.join("sandbox"), toolchains).map_err(|e| e.to_string());
         match &sandbox {
             Ok(sandbox) => println!("-----> Builds run in a sandbox: {}", sandbox.describe()),
             Err(reason) => println!(" !     Builds are off: {reason}"),

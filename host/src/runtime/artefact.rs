@@ -184,7 +184,10 @@ mod tests {
             .map(|l| l.join().unwrap())
             .filter(|p| *p == Provenance::Compiled)
             .count();
-        assert_eq!(compiled, 1, "each load past the first maps the first's artefact");
+        assert_eq!(
+            compiled, 1,
+            "each load past the first maps the first's artefact"
+        );
         let leftovers: Vec<_> = std::fs::read_dir(&cache.dir)
             .unwrap()
             .flatten()
