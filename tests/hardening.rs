@@ -250,7 +250,13 @@ fn a_second_users_hostile_build_reaches_nothing_and_a_normal_build_still_works()
             server.http_port,
         ),
     );
-    let build = server.cli_as(&mallory, &["deploy", path(&app), "-a", "attacker"]);
+    // Pushed with git, as the second user, like any app.
+    server.git(&app, &["init", "-q", "-b", "main"]).ok();
+    server.commit_all(&app, "attack");
+    let url = server
+        .api
+        .replace("http://", &format!("http://renga:{mallory}@"));
+    let build = server.git(&app, &["push", &format!("{url}/git/attacker.git"), "main"]);
     let output = all(&build);
     let attacks: Vec<&str> = output.lines().filter(|l| l.contains("ATTACK ")).collect();
     for name in [
