@@ -1,7 +1,8 @@
 //! renga: a Heroku-style platform as a service, WebAssembly first.
 //!
 //! Each Heroku word is one module that owns its records: see DESIGN.md for
-//! the map. `runtime` is the only module that touches wasmtime.
+//! the map. `runtime` and `capability` are the only modules that touch
+//! wasmtime.
 
 pub mod api;
 pub mod app;
@@ -11,6 +12,7 @@ pub mod auth;
 pub mod build;
 pub mod buildpack;
 pub mod builds;
+pub mod capability;
 pub mod cli;
 pub mod config;
 pub mod dyno;

@@ -10,6 +10,7 @@ use notify::{EventKind, RecursiveMode, Watcher as _};
 
 use crate::build::{self, BuildPlan};
 use crate::buildpack::{self, BuildEnv, Buildpack};
+use crate::capability::ReleaseInputs;
 use crate::config::ConfigVars;
 use crate::dyno::{WebDyno, WebLimits};
 use crate::logplex::AppLog;
@@ -220,7 +221,20 @@ impl DevApp {
             concurrency: DEV_CONCURRENCY,
             reuse: self.reuse,
         };
-        let dyno = WebDyno::new(1, component, &config, limits, self.log.clone(), cpu);
+        let caps = self
+            .runtime
+            .capabilities()
+            .configure(&ReleaseInputs {
+                app: &self.name,
+                config: &config,
+            })
+            .context("the app's config vars")?;
+        let problems = caps.check(component.imports(), &self.name);
+        if !problems.is_empty() {
+            let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            bail!("{path} cannot run: {}", list.join("; "));
+        }
+        let dyno = WebDyno::new(1, component, &caps, limits, self.log.clone(), cpu);
         Ok(WebState::new(vec![Arc::new(dyno)], false, self.timeouts))
     }
 

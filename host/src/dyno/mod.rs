@@ -13,7 +13,7 @@ pub mod worker;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::config::ConfigVars;
+use crate::capability::{DynoInputs, ReleaseCapabilities};
 use crate::logplex::{AppLog, Process};
 use crate::runtime::{AppCpu, GuestFailure, HttpComponent, InstanceSpec, Reuse, Served, Timeouts};
 
@@ -42,23 +42,19 @@ impl WebDyno {
     pub fn new(
         index: u32,
         component: Arc<HttpComponent>,
-        config: &ConfigVars,
+        release: &Arc<ReleaseCapabilities>,
         limits: WebLimits,
         log: AppLog,
         cpu: Arc<AppCpu>,
     ) -> WebDyno {
-        let dyno = format!("web.{index}");
-        let mut env: Vec<(String, String)> = config
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        env.retain(|(k, _)| k != "DYNO");
-        env.push(("DYNO".to_string(), dyno.clone()));
+        let name = Process::from(format!("web.{index}"));
         WebDyno {
             component,
             spec: InstanceSpec {
-                dyno: Process::from(dyno),
-                env: env.into(),
+                caps: release.dyno(&DynoInputs {
+                    name: &name,
+                    log: &log,
+                }),
                 memory_limit: limits.memory,
                 log,
                 cpu,
@@ -80,7 +76,7 @@ impl WebDyno {
     }
 
     pub fn name(&self) -> &Process {
-        &self.spec.dyno
+        self.spec.caps.name()
     }
 
     pub fn memory_limit(&self) -> u64 {

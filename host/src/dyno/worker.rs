@@ -79,7 +79,7 @@ pub struct Worker {
 
 impl Worker {
     pub fn start(spec: WorkerSpec) -> Worker {
-        let name = spec.spec.process.clone();
+        let name = spec.spec.caps.name().clone();
         let status = Arc::new(Mutex::new((Status::Starting, crate::store::now_ms())));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(supervise(spec, status.clone(), stopped));
@@ -114,7 +114,7 @@ async fn supervise(
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     let spec = &worker.spec;
-    let say = |message: String| spec.log.emit(Source::Renga, &spec.process, message);
+    let say = |message: String| spec.log.emit(Source::Renga, spec.caps.name(), message);
     let set = |next: Status| {
         let mut current = status.lock().unwrap_or_else(|e| e.into_inner());
         if current.0 != next {

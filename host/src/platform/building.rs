@@ -379,7 +379,8 @@ impl Platform {
                 "the release process `{command}` is not a .wasm component; native processes are not supported yet"
             )));
         };
-        let component = self.command_component(slug, path).await?;
+        let caps = self.configure_capabilities(app, config)?;
+        let component = self.command_component(app, &caps, slug, path).await?;
         let process: crate::logplex::Process = Arc::from("release.1");
         let mut argv = vec![path.clone()];
         argv.extend(args.iter().cloned());
@@ -393,8 +394,10 @@ impl Platform {
             }
         };
         let spec = CommandSpec {
-            process: process.clone(),
-            env: super::dynos::dyno_env(config, &process),
+            caps: caps.dyno(&crate::capability::DynoInputs {
+                name: &process,
+                log: &log,
+            }),
             args: argv,
             memory_limit: self.memory_of(crate::size::Size::default()),
             time_limit: Some(self.config.build_time_limit),

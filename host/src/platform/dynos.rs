@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::app::App;
 use crate::auth::User;
-use crate::config::ConfigVars;
+use crate::capability::ReleaseCapabilities;
 use crate::dyno::worker::Status;
 use crate::dyno::{WebDyno, WebLimits};
 use crate::formation::{Change, Formation, MAX_QUANTITY, MAX_REUSE};
@@ -123,7 +123,7 @@ struct WebRecipe {
     /// The component's sha256, as its slug recorded it.
     digest: String,
     quantity: u32,
-    config: ConfigVars,
+    caps: Arc<ReleaseCapabilities>,
     limits: WebLimits,
     log: AppLog,
     cpu: Arc<AppCpu>,
@@ -136,7 +136,7 @@ impl WebRecipe {
                 Arc::new(WebDyno::new(
                     index,
                     component.clone(),
-                    &self.config,
+                    &self.caps,
                     self.limits,
                     self.log.clone(),
                     self.cpu.clone(),
@@ -349,7 +349,8 @@ impl Platform {
         self.db.flush().await?;
         self.cpu_of(&app);
         if web_changed {
-            let web = self.web_state(&app, &release).await?;
+            let caps = self.capabilities_of(&app, &release)?;
+            let web = self.web_state(&app, &release, &caps).await?;
             self.switch_web(&app, web);
         }
         self.reconcile_workers(&app, &release).await;
@@ -494,7 +495,8 @@ impl Platform {
         }
         let web = which.is_none_or(|w| w == "web" || w.starts_with("web."));
         if web {
-            let state = self.web_state(&app, &release).await?;
+            let caps = self.capabilities_of(&app, &release)?;
+            let state = self.web_state(&app, &release, &caps).await?;
             self.switch_web(&app, state);
         }
         let workers = which.is_none_or(|w| {
@@ -516,7 +518,8 @@ impl Platform {
     /// Puts a release's dynos in place: web first (built before the switch),
     /// then workers, stopped and started again.
     pub(super) async fn activate(&self, app: &App, release: &Release) -> Result<()> {
-        let web = self.web_state(app, release).await?;
+        let caps = self.capabilities_of(app, release)?;
+        let web = self.web_state(app, release, &caps).await?;
         self.switch(app, release, web).await;
         Ok(())
     }
@@ -548,7 +551,12 @@ impl Platform {
 
     /// The web dynos a release runs with the app's formation, compiled and
     /// pre-instantiated (so that the switch to them is instant).
-    pub(super) async fn web_state(&self, app: &App, release: &Release) -> Result<WebState> {
+    pub(super) async fn web_state(
+        &self,
+        app: &App,
+        release: &Release,
+        caps: &Arc<ReleaseCapabilities>,
+    ) -> Result<WebState> {
         let formation = self.formations.get(&app.id, &ProcessType::web())?;
         let size = formation.as_ref().map(|f| f.size).unwrap_or_default();
         let timeouts = self.timeouts_of(size);
@@ -568,6 +576,7 @@ impl Platform {
         })?;
         let checksum = slug.checksum.clone().ok_or(SlugError::NoBlob)?;
         let (slugs, cache, path) = (self.slugs.clone(), self.components.clone(), path.clone());
+        let web_path = path.clone();
         let key = format!("{checksum}/{path}");
         let log = self.logs.app(&app.id);
         // Unpacking, hashing and compiling are blocking work: off the async
@@ -616,7 +625,7 @@ impl Platform {
             file,
             digest,
             quantity: formation.quantity,
-            config: release.config.clone(),
+            caps: caps.clone(),
             limits: WebLimits {
                 memory: self.memory_of(size),
                 concurrency: size.concurrency(),
@@ -628,6 +637,7 @@ impl Platform {
         let Some(component) = component else {
             return Ok(WebState::new(Vec::new(), app.maintenance, timeouts));
         };
+        self.check_imports(app, caps, &web_path, component.imports())?;
         Ok(WebState::waking(
             recipe.dynos(&component),
             app.maintenance,
@@ -645,17 +655,6 @@ impl Platform {
             None => Ok(Procfile::default()),
         }
     }
-}
-
-/// A dyno's environment: the release's config vars and `DYNO`.
-pub(super) fn dyno_env(config: &ConfigVars, name: &str) -> Arc<[(String, String)]> {
-    let mut env: Vec<(String, String)> = config
-        .iter()
-        .filter(|(k, _)| k.as_str() != "DYNO")
-        .map(|(k, v)| (k.as_str().to_string(), v.to_string()))
-        .collect();
-    env.push(("DYNO".into(), name.to_string()));
-    env.into()
 }
 
 /// The number of `web.12`, for sorting.

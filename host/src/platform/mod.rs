@@ -30,6 +30,7 @@ pub use releases::{KEPT_RELEASES, LISTED_RELEASES};
 use crate::app::{App, AppName, Apps};
 use crate::auth::{Auth, User};
 use crate::builds::Builds;
+use crate::capability::{ImportProblem, ReleaseCapabilities, ReleaseInputs};
 use crate::config::{ConfigKey, ConfigVars};
 use crate::formation::Formations;
 use crate::logplex::{Logplex, Process, Source};
@@ -140,6 +141,10 @@ pub struct Platform {
     one_offs: oneoff::OneOffRegistry,
     /// Each app's claim on the CPU, shared by all its instances.
     cpu: Mutex<HashMap<String, Arc<AppCpu>>>,
+    /// What the capabilities hold for each app's current release (by
+    /// release id): built once, shared by its web dynos, workers and
+    /// one-off dynos.
+    release_caps: Mutex<HashMap<String, (String, Arc<ReleaseCapabilities>)>>,
     /// The build sandbox, or why this server cannot build.
     sandbox: std::result::Result<Arc<Sandbox>, String>,
     /// Background upkeep (expiring sources, unused slugs); stops with the
@@ -181,6 +186,7 @@ impl Platform {
             workers: Mutex::default(),
             one_offs: Arc::default(),
             cpu: Mutex::default(),
+            release_caps: Mutex::default(),
             sandbox: sandbox.map(Arc::new),
             janitor: Mutex::default(),
             locks: Mutex::default(),
@@ -324,6 +330,10 @@ impl Platform {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&app.id);
         self.cpu
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&app.id);
+        self.release_caps
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&app.id);
@@ -476,7 +486,8 @@ impl Platform {
             created_at: 0,
             expired: false,
         };
-        let web = self.web_state(app, &draft).await?;
+        let caps = self.capabilities_of(app, &draft)?;
+        let web = self.web_state(app, &draft, &caps).await?;
         let release = self.ledger.append(
             &app.id,
             NewRelease {
@@ -490,10 +501,79 @@ impl Platform {
         self.ledger
             .expire(&app.id, KEPT_RELEASES, LISTED_RELEASES)?;
         self.db.flush().await?;
+        self.release_caps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(app.id.clone(), (release.id.clone(), caps));
         self.switch(app, &release, web).await;
         self.say(app, format!("{} by {}", release.description, user.name));
         self.announce(app, &release);
         Ok(release)
+    }
+
+    /// What the capabilities hold for a release: built once per release
+    /// and kept for the app's current one. A release not yet written (no
+    /// id) gets its own. An error is the release's fault (a malformed
+    /// setting).
+    pub(super) fn capabilities_of(
+        &self,
+        app: &App,
+        release: &Release,
+    ) -> Result<Arc<ReleaseCapabilities>> {
+        if !release.id.is_empty()
+            && let Some((id, caps)) = self
+                .release_caps
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&app.id)
+            && *id == release.id
+        {
+            return Ok(caps.clone());
+        }
+        let caps = self.configure_capabilities(app, &release.config)?;
+        if !release.id.is_empty() {
+            self.release_caps
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(app.id.clone(), (release.id.clone(), caps.clone()));
+        }
+        Ok(caps)
+    }
+
+    /// What the capabilities hold for a release of `app` with `config`.
+    pub(super) fn configure_capabilities(
+        &self,
+        app: &App,
+        config: &ConfigVars,
+    ) -> Result<Arc<ReleaseCapabilities>> {
+        self.runtime
+            .capabilities()
+            .configure(&ReleaseInputs {
+                app: app.name.as_str(),
+                config,
+            })
+            .map_err(|e| PlatformError::Invalid(format!("{e:#}")))
+    }
+
+    /// Refuses a component whose imports the release cannot serve (an
+    /// interface with no add-on behind it), naming every one.
+    pub(super) fn check_imports(
+        &self,
+        app: &App,
+        caps: &ReleaseCapabilities,
+        path: &str,
+        imports: &[String],
+    ) -> Result<()> {
+        let problems = caps.check(imports, app.name.as_str());
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = problems.iter().map(ImportProblem::to_string).collect();
+        Err(PlatformError::Invalid(format!(
+            "{path} cannot run on {}: {}",
+            app.name,
+            list.join("; ")
+        )))
     }
 
     fn empty_web(&self, app: &App) -> WebState {

@@ -17,7 +17,7 @@ use crate::procfile::{Command, ProcessType};
 use crate::runtime::{CommandComponent, CommandFailure, CommandSpec, ProcessIo};
 use crate::size::Size;
 
-use super::dynos::{RunningDyno, dyno_env};
+use super::dynos::RunningDyno;
 use super::{Platform, PlatformError, Result};
 
 fn too_many_one_offs() -> PlatformError {
@@ -77,7 +77,7 @@ impl OneOff {
     ) -> std::result::Result<i32, CommandFailure> {
         self.spec.time_limit = time_limit;
         let log = self.spec.log.clone();
-        let process = self.spec.process.clone();
+        let process = self.spec.caps.name().clone();
         let say = |message: String| log.emit(Source::Renga, &process, message);
         say(format!("Starting process with command `{}`", self.command));
         say("State changed from starting to up".into());
@@ -185,7 +185,10 @@ impl Platform {
                 candidates.join(", ")
             )));
         };
-        let component = self.command_component(&slug, &relative).await?;
+        let caps = self.capabilities_of(&app, &release)?;
+        let component = self
+            .command_component(&app, &caps, &slug, &relative)
+            .await?;
         let mut full = vec![relative];
         full.extend(args);
         let command = full.join(" ");
@@ -220,8 +223,10 @@ impl Platform {
         );
         Ok(OneOff {
             spec: CommandSpec {
-                process: Process::from(name.as_str()),
-                env: dyno_env(&release.config, &name),
+                caps: caps.dyno(&crate::capability::DynoInputs {
+                    name: &Process::from(name.as_str()),
+                    log: &log,
+                }),
                 args: full,
                 memory_limit: self.memory_of(size),
                 time_limit: None,

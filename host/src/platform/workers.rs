@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::app::App;
+use crate::capability::{DynoInputs, ReleaseCapabilities};
 use crate::dyno::worker::{Worker, WorkerSpec};
 use crate::logplex::Process;
 use crate::procfile::{Command, ProcessType, Procfile};
@@ -13,7 +14,6 @@ use crate::runtime::{CommandComponent, CommandSpec};
 use crate::size::Size;
 use crate::slug::{Slug, SlugError};
 
-use super::dynos::dyno_env;
 use super::{Platform, PlatformError, Result};
 
 /// A worker dyno and what `ps` says of it.
@@ -30,7 +30,21 @@ impl Platform {
     /// phase, a one-off), loaded from the precompiled cache or compiled now,
     /// off the async workers. A file that does not match its slug's recorded
     /// digest is unpacked again from the (checked) archive, once.
+    ///
+    /// A component whose imports the release cannot serve is refused.
     pub(super) async fn command_component(
+        &self,
+        app: &App,
+        caps: &ReleaseCapabilities,
+        slug: &Slug,
+        path: &str,
+    ) -> Result<Arc<CommandComponent>> {
+        let component = self.load_command_component(slug, path).await?;
+        self.check_imports(app, caps, path, component.imports())?;
+        Ok(component)
+    }
+
+    async fn load_command_component(
         &self,
         slug: &Slug,
         path: &str,
@@ -179,19 +193,23 @@ impl Platform {
                 "`{command}` is not a .wasm component; native processes are not supported yet"
             )));
         };
-        let component = self.command_component(slug, path).await?;
-        let name = format!("{kind}.{index}");
+        let caps = self.capabilities_of(app, release)?;
+        let component = self.command_component(app, &caps, slug, path).await?;
+        let name = Process::from(format!("{kind}.{index}"));
         let mut argv = vec![path.clone()];
         argv.extend(args.iter().cloned());
+        let log = self.logs.app(&app.id);
         Ok(WorkerSpec {
             component,
             spec: CommandSpec {
-                process: Process::from(name.as_str()),
-                env: dyno_env(&release.config, &name),
+                caps: caps.dyno(&DynoInputs {
+                    name: &name,
+                    log: &log,
+                }),
                 args: argv,
                 memory_limit: self.memory_of(size),
                 time_limit: None,
-                log: self.logs.app(&app.id),
+                log,
                 cpu: self.cpu_of(app),
             },
             command: command.to_string(),

@@ -1,23 +1,24 @@
 //! Command processes: a `wasi:cli/command` component run once to its end,
 //! as a release phase, a worker or a one-off dyno.
 //!
-//! Each run gets its own store: the config vars as its environment, its
-//! arguments, its stdout and stderr as log lines of its process, a memory
-//! limit and a time limit. Nothing else: no folders, no sockets.
+//! Each run gets its own store: what its dyno's capabilities give (the
+//! config vars as its environment, its add-ons), its arguments, its stdout
+//! and stderr as log lines of its process unless a caller is attached, a
+//! memory limit and a time limit. Nothing else: no folders, no sockets.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Component;
 use wasmtime_wasi::p2::bindings::CommandPre;
 
 use super::artefact::Provenance;
 use super::cpu::{AppCpu, CpuScheduler};
 use super::http::describe_error;
 use super::state::{Cpu, DynoState, new_store};
-use super::stdio::ProcessIo;
 use super::{LoadError, exported_interfaces};
-use crate::logplex::{AppLog, Process};
+use crate::capability::{DynoCapabilities, InstanceInputs, ProcessIo};
+use crate::logplex::AppLog;
 
 /// The interface every command process must export.
 const RUN: &str = "wasi:cli/run@0.2";
@@ -25,6 +26,7 @@ const RUN: &str = "wasi:cli/run@0.2";
 /// A command component, compiled and pre-instantiated once.
 pub struct CommandComponent {
     pre: CommandPre<DynoState>,
+    imports: Vec<String>,
     scheduler: Arc<CpuScheduler>,
     provenance: Provenance,
 }
@@ -40,9 +42,9 @@ impl std::fmt::Debug for CommandComponent {
 /// What one run of a command gets.
 #[derive(Clone)]
 pub struct CommandSpec {
-    /// The process's name, `release.1`: the source of its log lines.
-    pub process: Process,
-    pub env: Arc<[(String, String)]>,
+    /// What the process's capabilities give it (its name, `release.1`, its
+    /// environment, its add-ons).
+    pub caps: Arc<DynoCapabilities>,
     /// `argv`, the program name first.
     pub args: Vec<String>,
     pub memory_limit: u64,
@@ -71,13 +73,11 @@ pub enum CommandFailure {
 impl CommandComponent {
     pub(super) fn new(
         name: &str,
-        engine: &wasmtime::Engine,
-        linker: &Linker<DynoState>,
+        runtime: &super::Runtime,
         component: Component,
         provenance: Provenance,
-        scheduler: Arc<CpuScheduler>,
     ) -> Result<CommandComponent, LoadError> {
-        let exports = exported_interfaces(engine, &component);
+        let exports = exported_interfaces(&runtime.engine, &component);
         if !exports.iter().any(|e| e.starts_with(RUN)) {
             return Err(LoadError::NotCommand {
                 name: name.to_string(),
@@ -88,25 +88,26 @@ impl CommandComponent {
                 },
             });
         }
-        let pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::UnsatisfiedImport {
-                name: name.to_string(),
-                reason: format!("{e:#}"),
-            })?;
+        let (pre, imports) = runtime.link(name, &component)?;
         let pre = CommandPre::new(pre).map_err(|e| LoadError::NotCommand {
             name: name.to_string(),
             exports: format!("{} ({e:#})", exports.join(", ")),
         })?;
         Ok(CommandComponent {
             pre,
-            scheduler,
+            imports,
+            scheduler: runtime.scheduler.clone(),
             provenance,
         })
     }
 
     pub fn provenance(&self) -> Provenance {
         self.provenance
+    }
+
+    /// Every interface the component imports.
+    pub fn imports(&self) -> &[String] {
+        &self.imports
     }
 
     /// Runs the command to its end: its exit code (0 when `run` returns
@@ -116,13 +117,13 @@ impl CommandComponent {
     pub async fn run(&self, spec: &CommandSpec, io: ProcessIo) -> Result<i32, CommandFailure> {
         let mut store = new_store(
             self.pre.engine(),
-            DynoState::with(
-                &spec.env,
-                &spec.args,
-                &spec.log,
-                &spec.process,
+            DynoState::new(
+                &spec.caps,
                 spec.memory_limit,
-                io,
+                InstanceInputs {
+                    args: &spec.args,
+                    io,
+                },
             ),
             Cpu {
                 scheduler: self.scheduler.clone(),

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use wasmtime::Store;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Component;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
@@ -31,7 +31,8 @@ use super::artefact::Provenance;
 use super::cpu::{AppCpu, CpuScheduler};
 use super::state::{Cpu, DynoState, new_store};
 use super::{LoadError, exported_interfaces};
-use crate::logplex::{AppLog, Process, Source};
+use crate::capability::{DynoCapabilities, InstanceInputs};
+use crate::logplex::{AppLog, Source};
 
 /// The interface every web process must export.
 const INCOMING_HANDLER: &str = "wasi:http/incoming-handler@0.2";
@@ -39,6 +40,8 @@ const INCOMING_HANDLER: &str = "wasi:http/incoming-handler@0.2";
 /// A web process's component, compiled and pre-instantiated once.
 pub struct HttpComponent {
     pre: ProxyPre<DynoState>,
+    /// Every interface it imports, `wasi:keyvalue/store@0.2.0-draft2`.
+    imports: Vec<String>,
     scheduler: Arc<CpuScheduler>,
     provenance: Provenance,
     /// The sha256 its precompiled artefact is filed under.
@@ -56,33 +59,27 @@ impl std::fmt::Debug for HttpComponent {
 impl HttpComponent {
     pub(super) fn new(
         name: &str,
-        engine: &wasmtime::Engine,
-        linker: &Linker<DynoState>,
+        runtime: &super::Runtime,
         component: Component,
         provenance: Provenance,
         digest: String,
-        scheduler: Arc<CpuScheduler>,
     ) -> Result<HttpComponent, LoadError> {
-        let exports = exported_interfaces(engine, &component);
+        let exports = exported_interfaces(&runtime.engine, &component);
         if !exports.iter().any(|e| e.starts_with(INCOMING_HANDLER)) {
             return Err(LoadError::WrongWorld {
                 name: name.to_string(),
                 exports: describe_exports(&exports),
             });
         }
-        let pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::UnsatisfiedImport {
-                name: name.to_string(),
-                reason: format!("{e:#}"),
-            })?;
+        let (pre, imports) = runtime.link(name, &component)?;
         let pre = ProxyPre::new(pre).map_err(|e| LoadError::WrongWorld {
             name: name.to_string(),
             exports: format!("{} ({e:#})", describe_exports(&exports)),
         })?;
         Ok(HttpComponent {
             pre,
-            scheduler,
+            imports,
+            scheduler: runtime.scheduler.clone(),
             provenance,
             digest,
         })
@@ -90,6 +87,11 @@ impl HttpComponent {
 
     pub fn digest(&self) -> &str {
         &self.digest
+    }
+
+    /// Every interface the component imports.
+    pub fn imports(&self) -> &[String] {
+        &self.imports
     }
 
     /// Whether the machine code was mapped from the cache or compiled now.
@@ -119,7 +121,7 @@ impl HttpComponent {
             None => {
                 let store = new_store(
                     self.pre.engine(),
-                    DynoState::new(spec),
+                    DynoState::new(&spec.caps, spec.memory_limit, InstanceInputs::default()),
                     Cpu {
                         scheduler: self.scheduler.clone(),
                         app: spec.cpu.clone(),
@@ -172,7 +174,7 @@ impl HttpComponent {
         // become an error page: the task and the body meet here to report it.
         let late = Arc::new(Late {
             log: spec.log.clone(),
-            dyno: spec.dyno.clone(),
+            dyno: spec.caps.name().clone(),
             request_id,
             memory_limit: spec.memory_limit,
             step: Mutex::new(LateStep::Running),
@@ -251,10 +253,10 @@ impl HttpComponent {
             if reuse.disable() {
                 spec.log.emit(
                     Source::Renga,
-                    &spec.dyno,
+                    spec.caps.name(),
                     format!(
                         "An instance failed on a request after serving {uses} ({failure}); {} now gives every request a fresh instance (set `--reuse 0` for this process type if its component cannot serve twice)",
-                        spec.dyno
+                        spec.caps.name()
                     ),
                 );
             }
@@ -295,7 +297,7 @@ impl Drop for GuestTask {
 /// complete only gets the log line.
 struct Late {
     log: AppLog,
-    dyno: Process,
+    dyno: crate::logplex::Process,
     request_id: Option<http::HeaderValue>,
     memory_limit: u64,
     step: Mutex<LateStep>,
@@ -448,10 +450,9 @@ impl Drop for AbortOnDrop {
 /// What an instance of a web process gets from its dyno.
 #[derive(Clone)]
 pub struct InstanceSpec {
-    /// The dyno's name, `web.1`: the source of its log lines.
-    pub dyno: Process,
-    /// The guest's whole environment: config vars, `DYNO`, ...
-    pub env: Arc<[(String, String)]>,
+    /// What the dyno's capabilities give each instance (its name, `web.1`,
+    /// its environment, its add-ons).
+    pub caps: Arc<DynoCapabilities>,
     /// Linear memory the instance may use, in bytes.
     pub memory_limit: u64,
     /// Where the guest's stdout and stderr go.

@@ -1,8 +1,10 @@
-//! The Wasm runtime: the only module that touches wasmtime.
+//! The Wasm runtime: with [`crate::capability`], the only module that
+//! touches wasmtime.
 //!
 //! Owns the engine (its pooling allocator and the one epoch ticker), the
-//! precompiled-artefact cache, the checks that a file is a component of the
-//! right world, and the per-request instances of web dynos. It never routes,
+//! linker with every capability in it, the precompiled-artefact cache, the
+//! checks that a file is a component of the right world whose imports renga
+//! serves, and the per-request instances of web dynos. It never routes,
 //! never chooses a dyno, and writes nothing outside its artefact folder.
 
 mod artefact;
@@ -10,7 +12,6 @@ mod command;
 mod cpu;
 mod http;
 mod state;
-mod stdio;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,11 +27,11 @@ pub use cpu::{AppCpu, CpuScheduler};
 pub use http::{
     GuestBody, GuestFailure, HttpComponent, InstanceSpec, Reuse, Served, Timeouts, live_guest_tasks,
 };
-pub use state::live_instances;
-pub use stdio::ProcessIo;
+pub use state::{DynoState, live_instances};
 
+pub use crate::capability::ProcessIo;
+use crate::capability::{Capabilities, CapabilitiesConfig};
 use artefact::ArtefactCache;
-use state::DynoState;
 
 /// The wasmtime release renga is built on (checked against Cargo.lock by a test).
 pub const WASMTIME_VERSION: &str = "48.0.8";
@@ -50,6 +51,8 @@ pub struct RuntimeConfig {
     /// Try the pooling allocator (falls back to on-demand if the machine
     /// refuses its reservation).
     pub pooling: bool,
+    /// How the capabilities guests import are set up.
+    pub capabilities: CapabilitiesConfig,
 }
 
 impl RuntimeConfig {
@@ -60,6 +63,7 @@ impl RuntimeConfig {
             max_memory: 4 << 30,
             epoch_tick: Duration::from_millis(1),
             pooling: true,
+            capabilities: CapabilitiesConfig::default(),
         }
     }
 }
@@ -104,7 +108,11 @@ pub enum LoadError {
         "{name} is not a command component: a process that runs to its end (a release phase, a worker) must export wasi:cli/run (the wasi:cli/command world), but it exports {exports}"
     )]
     NotCommand { name: String, exports: String },
-    #[error("{name} needs an import renga does not provide: {reason}")]
+    #[error("{name} imports {} renga does not provide: {}", if .imports.len() == 1 { "an interface" } else { "interfaces" }, .imports.join(", "))]
+    UnknownImports { name: String, imports: Vec<String> },
+    #[error(
+        "{name} imports an interface renga provides, but not in the shape renga provides it: {reason}"
+    )]
     UnsatisfiedImport { name: String, reason: String },
 }
 
@@ -112,6 +120,7 @@ pub enum LoadError {
 pub struct Runtime {
     engine: Engine,
     linker: Linker<DynoState>,
+    capabilities: Arc<Capabilities>,
     artefacts: ArtefactCache,
     allocator: Allocator,
     max_instances: u32,
@@ -123,12 +132,8 @@ impl Runtime {
     pub fn new(config: &RuntimeConfig) -> anyhow::Result<Runtime> {
         let (engine, allocator) = build_engine(config)?;
         let mut linker = Linker::new(&engine);
-        // Every WASI 0.2 interface, so that components built by standard
-        // toolchains (whose std imports wasi:cli and wasi:filesystem) link.
-        // What they can reach is decided per instance: no preopened folder,
-        // no socket address, no outbound HTTP.
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        let capabilities = Arc::new(Capabilities::new(&config.capabilities));
+        capabilities.link(&mut linker)?;
         let artefacts = ArtefactCache::open(&config.artefact_dir, &engine)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let scheduler = Arc::new(CpuScheduler::new(u32::try_from(cores).unwrap_or(1)));
@@ -136,12 +141,18 @@ impl Runtime {
         Ok(Runtime {
             engine,
             linker,
+            capabilities,
             artefacts,
             allocator,
             max_instances: config.max_instances,
             scheduler,
             _ticker: ticker,
         })
+    }
+
+    /// Every capability, to configure a release with.
+    pub fn capabilities(&self) -> &Arc<Capabilities> {
+        &self.capabilities
     }
 
     pub fn allocator(&self) -> Allocator {
@@ -166,16 +177,7 @@ impl Runtime {
         bytes: &[u8],
     ) -> Result<Arc<HttpComponent>, LoadError> {
         let (component, provenance, digest) = self.compile(name, bytes)?;
-        http::HttpComponent::new(
-            name,
-            &self.engine,
-            &self.linker,
-            component,
-            provenance,
-            digest,
-            self.scheduler.clone(),
-        )
-        .map(Arc::new)
+        http::HttpComponent::new(name, self, component, provenance, digest).map(Arc::new)
     }
 
     /// Loads a web component straight from its precompiled artefact, by the
@@ -185,12 +187,10 @@ impl Runtime {
         let component = self.artefacts.load_cached(&self.engine, digest)?;
         http::HttpComponent::new(
             name,
-            &self.engine,
-            &self.linker,
+            self,
             component,
             Provenance::Cached,
             digest.to_string(),
-            self.scheduler.clone(),
         )
         .ok()
         .map(Arc::new)
@@ -211,15 +211,38 @@ impl Runtime {
     pub fn load_command(&self, path: &Path) -> Result<(Arc<CommandComponent>, String), LoadError> {
         let (name, bytes) = read_component(path)?;
         let (component, provenance, digest) = self.compile(&name, &bytes)?;
-        let component = command::CommandComponent::new(
-            &name,
-            &self.engine,
-            &self.linker,
-            component,
-            provenance,
-            self.scheduler.clone(),
-        )?;
+        let component = command::CommandComponent::new(&name, self, component, provenance)?;
         Ok((Arc::new(component), digest))
+    }
+
+    /// A component's imports, checked against the capabilities, and the
+    /// component pre-instantiated with them: every import no capability
+    /// serves is named, in renga's words, before the linker is asked.
+    fn link(
+        &self,
+        name: &str,
+        component: &Component,
+    ) -> Result<(wasmtime::component::InstancePre<DynoState>, Vec<String>), LoadError> {
+        let imports: Vec<String> = component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let unknown = self.capabilities.unknown(&imports);
+        if !unknown.is_empty() {
+            return Err(LoadError::UnknownImports {
+                name: name.to_string(),
+                imports: unknown.into_iter().map(str::to_string).collect(),
+            });
+        }
+        let pre =
+            self.linker
+                .instantiate_pre(component)
+                .map_err(|e| LoadError::UnsatisfiedImport {
+                    name: name.to_string(),
+                    reason: format!("{e:#}"),
+                })?;
+        Ok((pre, imports))
     }
 
     fn compile(

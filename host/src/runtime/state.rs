@@ -1,5 +1,5 @@
-//! What one instance's store holds: its WASI context (environment and log
-//! streams, nothing else), its HTTP context, and its memory limiter; and how
+//! What one instance's store holds: its resource table, one field per
+//! capability (see [`crate::capability`]), and its memory limiter; and how
 //! every store is set up (limits, and the epoch callback that makes a busy
 //! guest yield and take turns with other apps).
 //!
@@ -11,13 +11,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, UpdateDeadline};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi::{WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
 
 use super::cpu::{AppCpu, CpuScheduler, HOT_AFTER};
-use super::http::InstanceSpec;
-use super::stdio::{GuestOutput, ProcessIo};
-use crate::logplex::{AppLog, Process};
+use crate::capability::{DynoCapabilities, InstanceCapabilities, InstanceInputs};
 
 /// Stores alive right now, across every app.
 static LIVE_INSTANCES: AtomicUsize = AtomicUsize::new(0);
@@ -28,11 +26,11 @@ pub fn live_instances() -> usize {
     LIVE_INSTANCES.load(Ordering::Relaxed)
 }
 
-pub(crate) struct DynoState {
-    table: ResourceTable,
-    wasi: WasiCtx,
-    http: WasiHttpCtx,
-    hooks: DenyOutbound,
+/// One store's state: its resources, what each capability keeps for it,
+/// and its limits. Nothing else.
+pub struct DynoState {
+    pub(crate) table: ResourceTable,
+    pub(crate) caps: InstanceCapabilities,
     pub(crate) limits: MemoryLimiter,
     /// Epoch ticks this request (or process run) has been computing at.
     pub(crate) ticks: u32,
@@ -97,55 +95,14 @@ pub(crate) fn new_store(engine: &wasmtime::Engine, state: DynoState, cpu: Cpu) -
 }
 
 impl DynoState {
-    pub(crate) fn new(spec: &InstanceSpec) -> DynoState {
-        DynoState::with(
-            &spec.env,
-            &[],
-            &spec.log,
-            &spec.dyno,
-            spec.memory_limit,
-            ProcessIo::default(),
-        )
-    }
-
-    pub(crate) fn with(
-        env: &[(String, String)],
-        args: &[String],
-        log: &AppLog,
-        process: &Process,
+    pub(crate) fn new(
+        caps: &DynoCapabilities,
         memory_limit: u64,
-        io: ProcessIo,
+        mut inputs: InstanceInputs<'_>,
     ) -> DynoState {
-        let mut wasi = WasiCtxBuilder::new();
-        // The guest's environment is exactly its config vars plus what the
-        // platform adds (DYNO, ...). No preopened folders, no socket address
-        // allowed, no name lookup: those are WasiCtxBuilder's defaults.
-        // Output goes to the app's log unless the process is attached to a
-        // caller (`renga run`); stdin is empty unless someone feeds it.
-        wasi.envs(env).args(args);
-        match io.stdin {
-            Some(stdin) => wasi.stdin(wasmtime_wasi::cli::AsyncStdinStream::new(stdin)),
-            None => &mut wasi,
-        };
-        match io.stdout {
-            Some(out) => wasi.stdout(wasmtime_wasi::cli::AsyncStdoutStream::new(
-                super::stdio::WRITE_BUDGET,
-                out,
-            )),
-            None => wasi.stdout(GuestOutput::new(log.clone(), process.clone())),
-        };
-        match io.stderr {
-            Some(err) => wasi.stderr(wasmtime_wasi::cli::AsyncStdoutStream::new(
-                super::stdio::WRITE_BUDGET,
-                err,
-            )),
-            None => wasi.stderr(GuestOutput::new(log.clone(), process.clone())),
-        };
         DynoState {
             table: ResourceTable::new(),
-            wasi: wasi.build(),
-            http: WasiHttpCtx::new(),
-            hooks: DenyOutbound,
+            caps: caps.instance(&mut inputs),
             limits: MemoryLimiter::new(memory_limit),
             ticks: 0,
             _live: Live::new(),
@@ -156,7 +113,7 @@ impl DynoState {
 impl WasiView for DynoState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: &mut self.caps.env,
             table: &mut self.table,
         }
     }
@@ -165,35 +122,10 @@ impl WasiView for DynoState {
 impl WasiHttpView for DynoState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView {
-            ctx: &mut self.http,
+            ctx: &mut self.caps.outbound.http,
             table: &mut self.table,
-            hooks: &mut self.hooks,
+            hooks: &mut self.caps.outbound.hooks,
         }
-    }
-}
-
-/// Outbound HTTP is denied: an app reaches the network only through what the
-/// platform grants it, and nothing is granted yet.
-struct DenyOutbound;
-
-impl WasiHttpHooks for DenyOutbound {
-    fn send_request(
-        &mut self,
-        _request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        http::Response<wasmtime_wasi_http::WasiBody>,
-                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
     }
 }
 
