@@ -4,6 +4,7 @@
 //! the map. `runtime` and `capability` are the only modules that touch
 //! wasmtime.
 
+pub mod addon;
 pub mod api;
 pub mod app;
 pub mod archive;
@@ -23,6 +24,7 @@ pub mod platform;
 pub mod procfile;
 #[cfg(test)]
 mod properties;
+pub mod provider;
 pub mod release;
 pub mod router;
 pub mod runtime;

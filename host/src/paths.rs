@@ -63,6 +63,11 @@ impl Paths {
         Ok(())
     }
 
+    /// Add-ons' data: one folder per add-on, named by its id.
+    pub fn addons(&self) -> PathBuf {
+        self.data.join("addons")
+    }
+
     /// Precompiled machine code for components.
     pub fn artefacts(&self) -> PathBuf {
         self.cache.join("precompiled")

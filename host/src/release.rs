@@ -53,6 +53,19 @@ pub struct Release {
     /// Too old to roll back to: its config was dropped.
     #[serde(default)]
     pub expired: bool,
+    /// The add-ons attached when it was made.
+    #[serde(default)]
+    pub addons: ReleaseAddons,
+}
+
+/// The add-ons a release was made with: which of its config vars their
+/// attachments set (a rollback leaves those as they are now, because it
+/// does not roll add-ons back), and their plans (Heroku's
+/// `addon_plan_names`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReleaseAddons {
+    pub vars: Vec<String>,
+    pub plan_names: Vec<String>,
 }
 
 impl Release {
@@ -68,6 +81,7 @@ pub struct NewRelease<'a> {
     pub description: String,
     pub user_id: &'a str,
     pub user_name: &'a str,
+    pub addons: ReleaseAddons,
 }
 
 #[derive(Clone)]
@@ -110,6 +124,7 @@ impl Ledger {
                 user_name: new.user_name.to_string(),
                 created_at: now_ms(),
                 expired: false,
+                addons: new.addons.clone(),
             };
             if self.releases.put_new(key(app, version), &release)? {
                 return Ok(release);
@@ -185,6 +200,7 @@ mod tests {
                         description: format!("release {n}"),
                         user_id: "u",
                         user_name: "admin",
+                        addons: ReleaseAddons::default(),
                     },
                 )
                 .unwrap();
@@ -230,6 +246,7 @@ mod tests {
                         description: description.into(),
                         user_id: "u",
                         user_name: "admin",
+                        addons: ReleaseAddons::default(),
                     },
                 )
                 .unwrap();

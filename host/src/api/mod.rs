@@ -6,6 +6,7 @@
 //! before anything else is read. It never changes a record itself: each route
 //! calls one platform operation.
 
+mod addons;
 mod body;
 mod git;
 mod run;
@@ -196,6 +197,9 @@ async fn route(platform: &Arc<Platform>, request: Request<Incoming>) -> ApiResul
         return run::create(platform, &user, app, request).await;
     }
     let body = request.into_body();
+    if addons::owns(&segments) {
+        return addons::route(platform, &user, &method, &segments, body).await;
+    }
 
     match (&method, segments.as_slice()) {
         (&Method::GET, ["account"]) => {

@@ -55,7 +55,7 @@ pub fn release(app: &App, release: &Release, current: u32) -> Value {
         "slug": release.slug.as_ref().map(|id| json!({ "id": id })),
         "user": { "id": release.user_id, "email": release.user_name },
         "app": { "id": app.id, "name": app.name },
-        "addon_plan_names": [],
+        "addon_plan_names": release.addons.plan_names,
     })
 }
 

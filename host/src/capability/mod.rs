@@ -22,21 +22,29 @@
 //! touch wasmtime; neither decides which add-ons an app has (the platform
 //! does) nor routes a request.
 
+mod config;
 mod env;
+mod keyvalue;
 mod outbound;
+mod sql;
 mod stdio;
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use wasmtime::component::Linker;
 
 use crate::config::ConfigVars;
 use crate::logplex::{AppLog, Process};
+use crate::provider::{AddonRef, Open};
 use crate::runtime::DynoState;
 
+pub use config::Config;
 pub use env::Environment;
+pub use keyvalue::KeyValue;
 pub use outbound::{AllowedHosts, Outbound, OutboundConfig};
+pub use sql::Sql;
 pub use stdio::ProcessIo;
 
 /// What a release gives its capabilities.
@@ -44,6 +52,26 @@ pub struct ReleaseInputs<'a> {
     /// The app's name, for messages.
     pub app: &'a str,
     pub config: &'a ConfigVars,
+    /// The add-ons attached to the app, oldest first.
+    pub addons: &'a [AddonBinding],
+}
+
+/// One add-on attached to an app: the platform's records, as the
+/// capabilities need them.
+#[derive(Clone, Debug)]
+pub struct AddonBinding {
+    /// Its service, `renga-kv`.
+    pub service: String,
+    /// The attachment's name, `RENGA_KV` or what `--as` gave.
+    pub attachment: String,
+    pub addon: AddonRef,
+}
+
+/// Why an import has no add-on behind it, and the command that gives it one.
+fn add_on_hint(what: &str, service: &str, app: &str) -> String {
+    format!(
+        "{app} has no {what} add-on; run `renga addons:create {service} -a {app}` to give it one"
+    )
 }
 
 /// What a dyno gives its capabilities.
@@ -206,6 +234,9 @@ macro_rules! capabilities {
 
 capabilities! {
     env: Environment,
+    config: Config,
+    keyvalue: KeyValue,
+    sql: Sql,
     outbound: Outbound,
 }
 
@@ -213,12 +244,24 @@ capabilities! {
 #[derive(Clone, Debug, Default)]
 pub struct CapabilitiesConfig {
     pub outbound: OutboundConfig,
+    /// Where add-ons keep their data, one folder each. `None`: a private
+    /// temporary folder (a runtime made for a test).
+    pub addons: Option<PathBuf>,
+    /// `renga dev`: every store and database name a guest opens is a local
+    /// one, made on first use, so that nothing needs provisioning.
+    pub local: bool,
 }
 
 impl Capabilities {
     pub fn new(config: &CapabilitiesConfig) -> Capabilities {
+        let root = config.addons.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("renga-addons-{}", std::process::id()))
+        });
         Capabilities {
             env: Environment,
+            config: Config,
+            keyvalue: KeyValue::new(Arc::new(Open::new(root.clone())), config.local),
+            sql: Sql::new(Arc::new(Open::new(root)), config.local),
             outbound: Outbound::new(config.outbound.clone()),
         }
     }

@@ -101,10 +101,17 @@ impl DevCommand {
         // A broken .env is an error before anything else happens.
         read_dotenv(&source)?;
 
-        let runtime = Runtime::new(&self.serving.runtime(
+        // Every capability an app imports, on local files under `.renga/`
+        // in its folder (which git ignores), so that nothing needs
+        // provisioning.
+        let local = local_folder(&source)?;
+        let mut runtime_config = self.serving.runtime(
             paths.artefacts(),
             self.serving.memory().unwrap_or(DEV_MEMORY),
-        ))?;
+        );
+        runtime_config.capabilities.addons = Some(local);
+        runtime_config.capabilities.local = true;
+        let runtime = Runtime::new(&runtime_config)?;
         println!(
             "-----> renga dev: wasmtime {}, {} instance allocator",
             crate::runtime::WASMTIME_VERSION,
@@ -227,6 +234,7 @@ impl DevApp {
             .configure(&ReleaseInputs {
                 app: &self.name,
                 config: &config,
+                addons: &[],
             })
             .context("the app's config vars")?;
         let problems = caps.check(component.imports(), &self.name);
@@ -363,6 +371,23 @@ fn fingerprint(
         hasher.update(buildpack.dir().as_os_str().as_encoded_bytes());
     }
     Ok(hex::encode(hasher.finalize()))
+}
+
+/// `.renga/` in the app's folder, private to the user and ignored by git.
+fn local_folder(source: &Path) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let folder = source.join(".renga");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&folder)
+        .with_context(|| format!("creating {}", folder.display()))?;
+    let ignore = folder.join(".gitignore");
+    if !ignore.exists() {
+        std::fs::write(&ignore, "# renga dev's local add-on data\n*\n")
+            .with_context(|| format!("writing {}", ignore.display()))?;
+    }
+    Ok(folder)
 }
 
 fn read_dotenv(source: &Path) -> anyhow::Result<ConfigVars> {

@@ -5,6 +5,7 @@
 //! Nothing here does work itself.
 
 mod account;
+mod addons;
 mod apps;
 mod builds;
 pub mod client;
@@ -119,6 +120,24 @@ pub enum Commands {
     #[command(name = "git:pre-receive", hide = true)]
     GitPreReceive(builds::PreReceiveCommand),
 
+    Addons(addons::AddonsCommand),
+    #[command(name = "addons:create")]
+    AddonsCreate(addons::CreateCommand),
+    #[command(name = "addons:info")]
+    AddonsInfo(addons::InfoCommand),
+    #[command(name = "addons:attach")]
+    AddonsAttach(addons::AttachCommand),
+    #[command(name = "addons:detach")]
+    AddonsDetach(addons::DetachCommand),
+    #[command(name = "addons:upgrade", alias = "addons:downgrade")]
+    AddonsUpgrade(addons::UpgradeCommand),
+    #[command(name = "addons:destroy", alias = "addons:remove")]
+    AddonsDestroy(addons::DestroyCommand),
+    #[command(name = "addons:services")]
+    AddonsServices(addons::ServicesCommand),
+    #[command(name = "addons:plans")]
+    AddonsPlans(addons::PlansCommand),
+
     Config(config::ConfigCommand),
     #[command(name = "config:get")]
     ConfigGet(config::GetCommand),
@@ -204,6 +223,15 @@ impl Commands {
             Commands::GitRemote(c) => c.run(),
             Commands::GitCredential(c) => c.run(),
             Commands::GitPreReceive(c) => c.run(),
+            Commands::Addons(c) => c.run(),
+            Commands::AddonsCreate(c) => c.run(),
+            Commands::AddonsInfo(c) => c.run(),
+            Commands::AddonsAttach(c) => c.run(),
+            Commands::AddonsDetach(c) => c.run(),
+            Commands::AddonsUpgrade(c) => c.run(),
+            Commands::AddonsDestroy(c) => c.run(),
+            Commands::AddonsServices(c) => c.run(),
+            Commands::AddonsPlans(c) => c.run(),
             Commands::Config(c) => c.run(),
             Commands::ConfigGet(c) => c.run(),
             Commands::ConfigSet(c) => c.run(),

@@ -114,7 +114,9 @@ impl ServerCommand {
             .serving
             .memory()
             .unwrap_or(crate::size::Size::largest_memory());
-        let runtime = Runtime::new(&self.serving.runtime(paths.artefacts(), memory_cap))?;
+        let mut runtime_config = self.serving.runtime(paths.artefacts(), memory_cap);
+        runtime_config.capabilities.addons = Some(paths.addons());
+        let runtime = Runtime::new(&runtime_config)?;
         let allocator = runtime.allocator();
 
         let api_listener = tokio::net::TcpListener::bind(self.api)

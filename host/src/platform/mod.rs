@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+mod addons;
 mod building;
 mod dynos;
 mod janitor;
@@ -22,11 +23,13 @@ mod oneoff;
 mod releases;
 mod workers;
 
+pub use addons::{AddonInfo, AttachmentInfo, MAX_ADDONS, MAX_ATTACHMENTS};
 pub use dynos::{Running, RunningDyno};
 pub use logs::LogSession;
 pub use oneoff::{DETACHED_TIME_LIMIT, MAX_ONE_OFFS, OneOff};
 pub use releases::{KEPT_RELEASES, LISTED_RELEASES};
 
+use crate::addon::Addons;
 use crate::app::{App, AppName, Apps};
 use crate::auth::{Auth, User};
 use crate::builds::Builds;
@@ -35,7 +38,7 @@ use crate::config::{ConfigKey, ConfigVars};
 use crate::formation::Formations;
 use crate::logplex::{Logplex, Process, Source};
 use crate::procfile::{Command, ProcessType, Procfile};
-use crate::release::{Ledger, NewRelease, Release};
+use crate::release::{Ledger, NewRelease, Release, ReleaseAddons};
 use crate::router::{AllRoutes, AppRoute, RouteTable, WebState};
 use crate::runtime::{AppCpu, LoadError, Runtime, Timeouts};
 use crate::sandbox::{JailLimits, Sandbox};
@@ -127,6 +130,7 @@ const IDLE_CHECK: Duration = Duration::from_millis(250);
 pub struct Platform {
     db: Db,
     apps: Apps,
+    addons: Addons,
     auth: Auth,
     ledger: Ledger,
     slugs: Slugs,
@@ -172,6 +176,7 @@ impl Platform {
         tokio::spawn(crate::router::sleep_idle_apps(weak, IDLE_CHECK));
         Ok(Platform {
             apps: Apps::open(&db)?,
+            addons: Addons::open(&db)?,
             auth: Auth::open(&db)?,
             ledger: Ledger::open(&db)?,
             slugs: Slugs::open(&db, &config.data.join("slugs"), config.unpacked)?,
@@ -292,6 +297,7 @@ impl Platform {
                 description: "Initial release".into(),
                 user_id: &user.id,
                 user_name: &user.name,
+                addons: ReleaseAddons::default(),
             },
         )?;
         self.db.flush().await?;
@@ -321,6 +327,7 @@ impl Platform {
 
     pub async fn delete_app(&self, user: &User, name_or_id: &str) -> Result<App> {
         let app = self.app(user, name_or_id)?;
+        self.remove_app_addons(user, &app).await?;
         let _lock = self.lock(&app.id).await;
         self.routes.remove(app.name.as_str());
         self.stop_workers(&app, None);
@@ -485,6 +492,7 @@ impl Platform {
             user_name: user.name.clone(),
             created_at: 0,
             expired: false,
+            addons: ReleaseAddons::default(),
         };
         let caps = self.capabilities_of(app, &draft)?;
         let web = self.web_state(app, &draft, &caps).await?;
@@ -496,6 +504,7 @@ impl Platform {
                 description,
                 user_id: &user.id,
                 user_name: &user.name,
+                addons: self.release_addons(&app.id)?,
             },
         )?;
         self.ledger
@@ -551,6 +560,7 @@ impl Platform {
             .configure(&ReleaseInputs {
                 app: app.name.as_str(),
                 config,
+                addons: &self.addon_bindings(&app.id)?,
             })
             .map_err(|e| PlatformError::Invalid(format!("{e:#}")))
     }

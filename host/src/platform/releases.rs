@@ -143,11 +143,14 @@ impl Platform {
                 target.version()
             )));
         }
+        // A rollback does not roll add-ons back: the vars of the add-ons
+        // attached now stay as they are.
+        let config = self.config_with_current_addons(&app, &target)?;
         self.release(
             &app,
             user,
             target.slug.clone(),
-            target.config.clone(),
+            config,
             format!("Rollback to {}", target.version()),
         )
         .await

@@ -1,0 +1,415 @@
+//! addon: add-on records, the services and plans they come from, and their
+//! attachments to apps.
+//!
+//! An add-on belongs to one app (the one it was created on, Heroku's
+//! billing app) and is attached to one or more apps under an attachment
+//! name (`RENGA_KV`, or what `--as` gave); each attachment gives its app
+//! the config var `{NAME}_NAME`, the add-on's name, which the app's guests
+//! may pass to `open`. This module owns the records and the rules for names
+//! and plans; provisioning (a release per change, data deleted on destroy)
+//! is the platform's, and the data itself is the providers'.
+
+use std::fmt;
+
+use crate::store::{Db, StoreError, Tree, new_id, now_ms};
+
+/// One plan of a service: what it allows.
+#[derive(Debug)]
+pub struct Plan {
+    pub name: &'static str,
+    pub description: &'static str,
+    /// Bytes of data it may hold.
+    pub quota: u64,
+    pub default: bool,
+}
+
+/// A kind of add-on renga provides.
+#[derive(Debug)]
+pub struct Service {
+    pub name: &'static str,
+    pub human_name: &'static str,
+    pub description: &'static str,
+    /// The attachment name an add-on gets unless `--as` says otherwise.
+    pub attachment: &'static str,
+    /// The WIT its data is reached through, for messages and docs.
+    pub interface: &'static str,
+    pub plans: &'static [Plan],
+}
+
+impl Service {
+    pub fn plan(&self, name: &str) -> Option<&'static Plan> {
+        self.plans.iter().find(|p| p.name == name)
+    }
+
+    pub fn default_plan(&self) -> &'static Plan {
+        self.plans
+            .iter()
+            .find(|p| p.default)
+            .unwrap_or(&self.plans[0])
+    }
+}
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+/// Every service renga provides.
+pub static SERVICES: &[Service] = &[
+    Service {
+        name: "renga-kv",
+        human_name: "renga Key-Value",
+        description: "A durable key-value store, reached through wasi:keyvalue",
+        attachment: "RENGA_KV",
+        interface: "wasi:keyvalue",
+        plans: &[
+            Plan {
+                name: "mini",
+                description: "16 MiB",
+                quota: 16 * MIB,
+                default: true,
+            },
+            Plan {
+                name: "standard",
+                description: "256 MiB",
+                quota: 256 * MIB,
+                default: false,
+            },
+            Plan {
+                name: "premium",
+                description: "4 GiB",
+                quota: 4 * GIB,
+                default: false,
+            },
+        ],
+    },
+    Service {
+        name: "renga-sql",
+        human_name: "renga SQL",
+        description: "A SQL database (SQLite), reached through renga:sql",
+        attachment: "RENGA_SQL",
+        interface: "renga:sql",
+        plans: &[
+            Plan {
+                name: "mini",
+                description: "64 MiB",
+                quota: 64 * MIB,
+                default: true,
+            },
+            Plan {
+                name: "standard",
+                description: "1 GiB",
+                quota: GIB,
+                default: false,
+            },
+            Plan {
+                name: "premium",
+                description: "16 GiB",
+                quota: 16 * GIB,
+                default: false,
+            },
+        ],
+    },
+];
+
+/// A service by name.
+pub fn service(name: &str) -> Option<&'static Service> {
+    SERVICES.iter().find(|s| s.name == name)
+}
+
+/// `renga-kv` or `renga-kv:standard`: a service and one of its plans.
+pub fn parse_plan(spec: &str) -> Result<(&'static Service, &'static Plan), String> {
+    let (service_name, plan_name) = match spec.split_once(':') {
+        Some((s, p)) => (s, Some(p)),
+        None => (spec, None),
+    };
+    let Some(service) = service(service_name) else {
+        let known: Vec<&str> = SERVICES.iter().map(|s| s.name).collect();
+        return Err(format!(
+            "Couldn't find that add-on service: {service_name} (renga provides {})",
+            known.join(" and ")
+        ));
+    };
+    let plan = match plan_name {
+        None => service.default_plan(),
+        Some(name) => service.plan(name).ok_or_else(|| {
+            let known: Vec<String> = service
+                .plans
+                .iter()
+                .map(|p| format!("{}:{}", service.name, p.name))
+                .collect();
+            format!(
+                "Couldn't find that plan: {spec} ({} has {})",
+                service.name,
+                known.join(", ")
+            )
+        })?,
+    };
+    Ok((service, plan))
+}
+
+/// An attachment name by Heroku's rule: uppercase letters, digits and
+/// underscores, starting with a letter, at most 64 long.
+pub fn check_attachment_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name.as_bytes()[0].is_ascii_uppercase()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid attachment name {name:?}: use uppercase letters, digits and underscores, starting with a letter (at most 64)"
+        ))
+    }
+}
+
+/// An add-on name: 3 to 60 lowercase letters, digits and dashes, starting
+/// with a letter.
+pub fn check_addon_name(name: &str) -> Result<(), String> {
+    let valid = (3..=60).contains(&name.len())
+        && name.as_bytes()[0].is_ascii_lowercase()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid add-on name {name:?}: use 3 to 60 lowercase letters, digits and dashes, starting with a letter"
+        ))
+    }
+}
+
+/// The config var an attachment gives its app.
+pub fn config_var(attachment: &str) -> String {
+    format!("{attachment}_NAME")
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Addon {
+    pub id: String,
+    pub name: String,
+    pub service: String,
+    pub plan: String,
+    /// The app it was created on (its owner).
+    pub app: String,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+impl Addon {
+    /// `renga-kv:mini`, as Heroku names plans.
+    pub fn plan_name(&self) -> String {
+        format!("{}:{}", self.service, self.plan)
+    }
+
+    pub fn service(&self) -> Option<&'static Service> {
+        service(&self.service)
+    }
+
+    /// Bytes its plan allows (0 for a plan renga no longer has).
+    pub fn quota(&self) -> u64 {
+        self.service()
+            .and_then(|s| s.plan(&self.plan))
+            .map_or(0, |p| p.quota)
+    }
+}
+
+impl fmt::Display for Addon {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Attachment {
+    pub id: String,
+    /// The add-on's id.
+    pub addon: String,
+    /// The app's id.
+    pub app: String,
+    pub name: String,
+    pub created_at: u64,
+}
+
+/// The add-on records: by id, with an index by name; and attachments, by
+/// app.
+#[derive(Clone)]
+pub struct Addons {
+    by_id: Tree,
+    ids_by_name: Tree,
+    attachments: Tree,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct IdRef {
+    id: String,
+}
+
+fn attachment_key(app: &str, name: &str) -> String {
+    format!("{app}/{name}")
+}
+
+impl Addons {
+    pub fn open(db: &Db) -> anyhow::Result<Addons> {
+        Ok(Addons {
+            by_id: db.tree("addons")?,
+            ids_by_name: db.tree("addon-names")?,
+            attachments: db.tree("addon-attachments")?,
+        })
+    }
+
+    /// A readable random add-on name: `renga-kv-amber-4821`.
+    pub fn random_name(service: &Service) -> String {
+        let app = crate::app::AppName::random();
+        // `quiet-river-4821` → `renga-kv-quiet-4821`
+        let mut parts = app.as_str().split('-');
+        let word = parts.next().unwrap_or("new");
+        let number = parts.next_back().unwrap_or("1000");
+        format!("{}-{word}-{number}", service.name)
+    }
+
+    /// Creates an add-on; `None` if the name is taken.
+    pub fn create(
+        &self,
+        name: &str,
+        service: &Service,
+        plan: &Plan,
+        app: &str,
+    ) -> Result<Option<Addon>, StoreError> {
+        let now = now_ms();
+        let addon = Addon {
+            id: new_id(),
+            name: name.to_string(),
+            service: service.name.to_string(),
+            plan: plan.name.to_string(),
+            app: app.to_string(),
+            created_at: now,
+            updated_at: now,
+        };
+        if !self.ids_by_name.put_new(
+            name,
+            &IdRef {
+                id: addon.id.clone(),
+            },
+        )? {
+            return Ok(None);
+        }
+        self.by_id.put(&addon.id, &addon)?;
+        Ok(Some(addon))
+    }
+
+    /// By name or by id.
+    pub fn find(&self, name_or_id: &str) -> Result<Option<Addon>, StoreError> {
+        if let Some(addon) = self.by_id.get::<Addon>(name_or_id)? {
+            return Ok(Some(addon));
+        }
+        match self.ids_by_name.get::<IdRef>(name_or_id)? {
+            Some(reference) => self.by_id.get(&reference.id),
+            None => Ok(None),
+        }
+    }
+
+    pub fn all(&self) -> Result<Vec<Addon>, StoreError> {
+        self.by_id.scan("")
+    }
+
+    pub fn set_plan(&self, addon: &Addon, plan: &Plan) -> Result<Addon, StoreError> {
+        let mut addon = addon.clone();
+        addon.plan = plan.name.to_string();
+        addon.updated_at = now_ms();
+        self.by_id.put(&addon.id, &addon)?;
+        Ok(addon)
+    }
+
+    /// Forgets an add-on and every attachment of it.
+    pub fn delete(&self, addon: &Addon) -> Result<(), StoreError> {
+        for attachment in self.attachments_of(&addon.id)? {
+            self.attachments
+                .remove(attachment_key(&attachment.app, &attachment.name))?;
+        }
+        self.ids_by_name.remove(&addon.name)?;
+        self.by_id.remove(&addon.id)
+    }
+
+    /// Attaches an add-on to an app; `None` if the app already has an
+    /// attachment of that name.
+    pub fn attach(
+        &self,
+        addon: &Addon,
+        app: &str,
+        name: &str,
+    ) -> Result<Option<Attachment>, StoreError> {
+        let attachment = Attachment {
+            id: new_id(),
+            addon: addon.id.clone(),
+            app: app.to_string(),
+            name: name.to_string(),
+            created_at: now_ms(),
+        };
+        if !self
+            .attachments
+            .put_new(attachment_key(app, name), &attachment)?
+        {
+            return Ok(None);
+        }
+        Ok(Some(attachment))
+    }
+
+    pub fn detach(&self, attachment: &Attachment) -> Result<(), StoreError> {
+        self.attachments
+            .remove(attachment_key(&attachment.app, &attachment.name))
+    }
+
+    /// An app's attachments, oldest first.
+    pub fn attachments(&self, app: &str) -> Result<Vec<Attachment>, StoreError> {
+        let mut list: Vec<Attachment> = self.attachments.scan(format!("{app}/"))?;
+        list.sort_by(|a, b| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
+        Ok(list)
+    }
+
+    /// Every attachment of one add-on, to any app.
+    pub fn attachments_of(&self, addon: &str) -> Result<Vec<Attachment>, StoreError> {
+        Ok(self
+            .attachments
+            .scan::<Attachment>("")?
+            .into_iter()
+            .filter(|a| a.addon == addon)
+            .collect())
+    }
+
+    /// Every attachment, to any app.
+    pub fn all_attachments(&self) -> Result<Vec<Attachment>, StoreError> {
+        self.attachments.scan("")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_and_names_follow_herokus_rules() {
+        let (kv, plan) = parse_plan("renga-kv").unwrap();
+        assert_eq!((kv.name, plan.name), ("renga-kv", "mini"));
+        let (_, plan) = parse_plan("renga-sql:standard").unwrap();
+        assert_eq!(plan.name, "standard");
+        assert!(parse_plan("heroku-redis").unwrap_err().contains("renga-kv"));
+        assert!(
+            parse_plan("renga-kv:huge")
+                .unwrap_err()
+                .contains("renga-kv:premium")
+        );
+        for good in ["RENGA_KV", "CACHE", "A1_B"] {
+            assert!(check_attachment_name(good).is_ok(), "{good}");
+        }
+        for bad in ["cache", "1A", "_A", "A-B", ""] {
+            assert!(check_attachment_name(bad).is_err(), "{bad}");
+        }
+        let name = Addons::random_name(service("renga-kv").unwrap());
+        assert!(check_addon_name(&name).is_ok(), "{name}");
+        assert!(name.starts_with("renga-kv-"), "{name}");
+        assert_eq!(config_var("CACHE"), "CACHE_NAME");
+    }
+}

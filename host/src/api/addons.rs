@@ -1,0 +1,297 @@
+//! Add-on routes, in Heroku's shapes: `addon-services` (and their plans),
+//! `addons` (an app's, or every one the user can reach) and
+//! `addon-attachments`.
+
+use http::Method;
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+use crate::addon::{Plan, Service};
+use crate::auth::User;
+use crate::platform::{AddonInfo, AttachmentInfo, Platform, PlatformError};
+
+use super::body::{created, ok, read_json, read_json_or_default};
+use super::views::timestamp;
+use super::{ApiError, ApiResult};
+
+/// Whether a route is one of these.
+pub(super) fn owns(segments: &[&str]) -> bool {
+    matches!(
+        segments,
+        ["addon-services", ..]
+            | ["addons", ..]
+            | ["addon-attachments", ..]
+            | ["apps", _, "addons", ..]
+            | ["apps", _, "addon-attachments", ..]
+    )
+}
+
+pub(super) async fn route(
+    platform: &Platform,
+    user: &User,
+    method: &Method,
+    segments: &[&str],
+    body: Incoming,
+) -> ApiResult {
+    match (method, segments) {
+        (&Method::GET, ["addon-services"]) => ok(Value::Array(
+            platform.addon_services().iter().map(service).collect(),
+        )),
+        (&Method::GET, ["addon-services", name]) => ok(service(find_service(platform, name)?)),
+        (&Method::GET, ["addon-services", name, "plans"]) => {
+            let found = find_service(platform, name)?;
+            ok(Value::Array(
+                found.plans.iter().map(|p| plan(found, p)).collect(),
+            ))
+        }
+
+        (&Method::GET, ["addons"]) => ok(Value::Array(
+            platform
+                .list_addons(user, None)?
+                .iter()
+                .map(addon)
+                .collect(),
+        )),
+        (&Method::GET, ["addons", which]) => {
+            let found = platform.find_addon(user, None, which)?;
+            ok(addon(&platform.addon_info(found)?))
+        }
+        (&Method::GET, ["addons", which, "addon-attachments"]) => {
+            let found = platform.find_addon(user, None, which)?;
+            ok(Value::Array(
+                platform
+                    .addon_info(found)?
+                    .attachments
+                    .iter()
+                    .map(attachment)
+                    .collect(),
+            ))
+        }
+        (&Method::GET, ["apps", app, "addons"]) => ok(Value::Array(
+            platform
+                .list_addons(user, Some(app))?
+                .iter()
+                .map(addon)
+                .collect(),
+        )),
+        (&Method::POST, ["apps", app, "addons"]) => {
+            #[derive(serde::Deserialize)]
+            struct Create {
+                plan: String,
+                #[serde(default)]
+                attachment: Option<AttachmentName>,
+                #[serde(default)]
+                name: Option<String>,
+            }
+            #[derive(serde::Deserialize)]
+            struct AttachmentName {
+                name: Option<String>,
+            }
+            let create: Create = read_json(body).await?;
+            let attachment = create.attachment.and_then(|a| a.name);
+            let made = platform
+                .create_addon(
+                    user,
+                    app,
+                    &create.plan,
+                    attachment.as_deref(),
+                    create.name.as_deref(),
+                )
+                .await?;
+            created(addon(&platform.addon_info(made.addon)?))
+        }
+        (&Method::GET, ["apps", app, "addons", which]) => {
+            let found = platform.find_addon(user, Some(app), which)?;
+            ok(addon(&platform.addon_info(found)?))
+        }
+        (&Method::PATCH, ["apps", app, "addons", which]) => {
+            #[derive(serde::Deserialize)]
+            struct Update {
+                plan: Value,
+            }
+            let update: Update = read_json(body).await?;
+            // Heroku sends `{"plan": "service:plan"}` or `{"plan": {"name": ...}}`.
+            let plan = match &update.plan {
+                Value::String(s) => s.clone(),
+                Value::Object(o) => o
+                    .get("name")
+                    .or_else(|| o.get("id"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                _ => String::new(),
+            };
+            if plan.is_empty() {
+                return Err(ApiError::invalid(
+                    "plan is a plan's name, renga-kv:standard",
+                ));
+            }
+            ok(addon(
+                &platform.change_addon_plan(user, app, which, &plan).await?,
+            ))
+        }
+        (&Method::DELETE, ["apps", app, "addons", which]) => {
+            ok(addon(&platform.destroy_addon(user, app, which).await?))
+        }
+
+        (&Method::GET, ["apps", app, "addon-attachments"]) => ok(Value::Array(
+            platform
+                .addon_attachments(user, app)?
+                .iter()
+                .map(attachment)
+                .collect(),
+        )),
+        (&Method::GET, ["apps", app, "addon-attachments", which]) => {
+            let found = platform
+                .addon_attachments(user, app)?
+                .into_iter()
+                .find(|a| a.attachment.name == *which || a.attachment.id == *which)
+                .ok_or_else(|| {
+                    PlatformError::NotFound(format!(
+                        "Couldn't find that add-on attachment: {which}"
+                    ))
+                })?;
+            ok(attachment(&found))
+        }
+        (&Method::DELETE, ["apps", app, "addon-attachments", which]) => {
+            ok(attachment(&platform.detach_addon(user, app, which).await?))
+        }
+        (&Method::GET, ["addon-attachments"]) => {
+            let mut all = Vec::new();
+            for app in platform.list_apps(user)? {
+                all.extend(platform.addon_attachments(user, app.name.as_str())?);
+            }
+            ok(Value::Array(all.iter().map(attachment).collect()))
+        }
+        (&Method::POST, ["addon-attachments"]) => {
+            #[derive(serde::Deserialize, Default)]
+            struct Attach {
+                addon: Option<String>,
+                app: Option<String>,
+                name: Option<String>,
+            }
+            let attach: Attach = read_json_or_default(body).await?;
+            let (Some(which), Some(app)) = (attach.addon, attach.app) else {
+                return Err(ApiError::invalid("an attachment needs an addon and an app"));
+            };
+            created(attachment(
+                &platform
+                    .attach_addon(user, &which, &app, attach.name.as_deref())
+                    .await?,
+            ))
+        }
+        (&Method::DELETE, ["addon-attachments", id]) => {
+            let found = platform
+                .list_apps(user)?
+                .into_iter()
+                .find_map(|app| {
+                    platform
+                        .addon_attachments(user, app.name.as_str())
+                        .ok()?
+                        .into_iter()
+                        .find(|a| a.attachment.id == *id)
+                })
+                .ok_or_else(|| {
+                    PlatformError::NotFound(format!("Couldn't find that add-on attachment: {id}"))
+                })?;
+            ok(attachment(
+                &platform
+                    .detach_addon(user, &found.app_name, &found.attachment.name)
+                    .await?,
+            ))
+        }
+        _ => Err(ApiError::not_found(&format!(
+            "{method} /{}",
+            segments.join("/")
+        ))),
+    }
+}
+
+fn find_service(platform: &Platform, name: &str) -> Result<&'static Service, ApiError> {
+    platform
+        .addon_services()
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| {
+            PlatformError::NotFound(format!("Couldn't find that add-on service: {name}")).into()
+        })
+}
+
+fn service(service: &Service) -> Value {
+    json!({
+        "id": service.name,
+        "name": service.name,
+        "human_name": service.human_name,
+        "description": service.description,
+        "interface": service.interface,
+        "state": "ga",
+        "supports_multiple_installations": true,
+        "supports_sharing": true,
+        "cli_plugin_name": null,
+        "created_at": timestamp(0),
+        "updated_at": timestamp(0),
+        "plans": service.plans.iter().map(|p| plan(service, p)).collect::<Vec<_>>(),
+    })
+}
+
+fn plan(service: &Service, plan: &Plan) -> Value {
+    let name = format!("{}:{}", service.name, plan.name);
+    json!({
+        "id": name,
+        "name": name,
+        "human_name": plan.name,
+        "description": plan.description,
+        "default": plan.default,
+        "state": "public",
+        "price": { "cents": 0, "unit": "month" },
+        "quota": plan.quota,
+        "addon_service": { "id": service.name, "name": service.name },
+    })
+}
+
+fn addon(info: &AddonInfo) -> Value {
+    let addon = &info.addon;
+    let mut vars: Vec<String> = info
+        .attachments
+        .iter()
+        .map(|a| crate::addon::config_var(&a.attachment.name))
+        .collect();
+    vars.dedup();
+    json!({
+        "id": addon.id,
+        "name": addon.name,
+        "addon_service": { "id": addon.service, "name": addon.service },
+        "plan": { "id": addon.plan_name(), "name": addon.plan_name() },
+        "app": { "id": addon.app, "name": info.app_name },
+        "state": "provisioned",
+        "config_vars": vars,
+        "quota": addon.quota(),
+        "provider_id": addon.id,
+        "billed_price": null,
+        "web_url": null,
+        "actions": [],
+        "attachments": info.attachments.iter().map(attachment).collect::<Vec<_>>(),
+        "created_at": timestamp(addon.created_at),
+        "updated_at": timestamp(addon.updated_at),
+    })
+}
+
+fn attachment(info: &AttachmentInfo) -> Value {
+    let a = &info.attachment;
+    json!({
+        "id": a.id,
+        "name": a.name,
+        "addon": {
+            "id": info.addon.id,
+            "name": info.addon.name,
+            "app": { "id": info.addon.app, "name": info.addon_app_name },
+        },
+        "app": { "id": a.app, "name": info.app_name },
+        "config_vars": [crate::addon::config_var(&a.name)],
+        "namespace": null,
+        "web_url": null,
+        "log_input_url": null,
+        "created_at": timestamp(a.created_at),
+        "updated_at": timestamp(a.created_at),
+    })
+}

@@ -1,0 +1,392 @@
+//! `addons`, `addons:create`, `addons:info`, `addons:attach`,
+//! `addons:detach`, `addons:upgrade`, `addons:destroy`, `addons:services`,
+//! `addons:plans`.
+
+use anyhow::bail;
+use serde_json::{Value, json};
+
+use super::client::{Api, AppArg, field, print_json, print_table};
+use crate::units::ByteSize;
+
+/// List an app's add-ons (or, without an app, every add-on you can reach).
+///
+/// Example:
+///   renga addons -a hello
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct AddonsCommand {
+    /// The app (default: every app of yours).
+    #[arg(short = 'a', long = "app", env = "RENGA_APP")]
+    app: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+impl AddonsCommand {
+    pub fn run(self) -> anyhow::Result<()> {
+        let api = Api::connect()?;
+        let path = match &self.app {
+            Some(app) => format!("/apps/{app}/addons"),
+            None => "/addons".to_string(),
+        };
+        let addons = api.get(&path)?;
+        if self.json {
+            print_json(&addons);
+            return Ok(());
+        }
+        let list = addons.as_array().cloned().unwrap_or_default();
+        if list.is_empty() {
+            match &self.app {
+                Some(app) => println!(
+                    "{app} has no add-ons. Create one with `renga addons:create renga-kv -a {app}`."
+                ),
+                None => println!("You have no add-ons."),
+            }
+            return Ok(());
+        }
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|a| {
+                vec![
+                    field(a, &["name"]),
+                    field(a, &["plan", "name"]),
+                    field(a, &["app", "name"]),
+                    attachments_of(a),
+                    field(a, &["state"]),
+                ]
+            })
+            .collect();
+        print_table(&["add-on", "plan", "owner", "attached as", "state"], &rows);
+        Ok(())
+    }
+}
+
+fn attachments_of(addon: &Value) -> String {
+    addon["attachments"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|a| format!("{}::{}", field(a, &["app", "name"]), field(a, &["name"])))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+/// Create an add-on and attach it to the app (a new release sets its config
+/// var, `RENGA_KV_NAME`, or `NAME_NAME` with `--as NAME`).
+///
+/// Services: renga-kv (wasi:keyvalue) and renga-sql (renga:sql); plans with
+/// `renga addons:plans SERVICE`.
+///
+/// Example:
+///   renga addons:create renga-kv -a hello
+///   renga addons:create renga-sql:standard --as ORDERS -a hello
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct CreateCommand {
+    /// SERVICE or SERVICE:PLAN.
+    plan: String,
+    /// The attachment's name (and its config var's prefix).
+    #[arg(long = "as")]
+    attachment: Option<String>,
+    /// The add-on's name (default: a random readable one).
+    #[arg(long)]
+    name: Option<String>,
+    #[command(flatten)]
+    app: AppArg,
+    #[arg(long)]
+    json: bool,
+}
+
+impl CreateCommand {
+    pub fn run(self) -> anyhow::Result<()> {
+        let app = self.app.resolve()?;
+        let mut body = json!({ "plan": self.plan });
+        if let Some(attachment) = &self.attachment {
+            body["attachment"] = json!({ "name": attachment });
+        }
+        if let Some(name) = &self.name {
+            body["name"] = json!(name);
+        }
+        let api = Api::connect()?;
+        let addon = api.post(&format!("/apps/{app}/addons"), &body)?;
+        if self.json {
+            print_json(&addon);
+            return Ok(());
+        }
+        let version = super::config::current_version(&api, &app)?;
+        println!(
+            "Created {} ({}) on {app}; attached as {}, now serving {version}",
+            field(&addon, &["name"]),
+            field(&addon, &["plan", "name"]),
+            attachment_vars(&addon),
+        );
+        Ok(())
+    }
+}
+
+fn attachment_vars(addon: &Value) -> String {
+    addon["config_vars"]
+        .as_array()
+        .map(|vars| {
+            vars.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+/// Show one add-on: its plan, quota, owner and attachments.
+///
+/// Example:
+///   renga addons:info renga-kv-amber-4821
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct InfoCommand {
+    /// The add-on's name (or an attachment name with -a).
+    addon: String,
+    #[arg(short = 'a', long = "app", env = "RENGA_APP")]
+    app: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+impl InfoCommand {
+    pub fn run(self) -> anyhow::Result<()> {
+        let path = match &self.app {
+            Some(app) => format!("/apps/{app}/addons/{}", self.addon),
+            None => format!("/addons/{}", self.addon),
+        };
+        let addon = Api::connect()?.get(&path)?;
+        if self.json {
+            print_json(&addon);
+            return Ok(());
+        }
+        println!("=== {}", field(&addon, &["name"]));
+        let quota = addon["quota"].as_u64().map(|q| ByteSize(q).to_string());
+        for (label, value) in [
+            ("Plan", field(&addon, &["plan", "name"])),
+            ("Quota", quota.unwrap_or_default()),
+            ("Owning app", field(&addon, &["app", "name"])),
+            ("Attachments", attachments_of(&addon)),
+            ("Config vars", attachment_vars(&addon)),
+            ("Created", field(&addon, &["created_at"])),
+            ("State", field(&addon, &["state"])),
+        ] {
+            println!("{:<12} {value}", format!("{label}:"));
+        }
+        Ok(())
+    }
+}
+
+/// Attach an existing add-on to another of your apps, sharing its data.
+///
+/// Example:
+///   renga addons:attach renga-kv-amber-4821 -a other-app --as SHARED
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct AttachCommand {
+    /// The add-on's name.
+    addon: String,
+    #[arg(long = "as")]
+    attachment: Option<String>,
+    #[command(flatten)]
+    app: AppArg,
+    #[arg(long)]
+    json: bool,
+}
+
+impl AttachCommand {
+    pub fn run(self) -> anyhow::Result<()> {
+        let app = self.app.resolve()?;
+        let mut body = json!({ "addon": self.addon, "app": app });
+        if let Some(name) = &self.attachment {
+            body["name"] = json!(name);
+        }
+        let api = Api::connect()?;
+        let attachment = api.post("/addon-attachments", &body)?;
+        if self.json {
+            print_json(&attachment);
+            return Ok(());
+        }
+        let version = super::config::current_version(&api, &app)?;
+        println!(
+            "Attached {} to {app} as {}; now serving {version}",
+            field(&attachment, &["addon", "name"]),
+            field(&attachment, &["name"]),
+        );
+        Ok(())
+    }
+}
+
+/// Detach an add-on from an app (its config var goes, in a new release).
+/// The data stays with the add-on.
+///
+/// Example:
+///   renga addons:detach SHARED -a other-app
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct DetachCommand {
+    /// The attachment's name (or the add-on's).
+    attachment: String,
+    #[command(flatten)]
+    app: AppArg,
+}
+
+impl DetachCommand {
+    pub fn run(self) -> anyhow::Result<()> {
+        let app = self.app.resolve()?;
+        let api = Api::connect()?;
+        let detached = api.delete(&format!(
+            "/apps/{app}/addon-attachments/{}",
+            self.attachment
+        ))?;
+        let version = super::config::current_version(&api, &app)?;
+        println!(
+            "Detached {} ({}) from {app}; now serving {version}",
+            field(&detached, &["name"]),
+            field(&detached, &["addon", "name"]),
+        );
+        Ok(())
+    }
+}
+
+/// Change an add-on's plan (and so its quota).
+///
+/// Example:
+///   renga addons:upgrade renga-kv-amber-4821 standard -a hello
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct UpgradeCommand {
+    addon: String,
+    /// PLAN or SERVICE:PLAN.
+    plan: String,
+    #[command(flatten)]
+    app: AppArg,
+}
+
+impl UpgradeCommand {
+    pub fn run(self) -> anyhow::Result<()> {
+        let app = self.app.resolve()?;
+        let addon = Api::connect()?.patch(
+            &format!("/apps/{app}/addons/{}", self.addon),
+            &json!({ "plan": self.plan }),
+        )?;
+        println!(
+            "Changed {} to {}",
+            field(&addon, &["name"]),
+            field(&addon, &["plan", "name"])
+        );
+        Ok(())
+    }
+}
+
+/// Destroy an add-on: detach it from every app and delete its data, for
+/// good.
+///
+/// Example:
+///   renga addons:destroy renga-kv-amber-4821 -a hello --confirm hello
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct DestroyCommand {
+    addon: String,
+    #[command(flatten)]
+    app: AppArg,
+    /// The app's name again, to confirm.
+    #[arg(long)]
+    confirm: Option<String>,
+}
+
+impl DestroyCommand {
+    pub fn run(self) -> anyhow::Result<()> {
+        let app = self.app.resolve()?;
+        if self.confirm.as_deref() != Some(app.as_str()) {
+            bail!(
+                "this deletes {} and all of its data: run again with --confirm {app}",
+                self.addon
+            );
+        }
+        let addon = Api::connect()?.delete(&format!("/apps/{app}/addons/{}", self.addon))?;
+        println!("Destroyed {} and its data", field(&addon, &["name"]));
+        Ok(())
+    }
+}
+
+/// List the add-on services renga provides.
+///
+/// Example:
+///   renga addons:services
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct ServicesCommand {
+    #[arg(long)]
+    json: bool,
+}
+
+impl ServicesCommand {
+    pub fn run(self) -> anyhow::Result<()> {
+        let services = Api::connect()?.get("/addon-services")?;
+        if self.json {
+            print_json(&services);
+            return Ok(());
+        }
+        let rows: Vec<Vec<String>> = services
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|s| {
+                vec![
+                    field(s, &["name"]),
+                    field(s, &["interface"]),
+                    field(s, &["description"]),
+                ]
+            })
+            .collect();
+        print_table(&["service", "interface", "description"], &rows);
+        Ok(())
+    }
+}
+
+/// List a service's plans.
+///
+/// Example:
+///   renga addons:plans renga-sql
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct PlansCommand {
+    service: String,
+    #[arg(long)]
+    json: bool,
+}
+
+impl PlansCommand {
+    pub fn run(self) -> anyhow::Result<()> {
+        let plans = Api::connect()?.get(&format!("/addon-services/{}/plans", self.service))?;
+        if self.json {
+            print_json(&plans);
+            return Ok(());
+        }
+        let rows: Vec<Vec<String>> = plans
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|p| {
+                vec![
+                    field(p, &["name"]),
+                    field(p, &["description"]),
+                    if p["default"].as_bool() == Some(true) {
+                        "default".into()
+                    } else {
+                        String::new()
+                    },
+                ]
+            })
+            .collect();
+        print_table(&["plan", "holds", ""], &rows);
+        Ok(())
+    }
+}
