@@ -32,6 +32,10 @@ static BUILTIN: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../buildpacks")
 /// for the ones that generate bindings from it.
 static WIT: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../wit");
 
+/// renga's app-side SDKs, written beside the buildpacks (as `sdk/`): the
+/// Rust buildpack gives `renga-sdk` to apps that depend on it.
+static SDK: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../sdk");
+
 /// The order in which renga's own buildpacks are asked to detect an app:
 /// language buildpacks first, then prebuilt components.
 pub const DETECTION_ORDER: &[&str] = &["rust", "python", "javascript", "c", "wasm"];
@@ -657,12 +661,15 @@ fn materialize(cache: &Path) -> anyhow::Result<PathBuf> {
     let mut buildpacks = Vec::new();
     collect(&BUILTIN, &mut buildpacks);
     files.extend(buildpacks.into_iter().map(|f| (f.path().to_path_buf(), f)));
-    let mut wit = Vec::new();
-    collect(&WIT, &mut wit);
-    files.extend(
-        wit.into_iter()
-            .map(|f| (Path::new("wit").join(f.path()), f)),
-    );
+    for (folder, dir) in [("wit", &WIT), ("sdk", &SDK)] {
+        let mut found = Vec::new();
+        collect(dir, &mut found);
+        files.extend(
+            found
+                .into_iter()
+                .map(|f| (Path::new(folder).join(f.path()), f)),
+        );
+    }
     files.sort_by(|a, b| a.0.cmp(&b.0));
     let mut hasher = Sha256::new();
     for (path, file) in &files {

@@ -58,7 +58,12 @@ pub fn built_component(relative: &str) -> PathBuf {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    let wasm = build.join(format!("{name}.wasm"));
+    // A library crate's component is named with underscores, as cargo names it.
+    let wasm = [name.clone(), name.replace('-', "_")]
+        .iter()
+        .map(|n| build.join(format!("{n}.wasm")))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| build.join(format!("{name}.wasm")));
     assert!(
         wasm.is_file(),
         "the buildpack did not produce {}",

@@ -212,7 +212,7 @@ impl Capability for KeyValue {
     fn check(&self, release: &Arc<KvRelease>, _import: &ImportName, app: &str) -> Option<String> {
         release
             .is_empty()
-            .then(|| add_on_hint("a key-value", SERVICE, app))
+            .then(|| add_on_hint("key-value", SERVICE, app))
     }
 
     fn dyno(&self, release: &Arc<KvRelease>, _dyno: &DynoInputs<'_>) -> Arc<KvRelease> {

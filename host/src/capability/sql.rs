@@ -157,7 +157,7 @@ impl Capability for Sql {
 
     fn check(&self, release: &Arc<SqlRelease>, _import: &ImportName, app: &str) -> Option<String> {
         (release.default.is_none() && release.by_name.is_empty() && release.local.is_none())
-            .then(|| add_on_hint("a SQL", SERVICE, app))
+            .then(|| add_on_hint("SQL", SERVICE, app))
     }
 
     fn dyno(&self, release: &Arc<SqlRelease>, _dyno: &DynoInputs<'_>) -> Arc<SqlRelease> {

@@ -462,7 +462,7 @@ impl Platform {
             self.addons.attach(addon, &app.id, &attachment.name)?;
             self.db.flush().await?;
             return Err(PlatformError::Invalid(format!(
-                "Could not detach {} from {}: {e}",
+                "Could not detach {} from {}, because the app's code still uses it: {e}. Deploy code that does not, then try again",
                 attachment.name, app.name
             )));
         }

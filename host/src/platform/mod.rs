@@ -578,7 +578,25 @@ impl Platform {
         if problems.is_empty() {
             return Ok(());
         }
-        let list: Vec<String> = problems.iter().map(ImportProblem::to_string).collect();
+        // Imports that miss the same add-on share one hint.
+        let mut list: Vec<String> = Vec::new();
+        let mut hints: Vec<(&str, Vec<&str>)> = Vec::new();
+        for problem in &problems {
+            match problem {
+                ImportProblem::Unprovisioned { import, why } => {
+                    match hints.iter_mut().find(|(w, _)| *w == why.as_str()) {
+                        Some((_, imports)) => imports.push(import),
+                        None => hints.push((why, vec![import])),
+                    }
+                }
+                unknown => list.push(unknown.to_string()),
+            }
+        }
+        list.extend(
+            hints
+                .into_iter()
+                .map(|(why, imports)| format!("{}: {why}", imports.join(", "))),
+        );
         Err(PlatformError::Invalid(format!(
             "{path} cannot run on {}: {}",
             app.name,

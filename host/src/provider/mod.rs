@@ -161,7 +161,9 @@ pub trait Backend {
 fn describe(addon: &str, e: &rusqlite::Error) -> String {
     use rusqlite::ErrorCode;
     match e.sqlite_error_code() {
-        Some(ErrorCode::DiskFull) => format!("{addon} is full: {e}"),
+        Some(ErrorCode::DiskFull) => format!(
+            "{addon} is full: it holds its plan's quota (`renga addons:upgrade` gives it a bigger plan), or the disk is full ({e})"
+        ),
         Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
             format!("{addon}'s file is damaged: {e}")
         }

@@ -1,10 +1,12 @@
 //! The Rust buildpack's helper.
 //!
-//! `renga-rust-helper build --build-dir DIR --target-dir DIR --target TRIPLE`
-//! runs `cargo build --release` for the app, prints cargo's progress and the
-//! compiler's own diagnostics (indented, as Heroku's build output is), copies
-//! every component it produced to the top of the build folder, and records
-//! the process types for `bin/release` in `.renga/rust/process-types`.
+//! `renga-rust-helper build --build-dir DIR --target-dir DIR --target TRIPLE
+//! [--sdk DIR]` runs `cargo build --release` for the app, prints cargo's
+//! progress and the compiler's own diagnostics (indented, as Heroku's build
+//! output is), copies every component it produced to the top of the build
+//! folder, and records the process types for `bin/release` in
+//! `.renga/rust/process-types`. An app that depends on `renga-sdk` gets
+//! renga's SDK from `--sdk` (it is not on crates.io).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -13,14 +15,18 @@ use std::process::{Command, ExitCode, Stdio};
 use cargo_metadata::{Message, MetadataCommand, TargetKind};
 
 /// Binaries with these names become the process type of the same name; any
-/// other single binary is the web process.
+/// other single binary is the web process when it serves HTTP.
 const PROCESS_TYPES: &[&str] = &["web", "worker", "release", "clock"];
 
 struct Args {
     build_dir: PathBuf,
     target_dir: PathBuf,
     target: String,
+    sdk: Option<PathBuf>,
 }
+
+/// The SDK's crate name.
+const SDK: &str = "renga-sdk";
 
 fn main() -> ExitCode {
     let args = match parse_args() {
@@ -42,15 +48,16 @@ fn main() -> ExitCode {
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     if args.next().as_deref() != Some("build") {
-        return Err("usage: renga-rust-helper build --build-dir DIR --target-dir DIR --target TRIPLE".into());
+        return Err("usage: renga-rust-helper build --build-dir DIR --target-dir DIR --target TRIPLE [--sdk DIR]".into());
     }
-    let (mut build_dir, mut target_dir, mut target) = (None, None, None);
+    let (mut build_dir, mut target_dir, mut target, mut sdk) = (None, None, None, None);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--build-dir" => build_dir = Some(PathBuf::from(value)),
             "--target-dir" => target_dir = Some(PathBuf::from(value)),
             "--target" => target = Some(value),
+            "--sdk" => sdk = Some(PathBuf::from(value)),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -58,6 +65,7 @@ fn parse_args() -> Result<Args, String> {
         build_dir: build_dir.ok_or("--build-dir is required")?,
         target_dir: target_dir.ok_or("--target-dir is required")?,
         target: target.ok_or("--target is required")?,
+        sdk,
     })
 }
 
@@ -74,18 +82,38 @@ fn build(args: &Args) -> Result<(), String> {
             .any(|t| t.kind.contains(&TargetKind::Bin) || t.kind.contains(&TargetKind::CDyLib))
     });
     if !buildable {
-        return Err("the crate has neither a binary nor a cdylib target, so it builds no component: \
+        return Err(
+            "the crate has neither a binary nor a cdylib target, so it builds no component: \
              add a src/main.rs with a `#[wstd::http_server]` function (see examples/hello-rust)"
-            .into());
+                .into(),
+        );
     }
 
-    let mut child = Command::new("cargo")
-        .args(["build", "--release", "--message-format=json-render-diagnostics", "--target"])
+    let uses_sdk = metadata
+        .workspace_packages()
+        .iter()
+        .any(|p| p.dependencies.iter().any(|d| d.name == SDK));
+    let mut cargo = Command::new("cargo");
+    cargo
+        .args([
+            "build",
+            "--release",
+            "--message-format=json-render-diagnostics",
+            "--target",
+        ])
         .arg(&args.target)
         .arg("--manifest-path")
         .arg(&manifest)
         .arg("--target-dir")
-        .arg(&args.target_dir)
+        .arg(&args.target_dir);
+    if let (true, Some(sdk)) = (uses_sdk, &args.sdk) {
+        say(&format!("Using renga's SDK ({SDK}) from the buildpack"));
+        cargo.arg("--config").arg(format!(
+            "patch.crates-io.{SDK}.path={:?}",
+            sdk.display().to_string()
+        ));
+    }
+    let mut child = cargo
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -129,7 +157,9 @@ fn build(args: &Args) -> Result<(), String> {
             _ => {}
         }
     }
-    let status = child.wait().map_err(|e| format!("waiting for cargo: {e}"))?;
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for cargo: {e}"))?;
     let _ = progress.join();
     if !status.success() || !succeeded {
         return Err("cargo build failed; the compiler's messages are above".into());
@@ -149,7 +179,7 @@ fn build(args: &Args) -> Result<(), String> {
         say(&format!("Built {name}.wasm ({} KB)", size.div_ceil(1024)));
         let kind = if PROCESS_TYPES.contains(&name.as_str()) {
             Some(name.as_str())
-        } else if single {
+        } else if single && serves_http(&out) {
             Some("web")
         } else {
             None
@@ -161,10 +191,19 @@ fn build(args: &Args) -> Result<(), String> {
     write_process_types(&args.build_dir, &process_types)
 }
 
+/// Whether a component exports `wasi:http/incoming-handler`: the export's
+/// name is in the component's bytes (a guest never imports that interface).
+/// A command component (`wasi:cli/run` only) is left to the Procfile.
+fn serves_http(component: &Path) -> bool {
+    const EXPORT: &[u8] = b"wasi:http/incoming-handler@";
+    std::fs::read(component).is_ok_and(|bytes| bytes.windows(EXPORT.len()).any(|w| w == EXPORT))
+}
+
 fn write_process_types(build_dir: &Path, text: &str) -> Result<(), String> {
     let dir = build_dir.join(".renga/rust");
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    std::fs::write(dir.join("process-types"), text).map_err(|e| format!("writing process types: {e}"))
+    std::fs::write(dir.join("process-types"), text)
+        .map_err(|e| format!("writing process types: {e}"))
 }
 
 /// Build output, indented under the `-----> ` headings.
