@@ -816,3 +816,63 @@ fn the_python_counter_builds_against_its_addons_and_counts() {
     assert_eq!(hits(&server.app_get("pycount", "/page/about?x=1")), 1);
     assert_eq!(hits(&server.app_get("pycount", "/")), 4);
 }
+
+/// A statement that would never end: `WITH RECURSIVE` without a bound.
+const RUNAWAY: &str =
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n";
+
+#[test]
+fn runaway_and_abandoned_statements_stop_and_give_everything_back() {
+    let tmp = TempDir::new("runaway");
+    let server = Server::start(&tmp.join("data"));
+    server.cli(&["apps:create", "slow"]).ok();
+    create_addon(&server, "slow", &["renga-kv"]);
+    create_addon(&server, "slow", &["renga-sql"]);
+    deploy(&server, "slow", ADDONS).ok();
+    let ok = app_request(&server, "POST", "slow", "/sql/query", b"SELECT 1 AS one");
+    assert_eq!(ok.body, "one\n1\n");
+    let before = wait_for_stats(&server, "the baseline", |s| {
+        s["live"]["guest_tasks"] == 0 && s["live"]["instances"] == 0
+    });
+
+    // Clients that hang up: their statements stop with them. The first
+    // round may grow the database's connection pool (up to 4 connections);
+    // a second round must hold nothing more than the first.
+    let abandon = || {
+        for _ in 0..6 {
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.http_port)).unwrap();
+            write!(
+                stream,
+                "POST /sql/query HTTP/1.1\r\nHost: slow.localhost\r\ncontent-length: {}\r\n\r\n{RUNAWAY}",
+                RUNAWAY.len()
+            )
+            .unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            drop(stream);
+        }
+    };
+    abandon();
+    let warm = wait_for_stats(&server, "instances and tasks", |s| {
+        s["live"]["guest_tasks"] == 0
+            && s["live"]["instances"] == 0
+            && s["live"]["tasks"].as_u64() <= before["live"]["tasks"].as_u64()
+    });
+    abandon();
+    wait_for_stats(&server, "instances, tasks and files", |s| {
+        s["live"]["guest_tasks"] == 0
+            && s["live"]["instances"] == 0
+            && s["live"]["tasks"].as_u64() <= before["live"]["tasks"].as_u64()
+            && s["live"]["open_files"].as_u64() <= warm["live"]["open_files"].as_u64()
+    });
+    // The database's connections are free again.
+    let started = Instant::now();
+    let ok = app_request(&server, "POST", "slow", "/sql/query", b"SELECT 2 AS two");
+    assert_eq!(ok.body, "two\n2\n");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // A statement past its time limit fails as a value; the app serves on.
+    let stopped = app_request(&server, "POST", "slow", "/sql/query", RUNAWAY.as_bytes());
+    assert_eq!(stopped.status, 500, "{stopped:?}");
+    assert!(stopped.body.contains("Timeout("), "{stopped:?}");
+    assert_eq!(server.app_get("slow", "/kv/incr?key=n").body, "1");
+}

@@ -196,6 +196,19 @@ impl DevApp {
         };
 
         let Some(web) = procfile.web() else {
+            // A lone component that is not an HTTP handler (a command): say
+            // what it is rather than only that nothing serves.
+            let built: Vec<_> = std::fs::read_dir(&self.dirs.build)
+                .map(|dir| {
+                    dir.flatten()
+                        .map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if let [only] = built.as_slice() {
+                tokio::task::block_in_place(|| self.runtime.load_http(only))?;
+            }
             bail!("the app has no web process: add `web: app.wasm` to its Procfile");
         };
         let Command::Component { path, .. } = web else {
