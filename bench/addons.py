@@ -63,14 +63,14 @@ def main():
 
     server = Server(renga)
     try:
-        server.cli("apps:create", "kv")
-        server.cli("addons:create", "renga-kv:standard", "-a", "kv")
-        server.cli("addons:create", "renga-sql", "-a", "kv")
-        server.cli("config:set", "GREETING=hi", "-a", "kv")
-        server.cli("deploy", "--component", guest, "-a", "kv")
-        server.cli("ps:scale", "web=2", "-a", "kv")
-        host = "kv.localhost"
-        assert server.get("kv", "/kv/fill?bytes=16&key=k")[0] == 200
+        server.cli("apps:create", "kvbench")
+        server.cli("addons:create", "renga-kv:standard", "-a", "kvbench")
+        server.cli("addons:create", "renga-sql", "-a", "kvbench")
+        server.cli("config:set", "GREETING=hi", "-a", "kvbench")
+        server.cli("deploy", "--component", guest, "-a", "kvbench")
+        server.cli("ps:scale", "web=2", "-a", "kvbench")
+        host = "kvbench.localhost"
+        assert server.get("kvbench", "/kv/fill?bytes=16&key=k")[0] == 200
 
         print(f"## Key-value from a guest (wrk -t2 -c32, {seconds}s each)\n")
         print("| request | requests/s | p50 | p99 | non-2xx |")
@@ -81,7 +81,7 @@ def main():
         row("key-value set (16 bytes)", wrk(server.url("/kv/fill?bytes=16&key=k"), seconds=d, host=host))
         figures = wrk(server.url("/kv/incr?key=n"), seconds=d, host=host)
         row("key-value increment", figures)
-        status, body, _ = server.get("kv", "/kv/get?key=n")
+        status, body, _ = server.get("kvbench", "/kv/get?key=n")
         print(f"\nincrements wrk counted: {figures[4]}; the key holds {body.decode()} "
               f"(wrk counts only requests whose answer arrived)\n")
 
