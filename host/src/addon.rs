@@ -21,6 +21,60 @@ pub struct Plan {
     /// Bytes of data it may hold.
     pub quota: u64,
     pub default: bool,
+    /// Where its data lives.
+    pub backend: BackendKind,
+    /// The attachment name it gets unless `--as` says otherwise, when it
+    /// differs from its service's (`renga-kv:redis` is `REDIS`, as Heroku's
+    /// Key-Value is).
+    pub attachment: Option<&'static str>,
+}
+
+/// Where an add-on's data lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// In files of its own under the data folder.
+    Embedded,
+    /// Under a key prefix of its own on the operator's Redis (`--redis`).
+    Redis,
+    /// In a database and role of its own on the operator's PostgreSQL
+    /// (`--postgres`).
+    Postgres,
+}
+
+impl BackendKind {
+    /// Where it keeps data, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            BackendKind::Embedded => "in files on this server",
+            BackendKind::Redis => "on the server's Redis",
+            BackendKind::Postgres => "on the server's PostgreSQL",
+        }
+    }
+}
+
+/// A plan stored in a file of its own.
+const fn embedded(name: &'static str, description: &'static str, quota: u64, default: bool) -> Plan {
+    Plan {
+        name,
+        description,
+        quota,
+        default,
+        backend: BackendKind::Embedded,
+        attachment: None,
+    }
+}
+
+/// A plan on the operator's PostgreSQL.
+const fn postgres(name: &'static str, description: &'static str, quota: u64, default: bool) -> Plan {
+    Plan {
+        name,
+        description,
+        quota,
+        default,
+        backend: BackendKind::Postgres,
+        attachment: None,
+    }
 }
 
 /// A kind of add-on renga provides.
@@ -61,23 +115,16 @@ pub static SERVICES: &[Service] = &[
         attachment: "RENGA_KV",
         interface: "wasi:keyvalue",
         plans: &[
+            embedded("mini", "16 MiB", 16 * MIB, true),
+            embedded("standard", "256 MiB", 256 * MIB, false),
+            embedded("premium", "4 GiB", 4 * GIB, false),
             Plan {
-                name: "mini",
-                description: "16 MiB",
-                quota: 16 * MIB,
-                default: true,
-            },
-            Plan {
-                name: "standard",
-                description: "256 MiB",
+                name: "redis",
+                description: "256 MiB on the server's Redis (REDIS_URL for native dynos)",
                 quota: 256 * MIB,
                 default: false,
-            },
-            Plan {
-                name: "premium",
-                description: "4 GiB",
-                quota: 4 * GIB,
-                default: false,
+                backend: BackendKind::Redis,
+                attachment: Some("REDIS"),
             },
         ],
     },
@@ -88,24 +135,20 @@ pub static SERVICES: &[Service] = &[
         attachment: "RENGA_SQL",
         interface: "renga:sql",
         plans: &[
-            Plan {
-                name: "mini",
-                description: "64 MiB",
-                quota: 64 * MIB,
-                default: true,
-            },
-            Plan {
-                name: "standard",
-                description: "1 GiB",
-                quota: GIB,
-                default: false,
-            },
-            Plan {
-                name: "premium",
-                description: "16 GiB",
-                quota: 16 * GIB,
-                default: false,
-            },
+            embedded("mini", "64 MiB", 64 * MIB, true),
+            embedded("standard", "1 GiB", GIB, false),
+            embedded("premium", "16 GiB", 16 * GIB, false),
+        ],
+    },
+    Service {
+        name: "renga-postgres",
+        human_name: "renga Postgres",
+        description: "A PostgreSQL database and role of its own on the server's PostgreSQL, reached through renga:sql and DATABASE_URL",
+        attachment: "DATABASE",
+        interface: "renga:sql",
+        plans: &[
+            postgres("mini", "1 GiB, 20 connections", GIB, true),
+            postgres("standard", "64 GiB, 60 connections", 64 * GIB, false),
         ],
     },
 ];
@@ -181,9 +224,31 @@ pub fn check_addon_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// The config var an attachment gives its app.
+/// The config var an attachment gives its app: the add-on's name, which
+/// its guests may pass to `open`.
 pub fn config_var(attachment: &str) -> String {
     format!("{attachment}_NAME")
+}
+
+/// The config var that holds an external add-on's URL (`DATABASE_URL`,
+/// `REDIS_URL`), for native dynos and `pg:psql`.
+pub fn url_var(attachment: &str) -> String {
+    format!("{attachment}_URL")
+}
+
+/// Every config var an attachment of `addon` sets, with its value.
+pub fn config_vars(attachment: &str, addon: &Addon) -> Vec<(String, String)> {
+    let mut vars = vec![(config_var(attachment), addon.name.clone())];
+    if let Some(url) = &addon.url {
+        vars.push((url_var(attachment), url.clone()));
+    }
+    vars
+}
+
+/// The names of the config vars an attachment may set (to check and to
+/// remove them).
+pub fn config_var_names(attachment: &str) -> [String; 2] {
+    [config_var(attachment), url_var(attachment)]
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -194,6 +259,11 @@ pub struct Addon {
     pub plan: String,
     /// The app it was created on (its owner).
     pub app: String,
+    /// Its URL with credentials, for an add-on on an external server
+    /// (`postgres://…`, `redis://…`). A secret: it is shown to the apps it
+    /// is attached to as a config var and nowhere else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     pub created_at: u64,
     pub updated_at: u64,
 }
@@ -210,9 +280,16 @@ impl Addon {
 
     /// Bytes its plan allows (0 for a plan renga no longer has).
     pub fn quota(&self) -> u64 {
-        self.service()
-            .and_then(|s| s.plan(&self.plan))
-            .map_or(0, |p| p.quota)
+        self.plan().map_or(0, |p| p.quota)
+    }
+
+    pub fn plan(&self) -> Option<&'static Plan> {
+        self.service().and_then(|s| s.plan(&self.plan))
+    }
+
+    /// Where its data lives.
+    pub fn backend(&self) -> BackendKind {
+        self.plan().map_or(BackendKind::Embedded, |p| p.backend)
     }
 }
 
@@ -285,6 +362,7 @@ impl Addons {
             service: service.name.to_string(),
             plan: plan.name.to_string(),
             app: app.to_string(),
+            url: None,
             created_at: now,
             updated_at: now,
         };
@@ -313,6 +391,15 @@ impl Addons {
 
     pub fn all(&self) -> Result<Vec<Addon>, StoreError> {
         self.by_id.scan("")
+    }
+
+    /// Records the URL an external server gave the add-on.
+    pub fn set_url(&self, addon: &Addon, url: String) -> Result<Addon, StoreError> {
+        let mut addon = addon.clone();
+        addon.url = Some(url);
+        addon.updated_at = now_ms();
+        self.by_id.put(&addon.id, &addon)?;
+        Ok(addon)
     }
 
     pub fn set_plan(&self, addon: &Addon, plan: &Plan) -> Result<Addon, StoreError> {

@@ -228,7 +228,12 @@ impl Auth {
 
 /// A new API token: 32 random bytes, hex.
 pub fn new_token() -> String {
-    let mut bytes = [0u8; 32];
+    random_hex(32)
+}
+
+/// `n` random bytes from the OS, hex: tokens, add-on passwords.
+pub fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
     getrandom::fill(&mut bytes).expect("the OS random source is available");
     hex::encode(bytes)
 }

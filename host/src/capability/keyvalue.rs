@@ -19,8 +19,10 @@ use wasmtime::component::{HasData, Linker, Resource, ResourceTable, ResourceTabl
 use super::{
     AddonBinding, Capability, DynoInputs, ImportName, InstanceInputs, ReleaseInputs, add_on_hint,
 };
-use crate::provider::kv::{KvStore, Seen};
-use crate::provider::{AddonRef, Open};
+use crate::addon::BackendKind;
+use crate::provider::kv::{Kv, KvStore, Seen};
+use crate::provider::redis::{RedisKv, RedisServer};
+use crate::provider::{AddonRef, Open, Servers};
 use crate::runtime::DynoState;
 
 mod v1 {
@@ -54,55 +56,124 @@ mod v2 {
 
 /// The service whose add-ons back this capability.
 pub const SERVICE: &str = "renga-kv";
-/// The attachment name the default add-on has.
-pub const DEFAULT_ATTACHMENT: &str = "RENGA_KV";
+/// The attachment names a default add-on has, in order of preference.
+pub const DEFAULT_ATTACHMENTS: &[&str] = &["RENGA_KV", "REDIS"];
 /// Buckets one instance may hold open at once.
 const MAX_OPEN: usize = 64;
 
-pub struct KeyValue {
+/// Where key-value add-ons live: embedded files, the operator's Redis.
+/// Shared by every capability that serves key-value interfaces (wasi and
+/// Spin's own).
+pub struct KvBackends {
     stores: Arc<Open<KvStore>>,
+    redis: Option<Arc<RedisServer>>,
     /// `renga dev`: every name is a local store.
     local: bool,
 }
 
-impl KeyValue {
-    pub fn new(stores: Arc<Open<KvStore>>, local: bool) -> KeyValue {
-        KeyValue { stores, local }
+impl KvBackends {
+    pub fn new(stores: Arc<Open<KvStore>>, servers: &Servers, local: bool) -> KvBackends {
+        KvBackends {
+            stores,
+            redis: servers.redis.clone(),
+            local,
+        }
     }
 
-    /// The store of an add-on (opened on first use).
+    /// The embedded store of an add-on (opened on first use).
     pub fn store(&self, addon: &AddonRef) -> Arc<KvStore> {
         self.stores
             .get(addon, |dir| KvStore::new(addon.clone(), dir))
     }
+
+    /// The backend of an add-on, or why this server cannot reach it.
+    pub fn backend(&self, addon: &AddonRef) -> Result<Arc<dyn Kv>, String> {
+        match addon.backend {
+            BackendKind::Redis => match &self.redis {
+                Some(server) => Ok(Arc::new(RedisKv::new(server.clone(), addon.clone()))),
+                None => Err(format!(
+                    "{}: {}",
+                    addon.name,
+                    Servers::default()
+                        .missing(BackendKind::Redis)
+                        .unwrap_or_default()
+                )),
+            },
+            _ => Ok(Arc::new(self.store(addon))),
+        }
+    }
+
+    /// The stores one release reaches.
+    pub fn release(&self, release: &ReleaseInputs<'_>) -> Arc<KvRelease> {
+        let mut kv = KvRelease {
+            by_name: HashMap::new(),
+            default: None,
+            local: self.local.then(|| self.stores.clone()),
+        };
+        let bindings: Vec<&AddonBinding> = release
+            .addons
+            .iter()
+            .filter(|b| b.service == SERVICE)
+            .collect();
+        for binding in &bindings {
+            let store = self.backend(&binding.addon);
+            kv.by_name
+                .insert(binding.attachment.to_ascii_lowercase(), store.clone());
+            kv.by_name
+                .entry(binding.addon.name.to_ascii_lowercase())
+                .or_insert(store);
+        }
+        let default = DEFAULT_ATTACHMENTS
+            .iter()
+            .find_map(|name| bindings.iter().find(|b| b.attachment == *name))
+            .or(bindings.first());
+        kv.default = default.map(|b| self.backend(&b.addon));
+        Arc::new(kv)
+    }
 }
+
+pub struct KeyValue {
+    backends: Arc<KvBackends>,
+}
+
+impl KeyValue {
+    pub fn new(backends: Arc<KvBackends>) -> KeyValue {
+        KeyValue { backends }
+    }
+}
+
+/// A store as a release reaches it, or why it cannot.
+type Reached = Result<Arc<dyn Kv>, String>;
 
 /// The stores one release reaches.
 pub struct KvRelease {
-    by_name: HashMap<String, Arc<KvStore>>,
-    default: Option<Arc<KvStore>>,
+    by_name: HashMap<String, Reached>,
+    default: Option<Reached>,
     local: Option<Arc<Open<KvStore>>>,
 }
 
 impl KvRelease {
-    fn resolve(&self, name: &str) -> Result<Arc<KvStore>, KvError> {
+    /// The store a guest's `open(name)` gives.
+    pub fn resolve(&self, name: &str) -> Result<Arc<dyn Kv>, KvError> {
         let name = if name.is_empty() { "default" } else { name };
-        if name == "default"
-            && let Some(store) = &self.default
-        {
-            return Ok(store.clone());
-        }
-        if let Some(store) = self.by_name.get(&name.to_ascii_lowercase()) {
-            return Ok(store.clone());
+        let reached = if name == "default" && self.default.is_some() {
+            self.default.as_ref()
+        } else {
+            self.by_name.get(&name.to_ascii_lowercase())
+        };
+        if let Some(reached) = reached {
+            return reached.clone().map_err(KvError::Other);
         }
         match &self.local {
             Some(local) if is_local_name(name) => {
-                let addon = AddonRef {
-                    id: format!("keyvalue-{name}"),
-                    name: format!("the local store `{name}`"),
-                    quota: 1 << 30,
-                };
-                Ok(local.get(&addon, |dir| KvStore::new(addon.clone(), dir)))
+                let addon = AddonRef::local(
+                    format!("keyvalue-{name}"),
+                    format!("the local store `{name}`"),
+                    1 << 30,
+                );
+                Ok(Arc::new(
+                    local.get(&addon, |dir| KvStore::new(addon.clone(), dir)),
+                ))
             }
             Some(_) => Err(KvError::Other(format!(
                 "`{name}` is not a store name renga dev can make: use letters, digits, - and _"
@@ -111,7 +182,8 @@ impl KvRelease {
         }
     }
 
-    fn is_empty(&self) -> bool {
+    /// Whether the release reaches no store at all.
+    pub fn is_empty(&self) -> bool {
         self.default.is_none() && self.by_name.is_empty() && self.local.is_none()
     }
 }
@@ -132,11 +204,11 @@ pub struct KvInstance {
 }
 
 /// An open bucket, as a guest holds it.
-pub struct Bucket(Arc<KvStore>);
+pub struct Bucket(Arc<dyn Kv>);
 
 /// A compare-and-swap in progress (`0.2.0-draft2`).
 pub struct Cas {
-    store: Arc<KvStore>,
+    store: Arc<dyn Kv>,
     key: String,
     seen: Seen,
 }
@@ -183,30 +255,7 @@ impl Capability for KeyValue {
     }
 
     fn configure(&self, release: &ReleaseInputs<'_>) -> anyhow::Result<Arc<KvRelease>> {
-        let mut kv = KvRelease {
-            by_name: HashMap::new(),
-            default: None,
-            local: self.local.then(|| self.stores.clone()),
-        };
-        let bindings: Vec<&AddonBinding> = release
-            .addons
-            .iter()
-            .filter(|b| b.service == SERVICE)
-            .collect();
-        for binding in &bindings {
-            let store = self.store(&binding.addon);
-            kv.by_name
-                .insert(binding.attachment.to_ascii_lowercase(), store.clone());
-            kv.by_name
-                .entry(binding.addon.name.to_ascii_lowercase())
-                .or_insert(store);
-        }
-        let default = bindings
-            .iter()
-            .find(|b| b.attachment == DEFAULT_ATTACHMENT)
-            .or(bindings.first());
-        kv.default = default.map(|b| self.store(&b.addon));
-        Ok(Arc::new(kv))
+        Ok(self.backends.release(release))
     }
 
     fn check(&self, release: &Arc<KvRelease>, _import: &ImportName, app: &str) -> Option<String> {
@@ -257,7 +306,7 @@ impl KvView<'_> {
         Ok(bucket)
     }
 
-    fn store(&self, bucket: &Resource<Bucket>) -> Result<Arc<KvStore>, KvError> {
+    fn store(&self, bucket: &Resource<Bucket>) -> Result<Arc<dyn Kv>, KvError> {
         Ok(self.table.get(bucket)?.0.clone())
     }
 
@@ -374,14 +423,14 @@ macro_rules! store_and_batch {
 }
 
 async fn list_by_offset(
-    store: Arc<KvStore>,
+    store: Arc<dyn Kv>,
     cursor: Option<u64>,
 ) -> Result<crate::provider::kv::Page<u64>, String> {
     store.list_from(cursor.unwrap_or(0)).await
 }
 
 async fn list_by_key(
-    store: Arc<KvStore>,
+    store: Arc<dyn Kv>,
     cursor: Option<String>,
 ) -> Result<crate::provider::kv::Page<String>, String> {
     store.list_after(cursor).await

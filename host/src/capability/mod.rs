@@ -26,6 +26,7 @@ mod config;
 mod env;
 mod keyvalue;
 mod outbound;
+mod spin;
 mod sql;
 mod stdio;
 
@@ -37,14 +38,15 @@ use wasmtime::component::Linker;
 
 use crate::config::ConfigVars;
 use crate::logplex::{AppLog, Process};
-use crate::provider::{AddonRef, Open};
+use crate::provider::{AddonRef, Open, Servers};
 use crate::runtime::DynoState;
 
 pub use config::Config;
 pub use env::Environment;
-pub use keyvalue::KeyValue;
+pub use keyvalue::{KeyValue, KvBackends};
 pub use outbound::{AllowedHosts, Outbound, OutboundConfig};
-pub use sql::Sql;
+pub use spin::Spin;
+pub use sql::{Sql, SqlBackends};
 pub use stdio::ProcessIo;
 
 /// What a release gives its capabilities.
@@ -237,6 +239,7 @@ capabilities! {
     config: Config,
     keyvalue: KeyValue,
     sql: Sql,
+    spin: Spin,
     outbound: Outbound,
 }
 
@@ -250,6 +253,8 @@ pub struct CapabilitiesConfig {
     /// `renga dev`: every store and database name a guest opens is a local
     /// one, made on first use, so that nothing needs provisioning.
     pub local: bool,
+    /// The operator's PostgreSQL and Redis, for add-ons that live there.
+    pub servers: Servers,
 }
 
 impl Capabilities {
@@ -257,11 +262,22 @@ impl Capabilities {
         let root = config.addons.clone().unwrap_or_else(|| {
             std::env::temp_dir().join(format!("renga-addons-{}", std::process::id()))
         });
+        let kv = Arc::new(KvBackends::new(
+            Arc::new(Open::new(root.clone())),
+            &config.servers,
+            config.local,
+        ));
+        let sql = Arc::new(SqlBackends::new(
+            Arc::new(Open::new(root)),
+            &config.servers,
+            config.local,
+        ));
         Capabilities {
             env: Environment,
             config: Config,
-            keyvalue: KeyValue::new(Arc::new(Open::new(root.clone())), config.local),
-            sql: Sql::new(Arc::new(Open::new(root)), config.local),
+            keyvalue: KeyValue::new(kv.clone()),
+            sql: Sql::new(sql.clone()),
+            spin: Spin::new(kv, sql),
             outbound: Outbound::new(config.outbound.clone()),
         }
     }

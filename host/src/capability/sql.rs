@@ -16,8 +16,10 @@ use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use super::{
     AddonBinding, Capability, DynoInputs, ImportName, InstanceInputs, ReleaseInputs, add_on_hint,
 };
-use crate::provider::sql::{SqlDatabase, SqlError, Transaction};
-use crate::provider::{AddonRef, Open};
+use crate::addon::BackendKind;
+use crate::provider::postgres::PgDatabase;
+use crate::provider::sql::{SqlBackend, SqlDatabase, SqlError, SqlTransaction};
+use crate::provider::{AddonRef, Open, Servers};
 use crate::runtime::DynoState;
 
 mod bindings {
@@ -34,47 +36,113 @@ mod bindings {
 
 use bindings::renga::sql::sql::{Error, Host, HostDatabase, HostTransaction, Outcome, Rows, Value};
 
-/// The service whose add-ons back this capability.
+/// The services whose add-ons back this capability.
+pub const SERVICES: &[&str] = &["renga-sql", "renga-postgres"];
+/// The service named in hints.
 pub const SERVICE: &str = "renga-sql";
-/// The attachment name the default add-on has.
-pub const DEFAULT_ATTACHMENT: &str = "RENGA_SQL";
+/// The attachment names a default add-on has, in order of preference.
+pub const DEFAULT_ATTACHMENTS: &[&str] = &["RENGA_SQL", "DATABASE"];
 /// Databases and transactions one instance may hold open at once.
 const MAX_OPEN: usize = 64;
 
-pub struct Sql {
+/// Where SQL add-ons live: embedded SQLite files, the operator's
+/// PostgreSQL. Shared by every capability that serves SQL interfaces.
+pub struct SqlBackends {
     databases: Arc<Open<SqlDatabase>>,
+    /// Pools of `renga-postgres` add-ons, by add-on, shared by releases.
+    postgres: Arc<Open<PgDatabase>>,
+    servers: Servers,
     local: bool,
 }
 
-impl Sql {
-    pub fn new(databases: Arc<Open<SqlDatabase>>, local: bool) -> Sql {
-        Sql { databases, local }
+impl SqlBackends {
+    pub fn new(databases: Arc<Open<SqlDatabase>>, servers: &Servers, local: bool) -> SqlBackends {
+        SqlBackends {
+            postgres: Arc::new(Open::new(databases.root().to_path_buf())),
+            databases,
+            servers: servers.clone(),
+            local,
+        }
     }
 
-    /// The database of an add-on (opened on first use).
+    /// The embedded database of an add-on (opened on first use).
     pub fn database(&self, addon: &AddonRef) -> Arc<SqlDatabase> {
         self.databases
             .get(addon, |dir| SqlDatabase::new(addon.clone(), dir))
     }
+
+    /// The backend of an add-on, or why this server cannot reach it.
+    pub fn backend(&self, addon: &AddonRef) -> Result<Arc<dyn SqlBackend>, String> {
+        match addon.backend {
+            BackendKind::Postgres => match self.servers.missing(BackendKind::Postgres) {
+                Some(why) => Err(format!("{}: {why}", addon.name)),
+                None => Ok(self
+                    .postgres
+                    .get(addon, |_| PgDatabase::new(addon.clone()))),
+            },
+            _ => Ok(Arc::new(self.database(addon))),
+        }
+    }
+
+    /// The databases one release reaches.
+    pub fn release(&self, release: &ReleaseInputs<'_>) -> Arc<SqlRelease> {
+        let bindings: Vec<&AddonBinding> = release
+            .addons
+            .iter()
+            .filter(|b| SERVICES.contains(&b.service.as_str()))
+            .collect();
+        let mut by_name = HashMap::new();
+        for binding in &bindings {
+            let db = self.backend(&binding.addon);
+            by_name.insert(binding.attachment.to_ascii_lowercase(), db.clone());
+            by_name
+                .entry(binding.addon.name.to_ascii_lowercase())
+                .or_insert(db);
+        }
+        let default = DEFAULT_ATTACHMENTS
+            .iter()
+            .find_map(|name| bindings.iter().find(|b| b.attachment == *name))
+            .or(bindings.first())
+            .map(|b| self.backend(&b.addon));
+        Arc::new(SqlRelease {
+            by_name,
+            default,
+            local: self.local.then(|| self.databases.clone()),
+        })
+    }
 }
+
+pub struct Sql {
+    backends: Arc<SqlBackends>,
+}
+
+impl Sql {
+    pub fn new(backends: Arc<SqlBackends>) -> Sql {
+        Sql { backends }
+    }
+}
+
+/// A database as a release reaches it, or why it cannot.
+type Reached = Result<Arc<dyn SqlBackend>, String>;
 
 /// The databases one release reaches.
 pub struct SqlRelease {
-    by_name: HashMap<String, Arc<SqlDatabase>>,
-    default: Option<Arc<SqlDatabase>>,
+    by_name: HashMap<String, Reached>,
+    default: Option<Reached>,
     local: Option<Arc<Open<SqlDatabase>>>,
 }
 
 impl SqlRelease {
-    fn resolve(&self, name: &str) -> Result<Arc<SqlDatabase>, Error> {
+    /// The database a guest's `open(name)` gives.
+    pub fn resolve(&self, name: &str) -> Result<Arc<dyn SqlBackend>, SqlError> {
         let name = if name.is_empty() { "default" } else { name };
-        if name == "default"
-            && let Some(db) = &self.default
-        {
-            return Ok(db.clone());
-        }
-        if let Some(db) = self.by_name.get(&name.to_ascii_lowercase()) {
-            return Ok(db.clone());
+        let reached = if name == "default" && self.default.is_some() {
+            self.default.as_ref()
+        } else {
+            self.by_name.get(&name.to_ascii_lowercase())
+        };
+        if let Some(reached) = reached {
+            return reached.clone().map_err(SqlError::Other);
         }
         match &self.local {
             Some(local)
@@ -83,17 +151,24 @@ impl SqlRelease {
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
             {
-                let addon = AddonRef {
-                    id: format!("sql-{name}"),
-                    name: format!("the local database `{name}`"),
-                    quota: 1 << 30,
-                };
-                Ok(local.get(&addon, |dir| SqlDatabase::new(addon.clone(), dir)))
+                let addon = AddonRef::local(
+                    format!("sql-{name}"),
+                    format!("the local database `{name}`"),
+                    1 << 30,
+                );
+                Ok(Arc::new(
+                    local.get(&addon, |dir| SqlDatabase::new(addon.clone(), dir)),
+                ))
             }
-            _ => Err(Error::NoSuchDatabase(format!(
+            _ => Err(SqlError::NoSuchDatabase(format!(
                 "no database `{name}` is attached to this app"
             ))),
         }
+    }
+
+    /// Whether the release reaches no database at all.
+    pub fn is_empty(&self) -> bool {
+        self.default.is_none() && self.by_name.is_empty() && self.local.is_none()
     }
 }
 
@@ -104,10 +179,10 @@ pub struct SqlInstance {
 }
 
 /// An open database, as a guest holds it.
-pub struct Database(Arc<SqlDatabase>);
+pub struct Database(Arc<dyn SqlBackend>);
 
 /// A transaction, as a guest holds it.
-pub struct OpenTransaction(Transaction);
+pub struct OpenTransaction(Box<dyn SqlTransaction>);
 
 impl Capability for Sql {
     type Release = Arc<SqlRelease>;
@@ -130,33 +205,12 @@ impl Capability for Sql {
     }
 
     fn configure(&self, release: &ReleaseInputs<'_>) -> anyhow::Result<Arc<SqlRelease>> {
-        let bindings: Vec<&AddonBinding> = release
-            .addons
-            .iter()
-            .filter(|b| b.service == SERVICE)
-            .collect();
-        let mut by_name = HashMap::new();
-        for binding in &bindings {
-            let db = self.database(&binding.addon);
-            by_name.insert(binding.attachment.to_ascii_lowercase(), db.clone());
-            by_name
-                .entry(binding.addon.name.to_ascii_lowercase())
-                .or_insert(db);
-        }
-        let default = bindings
-            .iter()
-            .find(|b| b.attachment == DEFAULT_ATTACHMENT)
-            .or(bindings.first())
-            .map(|b| self.database(&b.addon));
-        Ok(Arc::new(SqlRelease {
-            by_name,
-            default,
-            local: self.local.then(|| self.databases.clone()),
-        }))
+        Ok(self.backends.release(release))
     }
 
     fn check(&self, release: &Arc<SqlRelease>, _import: &ImportName, app: &str) -> Option<String> {
-        (release.default.is_none() && release.by_name.is_empty() && release.local.is_none())
+        release
+            .is_empty()
             .then(|| add_on_hint("SQL", SERVICE, app))
     }
 
@@ -266,7 +320,7 @@ impl HostDatabase for SqlView<'_> {
         }
         let db = match self.sql.release.resolve(&name) {
             Ok(db) => db,
-            Err(e) => return Ok(Err(e)),
+            Err(e) => return Ok(Err(error_out(e))),
         };
         let handle = self.table.push(Database(db))?;
         self.sql.open += 1;

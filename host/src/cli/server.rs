@@ -81,6 +81,17 @@ pub struct ServerCommand {
     /// An app can set its own period with `renga ps:idle`.
     #[arg(long, default_value = "30m", value_parser = parse_idle_after)]
     idle_after: IdleAfter,
+
+    /// A PostgreSQL server renga may administer (an account with
+    /// CREATEROLE and CREATEDB): `renga-postgres` add-ons are a database
+    /// and a role each on it.
+    #[arg(long, env = "RENGA_POSTGRES_URL", value_name = "URL")]
+    postgres: Option<String>,
+
+    /// A Redis (6 or later) or Valkey server renga may administer:
+    /// `renga-kv:redis` add-ons are a key prefix and an ACL user each on it.
+    #[arg(long, env = "RENGA_REDIS_URL", value_name = "URL")]
+    redis: Option<String>,
 }
 
 /// `--idle-after`: a duration, or never.
@@ -114,8 +125,31 @@ impl ServerCommand {
             .serving
             .memory()
             .unwrap_or(crate::size::Size::largest_memory());
+        let servers = crate::provider::Servers {
+            postgres: match self.postgres.as_deref().filter(|u| !u.is_empty()) {
+                Some(url) => Some(Arc::new(crate::provider::postgres::PgServer::new(url)?)),
+                None => None,
+            },
+            redis: match self.redis.as_deref().filter(|u| !u.is_empty()) {
+                Some(url) => Some(Arc::new(crate::provider::redis::RedisServer::new(url)?)),
+                None => None,
+            },
+        };
+        if let Some(pg) = &servers.postgres {
+            match pg.ping().await {
+                Ok(()) => println!("-----> renga-postgres add-ons live on {}", pg.shown()),
+                Err(e) => println!(" !     {e}; renga-postgres add-ons fail until it answers"),
+            }
+        }
+        if let Some(redis) = &servers.redis {
+            match redis.ping().await {
+                Ok(()) => println!("-----> renga-kv:redis add-ons live on {}", redis.shown()),
+                Err(e) => println!(" !     {e}; renga-kv:redis add-ons fail until it answers"),
+            }
+        }
         let mut runtime_config = self.serving.runtime(paths.artefacts(), memory_cap);
         runtime_config.capabilities.addons = Some(paths.addons());
+        runtime_config.capabilities.servers = servers.clone();
         let runtime = Runtime::new(&runtime_config)?;
         let allocator = runtime.allocator();
 
@@ -164,6 +198,7 @@ impl ServerCommand {
                     files: crate::archive::Limits::DEFAULT.files,
                 },
                 build_time_limit: self.build_timeout.0,
+                servers,
                 build_limits: JailLimits {
                     memory: self.build_memory.0,
                     processes: 2048,

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use crate::addon::{self, Addon, Attachment, Plan, Service};
+use crate::addon::{self, Addon, Attachment, BackendKind, Plan, Service};
 use crate::app::App;
 use crate::auth::User;
 use crate::capability::AddonBinding;
@@ -61,10 +61,13 @@ impl Platform {
         let mut addons = ReleaseAddons::default();
         let mut plans = HashSet::new();
         for attachment in self.addons.attachments(app_id)? {
-            addons.vars.push(addon::config_var(&attachment.name));
-            if let Some(addon) = self.addons.find(&attachment.addon)?
-                && plans.insert(addon.id.clone())
-            {
+            let Some(addon) = self.addons.find(&attachment.addon)? else {
+                continue;
+            };
+            for (var, _) in addon::config_vars(&attachment.name, &addon) {
+                addons.vars.push(var);
+            }
+            if plans.insert(addon.id.clone()) {
                 addons.plan_names.push(addon.plan_name());
             }
         }
@@ -85,10 +88,12 @@ impl Platform {
             }
         }
         for attachment in self.addons.attachments(&app.id)? {
-            if let Some(addon) = self.addons.find(&attachment.addon)?
-                && let Ok(key) = addon::config_var(&attachment.name).parse()
-            {
-                config.set(key, addon.name.clone());
+            if let Some(addon) = self.addons.find(&attachment.addon)? {
+                for (var, value) in addon::config_vars(&attachment.name, &addon) {
+                    if let Ok(key) = var.parse() {
+                        config.set(key, value);
+                    }
+                }
             }
         }
         Ok(config)
@@ -211,7 +216,16 @@ impl Platform {
     ) -> Result<AttachmentInfo> {
         let app = self.app(user, name_or_id)?;
         let (service, plan) = addon::parse_plan(plan).map_err(PlatformError::Invalid)?;
-        let attachment = attachment.unwrap_or(service.attachment).to_string();
+        if let Some(why) = self.config.servers.missing(plan.backend) {
+            return Err(PlatformError::Invalid(format!(
+                "{}:{} needs a server renga does not have: {why}",
+                service.name, plan.name
+            )));
+        }
+        let attachment = attachment
+            .or(plan.attachment)
+            .unwrap_or(service.attachment)
+            .to_string();
         addon::check_attachment_name(&attachment).map_err(PlatformError::Invalid)?;
         if let Some(name) = name {
             addon::check_addon_name(name).map_err(PlatformError::Invalid)?;
@@ -231,17 +245,67 @@ impl Platform {
         }
         self.check_attachment_room(&app, &attachment)?;
         let addon = self.new_addon(name, service, plan, &app.id)?;
-        let made = self
-            .attach_and_release(user, &app, &addon, &attachment)
-            .await;
+        let made = async {
+            let addon = self.provision(&addon, plan).await?;
+            self.attach_and_release(user, &app, &addon, &attachment)
+                .await
+        }
+        .await;
         match made {
             Ok(info) => Ok(info),
             Err(e) => {
                 // Nothing was released: the add-on never existed.
                 let _ = self.addons.delete(&addon);
                 self.db.flush().await?;
+                self.deprovision(&addon).await;
                 Err(e)
             }
+        }
+    }
+
+    /// Makes an add-on's database or user on an external server, and
+    /// records its URL.
+    async fn provision(&self, addon: &Addon, plan: &Plan) -> Result<Addon> {
+        let servers = &self.config.servers;
+        let url = match plan.backend {
+            BackendKind::Embedded => return Ok(addon.clone()),
+            BackendKind::Postgres => {
+                let server = servers.postgres.as_ref().ok_or_else(|| {
+                    PlatformError::Invalid(servers.missing(plan.backend).unwrap_or_default())
+                })?;
+                let limit = if plan.name == "mini" { 20 } else { 60 };
+                server.provision(&addon.id, limit).await
+            }
+            BackendKind::Redis => {
+                let server = servers.redis.as_ref().ok_or_else(|| {
+                    PlatformError::Invalid(servers.missing(plan.backend).unwrap_or_default())
+                })?;
+                server.provision(&addon.id).await
+            }
+        }
+        .map_err(|e| PlatformError::Invalid(format!("Could not provision {}: {e}", addon.name)))?;
+        let addon = self.addons.set_url(addon, url)?;
+        self.db.flush().await?;
+        Ok(addon)
+    }
+
+    /// Drops what an add-on had on an external server (logged, not
+    /// refused: the record is gone either way).
+    async fn deprovision(&self, addon: &Addon) {
+        let servers = &self.config.servers;
+        let dropped = match addon.backend() {
+            BackendKind::Embedded => Ok(()),
+            BackendKind::Postgres => match &servers.postgres {
+                Some(server) => server.deprovision(&addon.id).await,
+                None => Err("this server has no PostgreSQL configured".to_string()),
+            },
+            BackendKind::Redis => match &servers.redis {
+                Some(server) => server.deprovision(&addon.id).await,
+                None => Err("this server has no Redis configured".to_string()),
+            },
+        };
+        if let Err(e) = dropped {
+            tracing::warn!(addon = %addon.name, error = %e, "could not drop an add-on's data on its server");
         }
     }
 
@@ -288,12 +352,14 @@ impl Platform {
                 app.name
             )));
         }
-        let var = addon::config_var(attachment);
-        if self.current_release(app)?.config.get(&var).is_some() {
-            return Err(PlatformError::Invalid(format!(
-                "{} already has the config var {var}: unset it or choose another name with --as",
-                app.name
-            )));
+        let current = self.current_release(app)?;
+        for var in addon::config_var_names(attachment) {
+            if current.config.get(&var).is_some() {
+                return Err(PlatformError::Invalid(format!(
+                    "{} already has the config var {var}: unset it or choose another name with --as",
+                    app.name
+                )));
+            }
         }
         Ok(())
     }
@@ -315,13 +381,14 @@ impl Platform {
         })?;
         let current = self.current_release(app)?;
         let mut config = current.config.clone();
-        let var = addon::config_var(name);
-        config.set(
-            var.parse().map_err(|e: crate::config::InvalidConfigKey| {
-                PlatformError::Invalid(e.to_string())
-            })?,
-            addon.name.clone(),
-        );
+        for (var, value) in addon::config_vars(name, addon) {
+            config.set(
+                var.parse().map_err(|e: crate::config::InvalidConfigKey| {
+                    PlatformError::Invalid(e.to_string())
+                })?,
+                value,
+            );
+        }
         let released = async {
             config
                 .check_limits()
@@ -446,8 +513,10 @@ impl Platform {
         self.addons.detach(attachment)?;
         let current = self.current_release(app)?;
         let mut config = current.config.clone();
-        if let Ok(key) = addon::config_var(&attachment.name).parse() {
-            config.remove(&key);
+        for var in addon::config_var_names(&attachment.name) {
+            if let Ok(key) = var.parse() {
+                config.remove(&key);
+            }
         }
         let released = self
             .release(
@@ -490,6 +559,16 @@ impl Platform {
             return Err(PlatformError::Invalid(format!(
                 "{} is a {} add-on; it cannot change to {}",
                 addon.name, addon.service, service.name
+            )));
+        }
+        if plan.backend != addon.backend() {
+            return Err(PlatformError::Invalid(format!(
+                "{} keeps its data {}; {} keeps it {}, and renga does not move data between them: create a {} add-on and copy the data",
+                addon.name,
+                addon.backend().describe(),
+                updated_name(service, plan),
+                plan.backend.describe(),
+                updated_name(service, plan)
             )));
         }
         if addon.app != app.id {
@@ -561,6 +640,7 @@ impl Platform {
     pub(super) async fn forget_addon(&self, addon: &Addon) -> Result<()> {
         self.addons.delete(addon)?;
         self.db.flush().await?;
+        self.deprovision(addon).await;
         let folder = self.addon_folder(&addon.id);
         let removed = tokio::task::spawn_blocking(move || crate::sandbox::remove_tree(&folder));
         if let Err(e) = removed.await? {
@@ -609,11 +689,17 @@ impl Platform {
     }
 }
 
+fn updated_name(service: &Service, plan: &Plan) -> String {
+    format!("{}:{}", service.name, plan.name)
+}
+
 /// What a provider needs of an add-on.
 pub(super) fn addon_ref(addon: &Addon) -> AddonRef {
     AddonRef {
         id: addon.id.clone(),
         name: addon.name.clone(),
         quota: addon.quota(),
+        backend: addon.backend(),
+        url: addon.url.clone(),
     }
 }

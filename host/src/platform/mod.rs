@@ -76,6 +76,8 @@ pub struct PlatformConfig {
     pub build_time_limit: Duration,
     /// What one build's sandbox may use.
     pub build_limits: JailLimits,
+    /// The operator's PostgreSQL and Redis, for add-ons that live there.
+    pub servers: crate::provider::Servers,
 }
 
 /// Why an operation was refused. Each maps to an HTTP status and a Heroku

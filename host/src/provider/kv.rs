@@ -55,7 +55,84 @@ pub struct Page<C> {
 #[derive(Clone, Debug)]
 pub struct Seen {
     pub value: Option<Vec<u8>>,
-    version: Option<i64>,
+    /// The embedded store's row version; other backends compare the value.
+    pub(crate) version: Option<i64>,
+}
+
+/// A key-value backend, as the capabilities call it: the embedded store,
+/// a key prefix on Redis, or a provider component. Every failure is a
+/// message for the guest.
+#[async_trait::async_trait]
+pub trait Kv: Send + Sync {
+    /// The add-on it serves, for messages.
+    fn addon(&self) -> &AddonRef;
+    async fn get(&self, key: String) -> Result<Option<Vec<u8>>, String>;
+    async fn set(&self, key: String, value: Vec<u8>) -> Result<(), String>;
+    async fn delete(&self, key: String) -> Result<(), String>;
+    async fn exists(&self, key: String) -> Result<bool, String>;
+    /// Keys in order, after the key `after` (the page before's last).
+    async fn list_after(&self, after: Option<String>) -> Result<Page<String>, String>;
+    /// Keys in order, from the `offset`th.
+    async fn list_from(&self, offset: u64) -> Result<Page<u64>, String>;
+    /// Adds `delta` to the number at `key` (missing is 0), atomically; a
+    /// sum outside `range` is refused.
+    async fn increment(&self, key: String, delta: i128, range: (i128, i128))
+    -> Result<i128, String>;
+    async fn get_many(&self, keys: Vec<String>) -> Result<Vec<(String, Option<Vec<u8>>)>, String>;
+    async fn set_many(&self, pairs: Vec<(String, Vec<u8>)>) -> Result<(), String>;
+    async fn delete_many(&self, keys: Vec<String>) -> Result<(), String>;
+    /// What `key` holds now, for a later [`Kv::swap`].
+    async fn watch(&self, key: String) -> Result<Seen, String>;
+    /// Sets `key` if it still holds what `seen` saw; false if it changed.
+    async fn swap(&self, key: String, seen: &Seen, value: Vec<u8>) -> Result<bool, String>;
+}
+
+#[async_trait::async_trait]
+impl Kv for Arc<KvStore> {
+    fn addon(&self) -> &AddonRef {
+        &self.addon
+    }
+    async fn get(&self, key: String) -> Result<Option<Vec<u8>>, String> {
+        KvStore::get(self, key).await
+    }
+    async fn set(&self, key: String, value: Vec<u8>) -> Result<(), String> {
+        KvStore::set(self, key, value).await
+    }
+    async fn delete(&self, key: String) -> Result<(), String> {
+        KvStore::delete(self, key).await
+    }
+    async fn exists(&self, key: String) -> Result<bool, String> {
+        KvStore::exists(self, key).await
+    }
+    async fn list_after(&self, after: Option<String>) -> Result<Page<String>, String> {
+        KvStore::list_after(self, after).await
+    }
+    async fn list_from(&self, offset: u64) -> Result<Page<u64>, String> {
+        KvStore::list_from(self, offset).await
+    }
+    async fn increment(
+        &self,
+        key: String,
+        delta: i128,
+        range: (i128, i128),
+    ) -> Result<i128, String> {
+        KvStore::increment(self, key, delta, range).await
+    }
+    async fn get_many(&self, keys: Vec<String>) -> Result<Vec<(String, Option<Vec<u8>>)>, String> {
+        KvStore::get_many(self, keys).await
+    }
+    async fn set_many(&self, pairs: Vec<(String, Vec<u8>)>) -> Result<(), String> {
+        KvStore::set_many(self, pairs).await
+    }
+    async fn delete_many(&self, keys: Vec<String>) -> Result<(), String> {
+        KvStore::delete_many(self, keys).await
+    }
+    async fn watch(&self, key: String) -> Result<Seen, String> {
+        KvStore::watch(self, key).await
+    }
+    async fn swap(&self, key: String, seen: &Seen, value: Vec<u8>) -> Result<bool, String> {
+        KvStore::swap(self, key, seen, value).await
+    }
 }
 
 impl KvStore {
@@ -366,7 +443,7 @@ impl KvStore {
     }
 }
 
-fn check_key(key: &str) -> Result<(), String> {
+pub(crate) fn check_key(key: &str) -> Result<(), String> {
     if key.len() > MAX_KEY_BYTES {
         return Err(format!(
             "a key of {} bytes is longer than the {MAX_KEY_BYTES} a key may have",
@@ -376,7 +453,7 @@ fn check_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_value(value: &[u8]) -> Result<(), String> {
+pub(crate) fn check_value(value: &[u8]) -> Result<(), String> {
     if value.len() > MAX_VALUE_BYTES {
         return Err(format!(
             "a value of {} is larger than the {} a value may have",
@@ -387,7 +464,7 @@ fn check_value(value: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-fn check_batch<T>(items: &[T]) -> Result<(), String> {
+pub(crate) fn check_batch<T>(items: &[T]) -> Result<(), String> {
     if items.len() > MAX_BATCH_KEYS {
         return Err(format!(
             "{} keys are more than the {MAX_BATCH_KEYS} one batch call may name",
@@ -407,11 +484,7 @@ mod tests {
             std::process::id(),
             crate::store::new_id()
         ));
-        let addon = AddonRef {
-            id: "a".into(),
-            name: "renga-kv-test".into(),
-            quota,
-        };
+        let addon = AddonRef::local("a".into(), "renga-kv-test".into(), quota);
         (Arc::new(KvStore::new(addon, dir.clone())), dir)
     }
 

@@ -13,6 +13,8 @@
 //! (`crate::capability`) turn guests' calls into these.
 
 pub mod kv;
+pub mod postgres;
+pub mod redis;
 pub mod sql;
 
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -21,6 +23,40 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
+
+/// The operator's servers that add-ons may live on (`renga server
+/// --postgres URL --redis URL`).
+#[derive(Clone, Default)]
+pub struct Servers {
+    pub postgres: Option<Arc<postgres::PgServer>>,
+    pub redis: Option<Arc<redis::RedisServer>>,
+}
+
+impl std::fmt::Debug for Servers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Servers")
+            .field("postgres", &self.postgres.is_some())
+            .field("redis", &self.redis.is_some())
+            .finish()
+    }
+}
+
+impl Servers {
+    /// Why an add-on on `backend` cannot be reached here, if it cannot.
+    pub fn missing(&self, backend: crate::addon::BackendKind) -> Option<String> {
+        use crate::addon::BackendKind;
+        match backend {
+            BackendKind::Embedded => None,
+            BackendKind::Postgres if self.postgres.is_none() => Some(
+                "this renga server has no PostgreSQL configured: start it with `renga server --postgres postgres://USER:PASSWORD@HOST/DB` (or set RENGA_POSTGRES_URL), naming a server and an account that may create roles and databases".to_string(),
+            ),
+            BackendKind::Redis if self.redis.is_none() => Some(
+                "this renga server has no Redis configured: start it with `renga server --redis redis://[USER:PASSWORD@]HOST:PORT` (or set RENGA_REDIS_URL), naming Redis 6 or later, or Valkey".to_string(),
+            ),
+            _ => None,
+        }
+    }
+}
 
 /// Which add-on a backend belongs to, for messages.
 #[derive(Clone, Debug)]
@@ -31,6 +67,23 @@ pub struct AddonRef {
     pub name: String,
     /// Bytes its plan allows.
     pub quota: u64,
+    /// Where its data lives.
+    pub backend: crate::addon::BackendKind,
+    /// Its URL with credentials, for an add-on on an external server.
+    pub url: Option<String>,
+}
+
+impl AddonRef {
+    /// An embedded add-on of `renga dev` or a test: a local folder.
+    pub fn local(id: String, name: String, quota: u64) -> AddonRef {
+        AddonRef {
+            id,
+            name,
+            quota,
+            backend: crate::addon::BackendKind::Embedded,
+            url: None,
+        }
+    }
 }
 
 /// How long a statement waits for another connection's write lock.

@@ -98,6 +98,64 @@ pub enum SqlError {
     Other(String),
 }
 
+/// A SQL backend, as the capabilities call it: an embedded SQLite file or
+/// a database on the operator's PostgreSQL.
+#[async_trait::async_trait]
+pub trait SqlBackend: Send + Sync {
+    /// The add-on it serves, for messages.
+    fn addon(&self) -> &AddonRef;
+    /// Runs one statement: its changes.
+    async fn execute(&self, statement: String, params: Vec<Value>) -> Result<Outcome, SqlError>;
+    /// Runs one statement: its rows.
+    async fn query(&self, statement: String, params: Vec<Value>) -> Result<Rows, SqlError>;
+    /// Several statements without parameters, all or none.
+    async fn execute_batch(&self, statements: String) -> Result<(), SqlError>;
+    /// A transaction holding one connection until it ends; dropped
+    /// unfinished, it rolls back.
+    async fn begin(&self) -> Result<Box<dyn SqlTransaction>, SqlError>;
+}
+
+/// A transaction in progress.
+#[async_trait::async_trait]
+pub trait SqlTransaction: Send + Sync {
+    async fn execute(&self, statement: String, params: Vec<Value>) -> Result<Outcome, SqlError>;
+    async fn query(&self, statement: String, params: Vec<Value>) -> Result<Rows, SqlError>;
+    /// Ends it, keeping (`true`) or discarding its changes.
+    async fn finish(&self, commit: bool) -> Result<(), SqlError>;
+}
+
+#[async_trait::async_trait]
+impl SqlBackend for Arc<SqlDatabase> {
+    fn addon(&self) -> &AddonRef {
+        &self.addon
+    }
+    async fn execute(&self, statement: String, params: Vec<Value>) -> Result<Outcome, SqlError> {
+        SqlDatabase::execute(self, statement, params).await
+    }
+    async fn query(&self, statement: String, params: Vec<Value>) -> Result<Rows, SqlError> {
+        SqlDatabase::query(self, statement, params).await
+    }
+    async fn execute_batch(&self, statements: String) -> Result<(), SqlError> {
+        SqlDatabase::execute_batch(self, statements).await
+    }
+    async fn begin(&self) -> Result<Box<dyn SqlTransaction>, SqlError> {
+        Ok(Box::new(SqlDatabase::begin(self).await?))
+    }
+}
+
+#[async_trait::async_trait]
+impl SqlTransaction for Transaction {
+    async fn execute(&self, statement: String, params: Vec<Value>) -> Result<Outcome, SqlError> {
+        Transaction::execute(self, statement, params).await
+    }
+    async fn query(&self, statement: String, params: Vec<Value>) -> Result<Rows, SqlError> {
+        Transaction::query(self, statement, params).await
+    }
+    async fn finish(&self, commit: bool) -> Result<(), SqlError> {
+        Transaction::finish(self, commit).await
+    }
+}
+
 /// One add-on's database.
 pub struct SqlDatabase {
     addon: AddonRef,
@@ -565,11 +623,7 @@ mod tests {
             std::process::id(),
             crate::store::new_id()
         ));
-        let addon = AddonRef {
-            id: "a".into(),
-            name: "renga-sql-test".into(),
-            quota,
-        };
+        let addon = AddonRef::local("a".into(), "renga-sql-test".into(), quota);
         let db =
             SqlDatabase::new(addon, dir.clone()).with_statement_time(Duration::from_millis(300));
         (Arc::new(db), dir)
