@@ -151,6 +151,18 @@ pub static SERVICES: &[Service] = &[
             postgres("standard", "64 GiB, 60 connections", 64 * GIB, false),
         ],
     },
+    Service {
+        name: "renga-blob",
+        human_name: "renga Blob Storage",
+        description: "Object storage (containers of named objects, streamed), reached through wasi:blobstore",
+        attachment: "RENGA_BLOB",
+        interface: "wasi:blobstore",
+        plans: &[
+            embedded("mini", "1 GiB", GIB, true),
+            embedded("standard", "16 GiB", 16 * GIB, false),
+            embedded("premium", "256 GiB", 256 * GIB, false),
+        ],
+    },
 ];
 
 /// A service by name.

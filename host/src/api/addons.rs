@@ -104,6 +104,12 @@ pub(super) async fn route(
             let found = platform.find_addon(user, Some(app), which)?;
             ok(addon(&platform.addon_info(found)?))
         }
+        (&Method::GET, ["apps", app, "addons", which, "database"]) => {
+            let (info, database) = platform.database_info(user, app, which).await?;
+            let mut shown = addon(&info);
+            shown["database"] = serde_json::to_value(&database).unwrap_or_default();
+            ok(shown)
+        }
         (&Method::PATCH, ["apps", app, "addons", which]) => {
             #[derive(serde::Deserialize)]
             struct Update {
@@ -254,7 +260,8 @@ fn addon(info: &AddonInfo) -> Value {
     let mut vars: Vec<String> = info
         .attachments
         .iter()
-        .map(|a| crate::addon::config_var(&a.attachment.name))
+        .flat_map(|a| crate::addon::config_vars(&a.attachment.name, addon))
+        .map(|(var, _)| var)
         .collect();
     vars.dedup();
     json!({
@@ -287,7 +294,10 @@ fn attachment(info: &AttachmentInfo) -> Value {
             "app": { "id": info.addon.app, "name": info.addon_app_name },
         },
         "app": { "id": a.app, "name": info.app_name },
-        "config_vars": [crate::addon::config_var(&a.name)],
+        "config_vars": crate::addon::config_vars(&a.name, &info.addon)
+            .into_iter()
+            .map(|(var, _)| var)
+            .collect::<Vec<_>>(),
         "namespace": null,
         "web_url": null,
         "log_input_url": null,

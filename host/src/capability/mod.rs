@@ -22,6 +22,7 @@
 //! touch wasmtime; neither decides which add-ons an app has (the platform
 //! does) nor routes a request.
 
+mod blobstore;
 mod config;
 mod env;
 mod keyvalue;
@@ -41,6 +42,7 @@ use crate::logplex::{AppLog, Process};
 use crate::provider::{AddonRef, Open, Servers};
 use crate::runtime::DynoState;
 
+pub use blobstore::Blobstore;
 pub use config::Config;
 pub use env::Environment;
 pub use keyvalue::{KeyValue, KvBackends};
@@ -240,6 +242,7 @@ capabilities! {
     keyvalue: KeyValue,
     sql: Sql,
     spin: Spin,
+    blobstore: Blobstore,
     outbound: Outbound,
 }
 
@@ -267,6 +270,7 @@ impl Capabilities {
             &config.servers,
             config.local,
         ));
+        let blobstore = Blobstore::new(Arc::new(Open::new(root.clone())), config.local);
         let sql = Arc::new(SqlBackends::new(
             Arc::new(Open::new(root)),
             &config.servers,
@@ -278,6 +282,7 @@ impl Capabilities {
             keyvalue: KeyValue::new(kv.clone()),
             sql: Sql::new(sql.clone()),
             spin: Spin::new(kv, sql),
+            blobstore,
             outbound: Outbound::new(config.outbound.clone()),
         }
     }

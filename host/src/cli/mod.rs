@@ -12,6 +12,7 @@ pub mod client;
 mod config;
 mod dev;
 mod logs;
+mod pg;
 mod ps;
 mod releases;
 mod run;
@@ -138,6 +139,11 @@ pub enum Commands {
     #[command(name = "addons:plans")]
     AddonsPlans(addons::PlansCommand),
 
+    #[command(name = "pg:info", alias = "pg")]
+    PgInfo(pg::InfoCommand),
+    #[command(name = "pg:psql")]
+    PgPsql(pg::PsqlCommand),
+
     Config(config::ConfigCommand),
     #[command(name = "config:get")]
     ConfigGet(config::GetCommand),
@@ -232,6 +238,8 @@ impl Commands {
             Commands::AddonsDestroy(c) => c.run(),
             Commands::AddonsServices(c) => c.run(),
             Commands::AddonsPlans(c) => c.run(),
+            Commands::PgInfo(c) => c.run(),
+            Commands::PgPsql(c) => c.run(),
             Commands::Config(c) => c.run(),
             Commands::ConfigGet(c) => c.run(),
             Commands::ConfigSet(c) => c.run(),

@@ -634,6 +634,37 @@ impl Platform {
         Ok(info)
     }
 
+    /// `pg:info`: a `renga-postgres` add-on's size, connections and
+    /// version, as its server reports them.
+    pub async fn database_info(
+        &self,
+        user: &User,
+        app: &str,
+        which: &str,
+    ) -> Result<(AddonInfo, crate::provider::postgres::PgInfo)> {
+        let found = self.find_addon(user, Some(app), which)?;
+        if found.backend() != BackendKind::Postgres {
+            return Err(PlatformError::Invalid(format!(
+                "{} is a {} add-on, not a PostgreSQL database",
+                found.name,
+                found.plan_name()
+            )));
+        }
+        let server = self.config.servers.postgres.as_ref().ok_or_else(|| {
+            PlatformError::Invalid(
+                self.config
+                    .servers
+                    .missing(BackendKind::Postgres)
+                    .unwrap_or_default(),
+            )
+        })?;
+        let info = server
+            .info(&found.id)
+            .await
+            .map_err(|e| PlatformError::Invalid(format!("{}: {e}", found.name)))?;
+        Ok((self.addon_info(found)?, info))
+    }
+
     /// Forgets an add-on's record and deletes its data (off the async
     /// workers). Releases that reached it are gone by then; a dyno still
     /// draining keeps its open file until it ends.

@@ -69,6 +69,9 @@ pub fn encode(name: &str) -> String {
 /// The name a file name encodes, if it is one [`encode`] makes (renga's own
 /// files and anything else put in the folder are not).
 pub fn decode(file: &str) -> Option<String> {
+    if file.is_empty() {
+        return None;
+    }
     let bytes = file.as_bytes();
     let mut name = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -391,7 +394,8 @@ impl BlobStore {
     pub async fn container_info(self: &Arc<Self>, name: String) -> Result<ContainerInfo, String> {
         self.run(move |store| {
             let dir = store.existing_container(&name)?;
-            let meta = fs::symlink_metadata(&dir).map_err(|e| store.io("reading a container", &e))?;
+            let meta =
+                fs::symlink_metadata(&dir).map_err(|e| store.io("reading a container", &e))?;
             Ok(ContainerInfo {
                 created_at: created_at(&meta),
             })
@@ -635,7 +639,10 @@ impl BlobStore {
 
 /// Makes a folder (and its parents) private to renga's user.
 fn make_dir(path: &Path) -> io::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(path)
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
 }
 
 /// Makes a new file private to renga's user.
@@ -723,6 +730,7 @@ fn link_or_copy(from: &Path, to: &Path) -> io::Result<()> {
 
 /// Some bytes of an object, held open: they stay readable if the object is
 /// replaced or deleted.
+#[derive(Debug)]
 pub struct ObjectRange {
     /// Positioned at the range's start.
     file: fs::File,
@@ -893,11 +901,7 @@ impl Spool {
     /// Starts appending `bytes`. The spool is taken now, so a later
     /// [`Spool::seal`] or [`Spool::store`] waits for this append.
     pub fn start_append(&self, bytes: Bytes) -> Result<Append, Refused> {
-        let mut file = self
-            .0
-            .clone()
-            .try_lock_owned()
-            .map_err(|_| Refused::Busy)?;
+        let mut file = self.0.clone().try_lock_owned().map_err(|_| Refused::Busy)?;
         if file.sealed {
             return Err(Refused::Sealed);
         }
@@ -989,10 +993,10 @@ impl Drop for SpoolFile {
         let reserved = self.reserved;
         let path = self.file.take().map(|(path, _)| path);
         let clean = move || {
-            store.release(reserved);
             if let Some(path) = path {
                 let _ = fs::remove_file(path);
             }
+            store.release(reserved);
         };
         // Off the async workers when there are any (the last handle often
         // goes in a guest's call).
@@ -1019,11 +1023,8 @@ mod tests {
     }
 
     fn fixture(quota: u64) -> Fixture {
-        let dir = std::env::temp_dir().join(format!(
-            "renga-blob-{}-{}",
-            std::process::id(),
-            new_id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("renga-blob-{}-{}", std::process::id(), new_id()));
         let addon = AddonRef::local("a".into(), "renga-blob-test".into(), quota);
         Fixture {
             store: Arc::new(BlobStore::new(addon, dir.clone())),
@@ -1076,14 +1077,25 @@ mod tests {
         assert_eq!(encode(".hidden"), "%2Ehidden");
         assert_eq!(encode("100%"), "100%25");
         assert_eq!(encode("é"), "%C3%A9");
-        for name in ["a/b", "..", ".", "../../etc/passwd", "100%", "é ü", "x\ny", "a.b.c"] {
+        for name in [
+            "a/b",
+            "..",
+            ".",
+            "../../etc/passwd",
+            "100%",
+            "é ü",
+            "x\ny",
+            "a.b.c",
+        ] {
             let file = encode(name);
             assert!(!file.contains('/') && !file.starts_with('.'), "{file}");
             assert_eq!(decode(&file).as_deref(), Some(name));
         }
         // Only the one spelling encode makes is a name; renga's own files
         // and anything else are not.
-        for file in ["%2f", "a%2", "%zz", "%+F", ".tmp-1", ".spool", "a b", "%41", ""] {
+        for file in [
+            "%2f", "a%2", "%zz", "%+F", ".tmp-1", ".spool", "a b", "%41", "",
+        ] {
             assert_eq!(decode(file), None, "{file}");
         }
         assert!(container_file("").is_err());
@@ -1116,7 +1128,11 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(files.len(), 3, "{files:?}");
-        assert!(files.iter().all(|f| !f.contains('/') && !f.starts_with('.')));
+        assert!(
+            files
+                .iter()
+                .all(|f| !f.contains('/') && !f.starts_with('.'))
+        );
 
         assert_eq!(get(store, "photos", "../../escape").await, b"hello");
         assert_eq!(get(store, "photos", "a/b/c.txt").await, b"");
@@ -1124,12 +1140,21 @@ mod tests {
         assert_eq!(info.size, 200_000);
         assert!(info.created_at > 0);
         // Ranges count both ends and stop at the object's end.
-        let part = store.open(key("photos", "../../escape"), 1, 3).await.unwrap();
+        let part = store
+            .open(key("photos", "../../escape"), 1, 3)
+            .await
+            .unwrap();
         assert_eq!(part.size(), 3);
         assert_eq!(part.read_all(10).await.unwrap(), b"ell");
-        let tail = store.open(key("photos", "../../escape"), 3, 1000).await.unwrap();
+        let tail = store
+            .open(key("photos", "../../escape"), 3, 1000)
+            .await
+            .unwrap();
         assert_eq!(tail.read_all(10).await.unwrap(), b"lo");
-        let past = store.open(key("photos", "../../escape"), 9, 9).await.unwrap();
+        let past = store
+            .open(key("photos", "../../escape"), 9, 9)
+            .await
+            .unwrap();
         assert_eq!(past.size(), 0);
         assert!(store.open(key("photos", "big"), 5, 4).await.is_err());
         let too_big = store.open(key("photos", "big"), 0, u64::MAX).await.unwrap();
@@ -1158,7 +1183,12 @@ mod tests {
         assert!(!store.has_object(key("photos", "big")).await.unwrap());
         assert_eq!(usage(store), (5, 0));
         store.clear("photos".into()).await.unwrap();
-        assert!(!store.has_object(key("photos", "../../escape")).await.unwrap());
+        assert!(
+            !store
+                .has_object(key("photos", "../../escape"))
+                .await
+                .unwrap()
+        );
         assert!(store.container_exists("photos".into()).await.unwrap());
         put(store, "photos", "again", b"xyz").await;
         store.delete_container("photos".into()).await.unwrap();
@@ -1166,7 +1196,10 @@ mod tests {
         assert_eq!(usage(store), (0, 0));
         // Deleting what is not there is no error.
         store.delete_container("photos".into()).await.unwrap();
-        let err = store.delete_objects("photos".into(), vec!["x".into()]).await.unwrap_err();
+        let err = store
+            .delete_objects("photos".into(), vec!["x".into()])
+            .await
+            .unwrap_err();
         assert!(err.contains("does not exist"), "{err}");
     }
 
@@ -1196,34 +1229,50 @@ mod tests {
         drop(spool);
 
         // A copy needs room too.
-        let err = store.copy(key("c", "first"), key("c", "copy")).await.unwrap_err();
+        let err = store
+            .copy(key("c", "first"), key("c", "copy"))
+            .await
+            .unwrap_err();
         assert!(err.contains("is full"), "{err}");
 
-        // A dropped spool gives its bytes back (on a blocking thread).
+        // A dropped spool gives its bytes and its file back (on a blocking
+        // thread).
+        let spooled = || {
+            fs::read_dir(f.dir.join("blob").join(SPOOL))
+                .unwrap()
+                .count()
+        };
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while usage(store).1 != 0 {
-            assert!(std::time::Instant::now() < deadline, "{:?}", usage(store));
+        while usage(store).1 != 0 || spooled() != 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{:?}, {} spooled",
+                usage(store),
+                spooled()
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(usage(store), (600 << 10, 0));
-        let spooled = fs::read_dir(f.dir.join("blob").join(SPOOL)).unwrap().count();
-        assert_eq!(spooled, 0);
 
-        // Room again once something is deleted; replacing counts the
-        // difference only.
+        // Room again once something is deleted. A replacement counts
+        // beside the object it replaces while it is written, and only
+        // itself once stored.
         store
             .delete_objects("c".into(), vec!["first".into()])
             .await
             .unwrap();
-        put(store, "c", "second", &vec![3; 900 << 10]).await;
-        put(store, "c", "second", &vec![4; 1000 << 10]).await;
-        assert_eq!(usage(store), (1000 << 10, 0));
-        assert_eq!(get(store, "c", "second").await, vec![4; 1000 << 10]);
+        put(store, "c", "second", &vec![3; 400 << 10]).await;
+        put(store, "c", "second", &vec![4; 500 << 10]).await;
+        assert_eq!(usage(store), (500 << 10, 0));
+        assert_eq!(get(store, "c", "second").await, vec![4; 500 << 10]);
 
         // A plan change moves the quota of an open store.
         store.set_quota(4 << 20);
-        store.copy(key("c", "second"), key("c", "third")).await.unwrap();
-        assert_eq!(usage(store), (2000 << 10, 0));
+        store
+            .copy(key("c", "second"), key("c", "third"))
+            .await
+            .unwrap();
+        assert_eq!(usage(store), (1000 << 10, 0));
     }
 
     #[tokio::test]
@@ -1254,7 +1303,11 @@ mod tests {
         let empty = store.spool();
         empty.store("a".into(), "empty".into()).await.unwrap();
         assert_eq!(get(store, "a", "empty").await, b"");
-        let err = store.spool().store("zzz".into(), "x".into()).await.unwrap_err();
+        let err = store
+            .spool()
+            .store("zzz".into(), "x".into())
+            .await
+            .unwrap_err();
         assert!(err.contains("does not exist"), "{err}");
     }
 
@@ -1274,24 +1327,42 @@ mod tests {
 
         // A reader keeps the bytes it opened when the object is replaced.
         let held = store.open(key("dst", "old"), 0, u64::MAX).await.unwrap();
-        store.rename(key("dst", "o2"), key("dst", "old")).await.unwrap();
+        store
+            .rename(key("dst", "o2"), key("dst", "old"))
+            .await
+            .unwrap();
         assert!(!store.has_object(key("dst", "o2")).await.unwrap());
         assert_eq!(get(store, "dst", "old").await, b"payload");
         assert_eq!(held.read_all(100).await.unwrap(), b"0123456789");
         assert_eq!(usage(store), (14, 0));
 
-        store.rename(key("src", "o"), key("dst", "moved")).await.unwrap();
+        store
+            .rename(key("src", "o"), key("dst", "moved"))
+            .await
+            .unwrap();
         assert!(!store.has_object(key("src", "o")).await.unwrap());
         assert_eq!(get(store, "dst", "moved").await, b"payload");
         // Onto itself: nothing changes.
-        store.copy(key("dst", "moved"), key("dst", "moved")).await.unwrap();
-        store.rename(key("dst", "moved"), key("dst", "moved")).await.unwrap();
+        store
+            .copy(key("dst", "moved"), key("dst", "moved"))
+            .await
+            .unwrap();
+        store
+            .rename(key("dst", "moved"), key("dst", "moved"))
+            .await
+            .unwrap();
         assert_eq!(get(store, "dst", "moved").await, b"payload");
         assert_eq!(usage(store), (14, 0));
 
-        let err = store.copy(key("src", "gone"), key("dst", "x")).await.unwrap_err();
+        let err = store
+            .copy(key("src", "gone"), key("dst", "x"))
+            .await
+            .unwrap_err();
         assert!(err.contains("does not exist"), "{err}");
-        let err = store.rename(key("dst", "moved"), key("nowhere", "x")).await.unwrap_err();
+        let err = store
+            .rename(key("dst", "moved"), key("nowhere", "x"))
+            .await
+            .unwrap_err();
         assert!(err.contains("does not exist"), "{err}");
 
         // A fresh store counts what is on disk.

@@ -12,6 +12,7 @@
 //! that serve requests. Providers know nothing of wasmtime: the capabilities
 //! (`crate::capability`) turn guests' calls into these.
 
+pub mod blob;
 pub mod kv;
 pub mod postgres;
 pub mod redis;
