@@ -54,7 +54,12 @@ impl BackendKind {
 }
 
 /// A plan stored in a file of its own.
-const fn embedded(name: &'static str, description: &'static str, quota: u64, default: bool) -> Plan {
+const fn embedded(
+    name: &'static str,
+    description: &'static str,
+    quota: u64,
+    default: bool,
+) -> Plan {
     Plan {
         name,
         description,
@@ -66,7 +71,12 @@ const fn embedded(name: &'static str, description: &'static str, quota: u64, def
 }
 
 /// A plan on the operator's PostgreSQL.
-const fn postgres(name: &'static str, description: &'static str, quota: u64, default: bool) -> Plan {
+const fn postgres(
+    name: &'static str,
+    description: &'static str,
+    quota: u64,
+    default: bool,
+) -> Plan {
     Plan {
         name,
         description,

@@ -377,6 +377,24 @@ pub fn try_request(
     })
 }
 
+/// A response's body as bytes, however large (up to 1 GiB).
+pub fn request_bytes(method: &str, url: &str, headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut builder = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    let response = agent()
+        .run(builder.body(()).unwrap())
+        .unwrap_or_else(|e| panic!("{method} {url} failed: {e}"));
+    assert_eq!(response.status().as_u16(), 200, "{method} {url}");
+    response
+        .into_body()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_vec()
+        .unwrap()
+}
+
 /// Sends raw bytes on a fresh connection and returns whatever comes back
 /// before the server closes it (or `wait` passes).
 pub fn raw_exchange(port: u16, bytes: &[u8], wait: Duration) -> Vec<u8> {
@@ -438,5 +456,7 @@ impl Steady {
 }
 
 mod server;
+mod services;
 #[allow(unused_imports, reason = "the dev tests use no server")]
 pub use server::*;
+pub use services::{Postgres, Redis};

@@ -1,8 +1,10 @@
-//! renga's todo list: a small JSON-free HTTP API over a `renga-sql`
-//! add-on (SQLite's dialect, through `renga:sql`).
+//! renga's todo list: a small JSON-free HTTP API over a SQL add-on,
+//! through `renga:sql`. The same code runs on `renga-sql` (SQLite) and on
+//! `renga-postgres` (PostgreSQL): its SQL is what both dialects share
+//! (`$1` parameters, `RETURNING`, ids the statement makes itself).
 //!
 //! ```text
-//! $ renga addons:create renga-sql -a todo
+//! $ renga addons:create renga-sql -a todo       # or renga-postgres
 //! $ git push renga main
 //! $ curl -X POST --data 'buy milk' http://todo.localhost:8080/todos
 //! 1 buy milk
@@ -14,23 +16,28 @@
 //! removed 1
 //! ```
 //!
-//! The table is created on first use. Marking an item done and logging it
-//! happen in one transaction.
+//! The tables are created on first use. Marking an item done and logging
+//! it happen in one transaction.
 
 use renga_sdk::sql::{Database, Error as SqlError, Value};
 use wstd::http::{Body, Error, Method, Request, Response, StatusCode};
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS todos (
-        id INTEGER PRIMARY KEY,
+        id BIGINT PRIMARY KEY,
         title TEXT NOT NULL CHECK (length(title) BETWEEN 1 AND 200),
         done INTEGER NOT NULL DEFAULT 0
     );
     CREATE TABLE IF NOT EXISTS history (
-        todo INTEGER NOT NULL,
+        seq BIGINT PRIMARY KEY,
+        todo BIGINT NOT NULL,
         event TEXT NOT NULL,
-        at TEXT NOT NULL DEFAULT (datetime('now'))
+        at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
     );";
+
+/// Appends to the history (inside the caller's transaction, if any).
+const LOG: &str = "INSERT INTO history (seq, todo, event)
+    SELECT COALESCE(MAX(seq), 0) + 1, CAST($1 AS BIGINT), CAST($2 AS TEXT) FROM history";
 
 #[wstd::http_server]
 async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
@@ -63,12 +70,15 @@ fn route(
     match (method, parts.as_slice()) {
         (&Method::GET, ["todos"]) => Ok((StatusCode::OK, list(db)?)),
         (&Method::POST, ["todos"]) => {
-            let added = db.execute("INSERT INTO todos (title) VALUES (?1)", &[input.into()])?;
-            let id = added.last_insert_rowid;
-            db.execute(
-                "INSERT INTO history (todo, event) VALUES (?1, 'added')",
-                &[id.into()],
-            )?;
+            let id = db.transaction(|tx| {
+                let added = tx.query(
+                    "INSERT INTO todos (id, title) SELECT COALESCE(MAX(id), 0) + 1, CAST($1 AS TEXT) FROM todos RETURNING id",
+                    &[input.into()],
+                )?;
+                let id = added.rows[0][0].as_i64().unwrap_or_default();
+                tx.execute(LOG, &[id.into(), "added".into()])?;
+                Ok(id)
+            })?;
             Ok((StatusCode::CREATED, format!("{id} {input}\n")))
         }
         (&Method::POST, ["todos", id, "done"]) => {
@@ -77,18 +87,15 @@ fn route(
             };
             let changed = db.transaction(|tx| {
                 let changed =
-                    tx.execute("UPDATE todos SET done = 1 WHERE id = ?1", &[id.into()])?;
-                tx.execute(
-                    "INSERT INTO history (todo, event) VALUES (?1, 'done')",
-                    &[id.into()],
-                )?;
+                    tx.execute("UPDATE todos SET done = 1 WHERE id = $1", &[id.into()])?;
+                tx.execute(LOG, &[id.into(), "done".into()])?;
                 Ok(changed.changes)
             })?;
             if changed == 0 {
                 return Ok((StatusCode::NOT_FOUND, "no such todo\n".to_string()));
             }
             let rows = db.query(
-                "SELECT id, done, title FROM todos WHERE id = ?1",
+                "SELECT id, done, title FROM todos WHERE id = $1",
                 &[id.into()],
             )?;
             Ok((StatusCode::OK, show(&rows.rows)))
@@ -98,7 +105,7 @@ fn route(
             Ok((StatusCode::OK, format!("removed {}\n", removed.changes)))
         }
         (&Method::GET, ["history"]) => {
-            let rows = db.query("SELECT todo, event FROM history ORDER BY rowid", &[])?;
+            let rows = db.query("SELECT todo, event FROM history ORDER BY seq", &[])?;
             Ok((
                 StatusCode::OK,
                 rows.rows

@@ -76,9 +76,7 @@ impl SqlBackends {
         match addon.backend {
             BackendKind::Postgres => match self.servers.missing(BackendKind::Postgres) {
                 Some(why) => Err(format!("{}: {why}", addon.name)),
-                None => Ok(self
-                    .postgres
-                    .get(addon, |_| PgDatabase::new(addon.clone()))),
+                None => Ok(self.postgres.get(addon, |_| PgDatabase::new(addon.clone()))),
             },
             _ => Ok(Arc::new(self.database(addon))),
         }
@@ -209,9 +207,7 @@ impl Capability for Sql {
     }
 
     fn check(&self, release: &Arc<SqlRelease>, _import: &ImportName, app: &str) -> Option<String> {
-        release
-            .is_empty()
-            .then(|| add_on_hint("SQL", SERVICE, app))
+        release.is_empty().then(|| add_on_hint("SQL", SERVICE, app))
     }
 
     fn dyno(&self, release: &Arc<SqlRelease>, _dyno: &DynoInputs<'_>) -> Arc<SqlRelease> {

@@ -25,7 +25,11 @@ fn databases(api: &Api, app: &str) -> anyhow::Result<Vec<(String, Value)>> {
 
 /// The database `which` names (an attachment, its `_URL` var, or the
 /// add-on's name), or the app's first.
-fn pick(app: &str, list: Vec<(String, Value)>, which: Option<&str>) -> anyhow::Result<(String, Value)> {
+fn pick(
+    app: &str,
+    list: Vec<(String, Value)>,
+    which: Option<&str>,
+) -> anyhow::Result<(String, Value)> {
     if list.is_empty() {
         bail!(
             "{app} has no PostgreSQL database; create one with `renga addons:create renga-postgres -a {app}`"
@@ -39,10 +43,7 @@ fn pick(app: &str, list: Vec<(String, Value)>, which: Option<&str>) -> anyhow::R
             list.into_iter()
                 .find(|(name, addon)| name == wanted || field(addon, &["name"]) == which)
                 .with_context(|| {
-                    format!(
-                        "{app} has no database {which}: it has {}",
-                        known.join(", ")
-                    )
+                    format!("{app} has no database {which}: it has {}", known.join(", "))
                 })
         }
     }

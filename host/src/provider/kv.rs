@@ -76,8 +76,12 @@ pub trait Kv: Send + Sync {
     async fn list_from(&self, offset: u64) -> Result<Page<u64>, String>;
     /// Adds `delta` to the number at `key` (missing is 0), atomically; a
     /// sum outside `range` is refused.
-    async fn increment(&self, key: String, delta: i128, range: (i128, i128))
-    -> Result<i128, String>;
+    async fn increment(
+        &self,
+        key: String,
+        delta: i128,
+        range: (i128, i128),
+    ) -> Result<i128, String>;
     async fn get_many(&self, keys: Vec<String>) -> Result<Vec<(String, Option<Vec<u8>>)>, String>;
     async fn set_many(&self, pairs: Vec<(String, Vec<u8>)>) -> Result<(), String>;
     async fn delete_many(&self, keys: Vec<String>) -> Result<(), String>;

@@ -29,9 +29,7 @@ use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, NoTls, Statement};
 
 use super::AddonRef;
-use super::sql::{
-    MAX_RESULT_BYTES, Outcome, Rows, SqlBackend, SqlError, SqlTransaction, Value,
-};
+use super::sql::{MAX_RESULT_BYTES, Outcome, Rows, SqlBackend, SqlError, SqlTransaction, Value};
 
 /// Connections one add-on's pool keeps at most.
 pub const MAX_CONNECTIONS: usize = 4;
@@ -83,10 +81,7 @@ fn message(e: &tokio_postgres::Error) -> String {
 
 /// Quotes an identifier renga made (letters, digits and `_` only).
 fn ident(name: &str) -> String {
-    debug_assert!(
-        name.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    );
+    debug_assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
     format!("\"{name}\"")
 }
 
@@ -113,10 +108,13 @@ impl PgServer {
     async fn admin(&self) -> Result<Client, String> {
         let mut config = self.admin.clone();
         config.connect_timeout(POOL_WAIT);
-        let (client, connection) = config
-            .connect(NoTls)
-            .await
-            .map_err(|e| format!("could not reach PostgreSQL at {}: {}", self.shown, message(&e)))?;
+        let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+            format!(
+                "could not reach PostgreSQL at {}: {}",
+                self.shown,
+                message(&e)
+            )
+        })?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
@@ -153,7 +151,7 @@ impl PgServer {
         };
         client
             .batch_execute(&format!(
-                "CREATE ROLE {role} LOGIN PASSWORD '{password}' NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION CONNECTION LIMIT {connection_limit}"
+                "CREATE ROLE {role} LOGIN PASSWORD '{password}' NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION CONNECTION LIMIT {connection_limit}"
             ))
             .await
             .map_err(refused)?;
@@ -347,7 +345,14 @@ fn controls_transactions(statement: &str) -> bool {
         .to_ascii_uppercase();
     matches!(
         first.as_str(),
-        "BEGIN" | "START" | "COMMIT" | "END" | "ROLLBACK" | "ABORT" | "PREPARE" | "SAVEPOINT"
+        "BEGIN"
+            | "START"
+            | "COMMIT"
+            | "END"
+            | "ROLLBACK"
+            | "ABORT"
+            | "PREPARE"
+            | "SAVEPOINT"
             | "RELEASE"
     )
 }
@@ -491,7 +496,10 @@ fn numeric_to_sql(
     };
     let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
     if whole.is_empty() && fraction.is_empty()
-        || !whole.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit())
+        || !whole
+            .bytes()
+            .chain(fraction.bytes())
+            .all(|b| b.is_ascii_digit())
     {
         return Err(format!("{text:?} is not a decimal number").into());
     }
@@ -522,7 +530,11 @@ fn numeric_to_sql(
     }
     out.extend_from_slice(&(groups.len() as i16).to_be_bytes());
     out.extend_from_slice(&weight.to_be_bytes());
-    let sign: u16 = if negative && !groups.is_empty() { 0x4000 } else { 0 };
+    let sign: u16 = if negative && !groups.is_empty() {
+        0x4000
+    } else {
+        0
+    };
     out.extend_from_slice(&sign.to_be_bytes());
     out.extend_from_slice(&(fraction.len() as u16).to_be_bytes());
     for group in groups {
@@ -533,9 +545,8 @@ fn numeric_to_sql(
 
 /// PostgreSQL's binary numeric as decimal text.
 fn numeric_text(raw: &[u8]) -> Option<String> {
-    let word = |i: usize| -> Option<i16> {
-        Some(i16::from_be_bytes(raw.get(i..i + 2)?.try_into().ok()?))
-    };
+    let word =
+        |i: usize| -> Option<i16> { Some(i16::from_be_bytes(raw.get(i..i + 2)?.try_into().ok()?)) };
     let count = word(0)? as usize;
     let weight = word(2)? as i32;
     let sign = word(4)? as u16;
@@ -902,7 +913,16 @@ mod tests {
 
     #[test]
     fn numerics_round_trip_through_the_binary_form() {
-        for text in ["0", "1", "-1", "12345.678", "0.0001", "10000", "-99999999.5", "3.14159"] {
+        for text in [
+            "0",
+            "1",
+            "-1",
+            "12345.678",
+            "0.0001",
+            "10000",
+            "-99999999.5",
+            "3.14159",
+        ] {
             let mut out = BytesMut::new();
             numeric_to_sql(text, &mut out).unwrap();
             let back = numeric_text(&out).unwrap();
@@ -914,7 +934,14 @@ mod tests {
 
     #[test]
     fn transaction_control_is_recognised() {
-        for s in ["BEGIN", " begin;", "COMMIT", "rollback", "START TRANSACTION", "end"] {
+        for s in [
+            "BEGIN",
+            " begin;",
+            "COMMIT",
+            "rollback",
+            "START TRANSACTION",
+            "end",
+        ] {
             assert!(controls_transactions(s), "{s}");
         }
         for s in ["SELECT 1", "INSERT INTO begin_t VALUES (1)", "beginning"] {

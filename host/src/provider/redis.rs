@@ -17,8 +17,8 @@
 
 use std::sync::Arc;
 
-use redis::aio::ConnectionManager;
 use redis::Script;
+use redis::aio::ConnectionManager;
 use tokio::sync::OnceCell;
 
 use super::AddonRef;
@@ -183,9 +183,7 @@ impl RedisServer {
                     .set_connection_timeout(std::time::Duration::from_secs(5))
                     .set_response_timeout(std::time::Duration::from_secs(10))
                     .set_number_of_retries(2);
-                self.client
-                    .get_connection_manager_with_config(config)
-                    .await
+                self.client.get_connection_manager_with_config(config).await
             })
             .await
             .cloned()

@@ -1,10 +1,17 @@
 //! A plain command component (it exports `wasi:cli/run`), which a web
 //! process must refuse: it cannot answer HTTP. As a one-off dyno,
 //! `sleep SECONDS` keeps it running that long; `lines N` prints N numbered
-//! lines as fast as it can, then `done`.
+//! lines as fast as it can, then `done`; `env NAME` prints NAME's value
+//! from its environment (config vars), or `unset`.
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let [_, verb, name, ..] = args.as_slice()
+        && verb == "env"
+    {
+        println!("{}", std::env::var(name).unwrap_or_else(|_| "unset".into()));
+        return;
+    }
     if let [_, verb, seconds, ..] = args.as_slice() {
         if verb == "lines" {
             let count: u64 = seconds.parse().unwrap_or(1);

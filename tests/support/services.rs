@@ -1,0 +1,241 @@
+//! Throwaway PostgreSQL and Redis servers for tests: each on an ephemeral
+//! port, in a temporary folder, started by the test and stopped (and its
+//! folder removed) when it is dropped. Nothing is left running.
+//!
+//! PostgreSQL refuses to run as root; when the tests run as root, its
+//! folder belongs to `nobody` and the server runs as `nobody` through
+//! `setpriv`.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on the loopback (free when asked).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{what} exited ({status}) before it listened:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "{what} did not listen on {port} within 30s:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// A folder under the system's temporary folder, removed on drop.
+fn temp_folder(label: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "renga-test-{label}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// PostgreSQL's server programs: the newest installed version's.
+fn postgres_bin() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed (scripts/setup installs it)")
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|bin| bin.join("postgres").is_file())
+        .collect();
+    versions.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    versions
+        .pop()
+        .expect("a PostgreSQL server under /usr/lib/postgresql")
+}
+
+/// A command run as `nobody` when the tests are root.
+fn as_server_user(program: &Path) -> Command {
+    if is_root() {
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+/// A PostgreSQL server with an admin account that may create roles and
+/// databases, reached over TCP with a password.
+pub struct Postgres {
+    child: Child,
+    dir: PathBuf,
+    pub port: u16,
+    /// `postgres://renga_admin:…@127.0.0.1:PORT/postgres`
+    pub url: String,
+}
+
+impl Postgres {
+    pub fn start() -> Postgres {
+        let bin = postgres_bin();
+        let dir = temp_folder("pg");
+        let data = dir.join("data");
+        let password = "admin-password-for-tests";
+        std::fs::write(dir.join("pw"), password).unwrap();
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "65534:65534"])
+                .arg(&dir)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let out = as_server_user(&bin.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                "renga_admin",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+            ])
+            .arg(format!("--pwfile={}", dir.join("pw").display()))
+            .args(["-E", "UTF8", "--no-sync", "--locale=C"])
+            .current_dir(&dir)
+            .output()
+            .expect("running initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let log = dir.join("postgres.log");
+        let log_file = std::fs::File::create(&log).unwrap();
+        let mut child = as_server_user(&bin.join("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .arg("-p")
+            .arg(port.to_string())
+            .arg("-k")
+            .arg(&dir)
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+            ])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .expect("starting postgres");
+        wait_for_port(port, &mut child, "postgres", &log);
+        Postgres {
+            child,
+            dir,
+            port,
+            url: format!("postgres://renga_admin:{password}@127.0.0.1:{port}/postgres"),
+        }
+    }
+
+    /// The server's process id (its children are its backends).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // SIGINT: a fast shutdown (sessions ended, no waiting for clients).
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGINT);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A Redis server without persistence.
+pub struct Redis {
+    child: Child,
+    dir: PathBuf,
+    pub port: u16,
+    pub url: String,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let dir = temp_folder("redis");
+        let port = free_port();
+        let log = dir.join("redis.log");
+        let log_file = std::fs::File::create(&log).unwrap();
+        let mut child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .expect("starting redis-server (scripts/setup installs it)");
+        wait_for_port(port, &mut child, "redis-server", &log);
+        Redis {
+            child,
+            dir,
+            port,
+            url: format!("redis://127.0.0.1:{port}/0"),
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
