@@ -287,13 +287,32 @@ impl Capabilities {
         }
     }
 
-    /// Every import of a component that no capability serves.
-    pub fn unknown<'a>(&self, imports: &'a [String]) -> Vec<&'a str> {
+    /// Every import of a component that no capability serves, named, with
+    /// why when it belongs to another platform.
+    pub fn unknown(&self, imports: &[String]) -> Vec<String> {
         imports
             .iter()
             .filter(|raw| !self.claims(&ImportName::parse(raw)))
-            .map(String::as_str)
+            .map(|raw| match foreign(&ImportName::parse(raw)) {
+                Some(why) => format!("{raw} ({why})"),
+                None => raw.clone(),
+            })
             .collect()
+    }
+}
+
+/// Why an interface that only makes sense inside another platform has no
+/// place on renga.
+fn foreign(import: &ImportName) -> Option<&'static str> {
+    match (import.namespace.as_str(), import.package.as_str()) {
+        ("wasmcloud", "bus") => Some(
+            "wasmCloud's lattice links components across wasmCloud hosts; on renga, components reach each other over HTTP",
+        ),
+        ("wasmcloud", _) => Some("an interface of wasmCloud's own host, not a standard one"),
+        ("fermyon", "spin") | ("spin", _) => Some(
+            "an interface of Spin's that renga does not map onto an add-on (renga maps key-value, variables and sqlite)",
+        ),
+        _ => None,
     }
 }
 

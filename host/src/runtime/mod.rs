@@ -232,7 +232,7 @@ impl Runtime {
         if !unknown.is_empty() {
             return Err(LoadError::UnknownImports {
                 name: name.to_string(),
-                imports: unknown.into_iter().map(str::to_string).collect(),
+                imports: unknown,
             });
         }
         let pre =
