@@ -22,11 +22,7 @@ async fn main() {
         .unwrap_or(5);
     let dir = std::env::temp_dir().join(format!("renga-kv-direct-{}", std::process::id()));
     let store = Arc::new(KvStore::new(
-        AddonRef {
-            id: "bench".into(),
-            name: "renga-kv-bench".into(),
-            quota: 256 << 20,
-        },
+        AddonRef::local("bench".into(), "renga-kv-bench".into(), 256 << 20),
         dir.clone(),
     ));
     store

@@ -459,4 +459,5 @@ mod server;
 mod services;
 #[allow(unused_imports, reason = "the dev tests use no server")]
 pub use server::*;
+#[allow(unused_imports, reason = "only the add-on server tests start these")]
 pub use services::{Postgres, Redis};
