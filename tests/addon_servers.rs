@@ -10,7 +10,7 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::{Postgres, Redis, Reply, Server, TempDir, built_component, request};
+use support::{Postgres, Redis, Server, TempDir, app_request, built_component, create_addon, hits};
 
 const TODO: &str = "examples/todo-rust";
 const COUNTER: &str = "examples/counter-rust";
@@ -22,25 +22,6 @@ const BLOBSTORE: &str = "tests/guests/blobstore";
 
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// `addons:create` with `--json`: the add-on as the API shows it.
-fn create_addon(server: &Server, app: &str, args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["addons:create"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["-a", app, "--json"]);
-    let ran = server.cli(&all).ok();
-    serde_json::from_str(&ran.stdout).unwrap_or_else(|e| panic!("{e}: {ran}"))
-}
-
-/// A request to an app through the router, with a method and a body.
-fn app_request(server: &Server, method: &str, app: &str, path: &str, body: &[u8]) -> Reply {
-    request(
-        method,
-        &format!("http://127.0.0.1:{}{path}", server.http_port),
-        &[("Host", &format!("{app}.localhost"))],
-        Some(body),
-    )
 }
 
 /// A config var of an app, as `config:get` prints it.
@@ -277,18 +258,6 @@ fn deploy_command_only(server: &Server, tmp: &TempDir, app: &str) {
     server.cli(&["deploy", path(&dir), "-a", app]).ok();
 }
 
-/// The count in a counter's `hits: N` answer.
-fn hits(reply: &Reply) -> u64 {
-    assert_eq!(reply.status, 200, "{reply:?}");
-    reply
-        .body
-        .trim()
-        .rsplit(' ')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("not a count: {reply:?}"))
-}
-
 #[test]
 fn the_key_value_counter_runs_unchanged_on_redis() {
     let tmp = TempDir::new("redis");
@@ -357,16 +326,7 @@ fn the_key_value_counter_runs_unchanged_on_redis() {
     // Destroying the add-on (once no code uses it) deletes its keys and
     // its user.
     let name = addon["name"].as_str().unwrap();
-    let bare = tmp.join("bare");
-    std::fs::create_dir_all(&bare).unwrap();
-    std::fs::copy(built_component(COMMAND), bare.join("command.wasm")).unwrap();
-    std::fs::copy(built_component(HELLO), bare.join("hello.wasm")).unwrap();
-    std::fs::write(
-        bare.join("Procfile"),
-        "web: hello.wasm\nconsole: command.wasm\n",
-    )
-    .unwrap();
-    server.cli(&["deploy", path(&bare), "-a", "counter"]).ok();
+    deploy_command_only(&server, &tmp, "counter");
     server
         .cli(&[
             "addons:destroy",

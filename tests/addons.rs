@@ -12,7 +12,9 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::{Dev, Reply, Server, TempDir, built_component, copy_app, request};
+use support::{
+    Dev, Server, TempDir, app_request, built_component, copy_app, create_addon, hits, request,
+};
 
 const COUNTER: &str = "examples/counter-rust";
 const ADDONS: &str = "tests/guests/addons";
@@ -29,37 +31,6 @@ fn path(p: &Path) -> &str {
 fn deploy(server: &Server, app: &str, component: &str) -> support::Ran {
     let file = built_component(component);
     server.cli(&["deploy", "--component", path(&file), "-a", app])
-}
-
-/// `addons:create` with `--json`: the add-on as the API shows it.
-fn create_addon(server: &Server, app: &str, args: &[&str]) -> serde_json::Value {
-    let mut all = vec!["addons:create"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["-a", app, "--json"]);
-    let ran = server.cli(&all).ok();
-    serde_json::from_str(&ran.stdout).unwrap_or_else(|e| panic!("{e}: {ran}"))
-}
-
-/// A request to an app through the router, with a method and a body.
-fn app_request(server: &Server, method: &str, app: &str, path: &str, body: &[u8]) -> Reply {
-    request(
-        method,
-        &format!("http://127.0.0.1:{}{path}", server.http_port),
-        &[("Host", &format!("{app}.localhost"))],
-        Some(body),
-    )
-}
-
-/// The count in a counter's `hits: N` answer.
-fn hits(reply: &Reply) -> u64 {
-    assert_eq!(reply.status, 200, "{reply:?}");
-    reply
-        .body
-        .trim()
-        .rsplit(' ')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("not a count: {reply:?}"))
 }
 
 /// Waits until the server's live figures satisfy `done`.

@@ -34,7 +34,7 @@ use wasmtime_wasi_io::streams::{
 };
 
 use super::{
-    AddonBinding, Capability, DynoInputs, ImportName, InstanceInputs, ReleaseInputs, add_on_hint,
+    Attached, Capability, DynoInputs, ImportName, InstanceInputs, ReleaseInputs, add_on_hint,
 };
 use crate::provider::blob::{self, Append, BlobStore, ObjectKey, ObjectRange, Refused, Spool};
 use crate::provider::{AddonRef, Open};
@@ -104,7 +104,9 @@ pub struct BlobRelease {
 /// its resources the instance holds.
 pub struct BlobInstance {
     release: Arc<BlobRelease>,
-    open: Arc<AtomicUsize>,
+    /// Made on first use: most instances never open object storage, and
+    /// this runs for every store on the request path.
+    open: Option<Arc<AtomicUsize>>,
 }
 
 /// One of an instance's open resources, given back when it is dropped.
@@ -191,17 +193,11 @@ impl Capability for Blobstore {
     }
 
     fn configure(&self, release: &ReleaseInputs<'_>) -> anyhow::Result<Arc<BlobRelease>> {
-        let bindings: Vec<&AddonBinding> = release
-            .addons
-            .iter()
-            .filter(|b| b.service == SERVICE)
-            .collect();
-        let default = bindings
-            .iter()
-            .find(|b| b.attachment == DEFAULT_ATTACHMENT)
-            .or(bindings.first());
-        let store = match default {
-            Some(binding) => Some(self.store(&binding.addon)),
+        let attached = Attached::new(release.addons, &[SERVICE], &[DEFAULT_ATTACHMENT], |addon| {
+            Ok(self.store(addon))
+        });
+        let store = match attached.find("default") {
+            Some(reached) => reached.ok(),
             None if self.local => Some(self.store(&AddonRef::local(
                 "blobstore".to_string(),
                 "the local blob store".to_string(),
@@ -231,7 +227,7 @@ impl Capability for Blobstore {
     ) -> BlobInstance {
         BlobInstance {
             release: dyno.clone(),
-            open: Arc::new(AtomicUsize::new(0)),
+            open: None,
         }
     }
 }
@@ -257,8 +253,8 @@ impl BlobView<'_> {
     }
 
     /// Room for one more open resource.
-    fn slot(&self) -> Result<Slot, String> {
-        let open = &self.blob.open;
+    fn slot(&mut self) -> Result<Slot, String> {
+        let open = self.blob.open.get_or_insert_with(Arc::default);
         if open.load(Ordering::Relaxed) >= MAX_OPEN {
             return Err(format!(
                 "an instance may hold {MAX_OPEN} containers, values, listings and value streams open at once; drop one first"

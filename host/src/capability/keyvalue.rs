@@ -11,13 +11,12 @@
 //! the backend (a full bucket, a damaged file, a value too large) are
 //! `other(...)` values, never traps.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable, ResourceTableError};
 
 use super::{
-    AddonBinding, Capability, DynoInputs, ImportName, InstanceInputs, ReleaseInputs, add_on_hint,
+    Attached, Capability, DynoInputs, ImportName, InstanceInputs, ReleaseInputs, add_on_hint,
 };
 use crate::addon::BackendKind;
 use crate::provider::kv::{Kv, KvStore, Seen};
@@ -105,30 +104,12 @@ impl KvBackends {
 
     /// The stores one release reaches.
     pub fn release(&self, release: &ReleaseInputs<'_>) -> Arc<KvRelease> {
-        let mut kv = KvRelease {
-            by_name: HashMap::new(),
-            default: None,
+        Arc::new(KvRelease {
+            attached: Attached::new(release.addons, &[SERVICE], DEFAULT_ATTACHMENTS, |addon| {
+                self.backend(addon)
+            }),
             local: self.local.then(|| self.stores.clone()),
-        };
-        let bindings: Vec<&AddonBinding> = release
-            .addons
-            .iter()
-            .filter(|b| b.service == SERVICE)
-            .collect();
-        for binding in &bindings {
-            let store = self.backend(&binding.addon);
-            kv.by_name
-                .insert(binding.attachment.to_ascii_lowercase(), store.clone());
-            kv.by_name
-                .entry(binding.addon.name.to_ascii_lowercase())
-                .or_insert(store);
-        }
-        let default = DEFAULT_ATTACHMENTS
-            .iter()
-            .find_map(|name| bindings.iter().find(|b| b.attachment == *name))
-            .or(bindings.first());
-        kv.default = default.map(|b| self.backend(&b.addon));
-        Arc::new(kv)
+        })
     }
 }
 
@@ -142,28 +123,19 @@ impl KeyValue {
     }
 }
 
-/// A store as a release reaches it, or why it cannot.
-type Reached = Result<Arc<dyn Kv>, String>;
-
 /// The stores one release reaches.
 pub struct KvRelease {
-    by_name: HashMap<String, Reached>,
-    default: Option<Reached>,
+    attached: Attached<dyn Kv>,
     local: Option<Arc<Open<KvStore>>>,
 }
 
 impl KvRelease {
     /// The store a guest's `open(name)` gives.
     pub fn resolve(&self, name: &str) -> Result<Arc<dyn Kv>, KvError> {
-        let name = if name.is_empty() { "default" } else { name };
-        let reached = if name == "default" && self.default.is_some() {
-            self.default.as_ref()
-        } else {
-            self.by_name.get(&name.to_ascii_lowercase())
-        };
-        if let Some(reached) = reached {
-            return reached.clone().map_err(KvError::Other);
+        if let Some(reached) = self.attached.find(name) {
+            return reached.map_err(KvError::Other);
         }
+        let name = if name.is_empty() { "default" } else { name };
         match &self.local {
             Some(local) if is_local_name(name) => {
                 let addon = AddonRef::local(
@@ -184,7 +156,7 @@ impl KvRelease {
 
     /// Whether the release reaches no store at all.
     pub fn is_empty(&self) -> bool {
-        self.default.is_none() && self.by_name.is_empty() && self.local.is_none()
+        self.attached.is_empty() && self.local.is_none()
     }
 }
 

@@ -22,6 +22,7 @@
 //! touch wasmtime; neither decides which add-ons an app has (the platform
 //! does) nor routes a request.
 
+mod attached;
 mod blobstore;
 mod config;
 mod env;
@@ -42,6 +43,7 @@ use crate::logplex::{AppLog, Process};
 use crate::provider::{AddonRef, Open, Servers};
 use crate::runtime::DynoState;
 
+pub use attached::{Attached, Reached};
 pub use blobstore::Blobstore;
 pub use config::Config;
 pub use env::Environment;

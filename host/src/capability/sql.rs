@@ -8,13 +8,12 @@
 //! the app's `.renga/` folder. Errors (syntax, constraint, busy, full,
 //! timeout, denied) are values with SQLite's message, never traps.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use super::{
-    AddonBinding, Capability, DynoInputs, ImportName, InstanceInputs, ReleaseInputs, add_on_hint,
+    Attached, Capability, DynoInputs, ImportName, InstanceInputs, ReleaseInputs, add_on_hint,
 };
 use crate::addon::BackendKind;
 use crate::provider::postgres::PgDatabase;
@@ -84,27 +83,10 @@ impl SqlBackends {
 
     /// The databases one release reaches.
     pub fn release(&self, release: &ReleaseInputs<'_>) -> Arc<SqlRelease> {
-        let bindings: Vec<&AddonBinding> = release
-            .addons
-            .iter()
-            .filter(|b| SERVICES.contains(&b.service.as_str()))
-            .collect();
-        let mut by_name = HashMap::new();
-        for binding in &bindings {
-            let db = self.backend(&binding.addon);
-            by_name.insert(binding.attachment.to_ascii_lowercase(), db.clone());
-            by_name
-                .entry(binding.addon.name.to_ascii_lowercase())
-                .or_insert(db);
-        }
-        let default = DEFAULT_ATTACHMENTS
-            .iter()
-            .find_map(|name| bindings.iter().find(|b| b.attachment == *name))
-            .or(bindings.first())
-            .map(|b| self.backend(&b.addon));
         Arc::new(SqlRelease {
-            by_name,
-            default,
+            attached: Attached::new(release.addons, SERVICES, DEFAULT_ATTACHMENTS, |addon| {
+                self.backend(addon)
+            }),
             local: self.local.then(|| self.databases.clone()),
         })
     }
@@ -120,28 +102,19 @@ impl Sql {
     }
 }
 
-/// A database as a release reaches it, or why it cannot.
-type Reached = Result<Arc<dyn SqlBackend>, String>;
-
 /// The databases one release reaches.
 pub struct SqlRelease {
-    by_name: HashMap<String, Reached>,
-    default: Option<Reached>,
+    attached: Attached<dyn SqlBackend>,
     local: Option<Arc<Open<SqlDatabase>>>,
 }
 
 impl SqlRelease {
     /// The database a guest's `open(name)` gives.
     pub fn resolve(&self, name: &str) -> Result<Arc<dyn SqlBackend>, SqlError> {
-        let name = if name.is_empty() { "default" } else { name };
-        let reached = if name == "default" && self.default.is_some() {
-            self.default.as_ref()
-        } else {
-            self.by_name.get(&name.to_ascii_lowercase())
-        };
-        if let Some(reached) = reached {
-            return reached.clone().map_err(SqlError::Other);
+        if let Some(reached) = self.attached.find(name) {
+            return reached.map_err(SqlError::Other);
         }
+        let name = if name.is_empty() { "default" } else { name };
         match &self.local {
             Some(local)
                 if name.len() <= 64
@@ -166,7 +139,7 @@ impl SqlRelease {
 
     /// Whether the release reaches no database at all.
     pub fn is_empty(&self) -> bool {
-        self.default.is_none() && self.by_name.is_empty() && self.local.is_none()
+        self.attached.is_empty() && self.local.is_none()
     }
 }
 

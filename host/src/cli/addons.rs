@@ -74,14 +74,18 @@ fn attachments_of(addon: &Value) -> String {
 }
 
 /// Create an add-on and attach it to the app (a new release sets its config
-/// var, `RENGA_KV_NAME`, or `NAME_NAME` with `--as NAME`).
+/// var, `RENGA_KV_NAME`, or `NAME_NAME` with `--as NAME`; add-ons on the
+/// server's PostgreSQL or Redis also set `NAME_URL`).
 ///
-/// Services: renga-kv (wasi:keyvalue) and renga-sql (renga:sql); plans with
-/// `renga addons:plans SERVICE`.
+/// Services: renga-kv (wasi:keyvalue; `renga-kv:redis` on the server's
+/// Redis), renga-sql (renga:sql on SQLite), renga-postgres (renga:sql and
+/// DATABASE_URL on the server's PostgreSQL) and renga-blob
+/// (wasi:blobstore); plans with `renga addons:plans SERVICE`.
 ///
 /// Example:
 ///   renga addons:create renga-kv -a hello
 ///   renga addons:create renga-sql:standard --as ORDERS -a hello
+///   renga addons:create renga-postgres -a hello
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct CreateCommand {

@@ -1,6 +1,8 @@
-//! provider: the built-in add-on backends, `renga-kv` and `renga-sql`.
+//! provider: the add-on backends. Embedded: `renga-kv` and `renga-sql`
+//! (SQLite files, below) and `renga-blob` (files, `blob`). On the operator's
+//! servers: `renga-postgres` (`postgres`) and `renga-kv:redis` (`redis`).
 //!
-//! Each add-on is one SQLite file of its own (the bundled SQLite, so nothing
+//! Each embedded key-value or SQL add-on is one SQLite file of its own (the bundled SQLite, so nothing
 //! is needed on the machine): one app's data never shares a file with
 //! another's, a plan's quota is a limit on that file, and destroying an
 //! add-on deletes its folder. The files are in WAL mode with
