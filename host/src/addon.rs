@@ -9,6 +9,8 @@
 //! and plans; provisioning (a release per change, data deleted on destroy)
 //! is the platform's, and the data itself is the providers'.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::store::{Db, StoreError, Tree, new_id, now_ms};
@@ -40,6 +42,9 @@ pub enum BackendKind {
     /// In a database and role of its own on the operator's PostgreSQL
     /// (`--postgres`).
     Postgres,
+    /// Served by a provider component (`addons:services:add`), which keeps
+    /// its state in a database of its own under the data folder.
+    Provider,
 }
 
 impl BackendKind {
@@ -49,6 +54,7 @@ impl BackendKind {
             BackendKind::Embedded => "in files on this server",
             BackendKind::Redis => "on the server's Redis",
             BackendKind::Postgres => "on the server's PostgreSQL",
+            BackendKind::Provider => "in its provider component's own database",
         }
     }
 }
@@ -87,17 +93,20 @@ const fn postgres(
     }
 }
 
-/// A kind of add-on renga provides.
-#[derive(Debug)]
+/// A kind of add-on: one renga provides, or one a provider component
+/// registered with `addons:services:add` provides.
+#[derive(Clone, Debug)]
 pub struct Service {
-    pub name: &'static str,
-    pub human_name: &'static str,
-    pub description: &'static str,
+    pub name: Cow<'static, str>,
+    pub human_name: Cow<'static, str>,
+    pub description: Cow<'static, str>,
     /// The attachment name an add-on gets unless `--as` says otherwise.
-    pub attachment: &'static str,
+    pub attachment: Cow<'static, str>,
     /// The WIT its data is reached through, for messages and docs.
     pub interface: &'static str,
     pub plans: &'static [Plan],
+    /// A provider component's service: the component that serves it.
+    pub provider: Option<ProviderRecord>,
 }
 
 impl Service {
@@ -119,11 +128,12 @@ const GIB: u64 = 1 << 30;
 /// Every service renga provides.
 pub static SERVICES: &[Service] = &[
     Service {
-        name: "renga-kv",
-        human_name: "renga Key-Value",
-        description: "A durable key-value store, reached through wasi:keyvalue",
-        attachment: "RENGA_KV",
+        name: Cow::Borrowed("renga-kv"),
+        human_name: Cow::Borrowed("renga Key-Value"),
+        description: Cow::Borrowed("A durable key-value store, reached through wasi:keyvalue"),
+        attachment: Cow::Borrowed("RENGA_KV"),
         interface: "wasi:keyvalue",
+        provider: None,
         plans: &[
             embedded("mini", "16 MiB", 16 * MIB, true),
             embedded("standard", "256 MiB", 256 * MIB, false),
@@ -139,11 +149,12 @@ pub static SERVICES: &[Service] = &[
         ],
     },
     Service {
-        name: "renga-sql",
-        human_name: "renga SQL",
-        description: "A SQL database (SQLite), reached through renga:sql",
-        attachment: "RENGA_SQL",
+        name: Cow::Borrowed("renga-sql"),
+        human_name: Cow::Borrowed("renga SQL"),
+        description: Cow::Borrowed("A SQL database (SQLite), reached through renga:sql"),
+        attachment: Cow::Borrowed("RENGA_SQL"),
         interface: "renga:sql",
+        provider: None,
         plans: &[
             embedded("mini", "64 MiB", 64 * MIB, true),
             embedded("standard", "1 GiB", GIB, false),
@@ -151,22 +162,28 @@ pub static SERVICES: &[Service] = &[
         ],
     },
     Service {
-        name: "renga-postgres",
-        human_name: "renga Postgres",
-        description: "A PostgreSQL database and role of its own on the server's PostgreSQL, reached through renga:sql and DATABASE_URL",
-        attachment: "DATABASE",
+        name: Cow::Borrowed("renga-postgres"),
+        human_name: Cow::Borrowed("renga Postgres"),
+        description: Cow::Borrowed(
+            "A PostgreSQL database and role of its own on the server's PostgreSQL, reached through renga:sql and DATABASE_URL",
+        ),
+        attachment: Cow::Borrowed("DATABASE"),
         interface: "renga:sql",
+        provider: None,
         plans: &[
             postgres("mini", "1 GiB, 20 connections", GIB, true),
             postgres("standard", "64 GiB, 60 connections", 64 * GIB, false),
         ],
     },
     Service {
-        name: "renga-blob",
-        human_name: "renga Blob Storage",
-        description: "Object storage (containers of named objects, streamed), reached through wasi:blobstore",
-        attachment: "RENGA_BLOB",
+        name: Cow::Borrowed("renga-blob"),
+        human_name: Cow::Borrowed("renga Blob Storage"),
+        description: Cow::Borrowed(
+            "Object storage (containers of named objects, streamed), reached through wasi:blobstore",
+        ),
+        attachment: Cow::Borrowed("RENGA_BLOB"),
         interface: "wasi:blobstore",
+        provider: None,
         plans: &[
             embedded("mini", "1 GiB", GIB, true),
             embedded("standard", "16 GiB", 16 * GIB, false),
@@ -175,22 +192,42 @@ pub static SERVICES: &[Service] = &[
     },
 ];
 
-/// A service by name.
+/// The plans of every provider component's service: one, whose quota is
+/// the size of the provider's own database for each add-on.
+pub static PROVIDER_PLANS: &[Plan] = &[Plan {
+    name: "standard",
+    description: "64 MiB of the provider's own data per add-on",
+    quota: 64 * MIB,
+    default: true,
+    backend: BackendKind::Provider,
+    attachment: None,
+}];
+
+/// A service renga provides, by name.
 pub fn service(name: &str) -> Option<&'static Service> {
     SERVICES.iter().find(|s| s.name == name)
 }
 
-/// `renga-kv` or `renga-kv:standard`: a service and one of its plans.
-pub fn parse_plan(spec: &str) -> Result<(&'static Service, &'static Plan), String> {
+/// `renga-kv` or `renga-kv:standard`: a service (renga's, or one of
+/// `providers`) and one of its plans.
+pub fn parse_plan(spec: &str, providers: &[Service]) -> Result<(Service, &'static Plan), String> {
     let (service_name, plan_name) = match spec.split_once(':') {
         Some((s, p)) => (s, Some(p)),
         None => (spec, None),
     };
-    let Some(service) = service(service_name) else {
-        let known: Vec<&str> = SERVICES.iter().map(|s| s.name).collect();
+    let Some(service) = SERVICES
+        .iter()
+        .chain(providers)
+        .find(|s| s.name == service_name)
+    else {
+        let known: Vec<&str> = SERVICES
+            .iter()
+            .chain(providers)
+            .map(|s| s.name.as_ref())
+            .collect();
         return Err(format!(
-            "Couldn't find that add-on service: {service_name} (renga provides {})",
-            known.join(" and ")
+            "Couldn't find that add-on service: {service_name} (this server has {})",
+            known.join(", ")
         ));
     };
     let plan = match plan_name {
@@ -208,7 +245,7 @@ pub fn parse_plan(spec: &str) -> Result<(&'static Service, &'static Plan), Strin
             )
         })?,
     };
-    Ok((service, plan))
+    Ok((service.clone(), plan))
 }
 
 /// An attachment name by Heroku's rule: uppercase letters, digits and
@@ -258,11 +295,16 @@ pub fn url_var(attachment: &str) -> String {
     format!("{attachment}_URL")
 }
 
-/// Every config var an attachment of `addon` sets, with its value.
+/// Every config var an attachment of `addon` sets, with its value: its
+/// name, its URL, and what its provider answered at provisioning, each
+/// under the attachment's prefix.
 pub fn config_vars(attachment: &str, addon: &Addon) -> Vec<(String, String)> {
     let mut vars = vec![(config_var(attachment), addon.name.clone())];
     if let Some(url) = &addon.url {
         vars.push((url_var(attachment), url.clone()));
+    }
+    for (name, value) in &addon.config {
+        vars.push((format!("{attachment}_{name}"), value.clone()));
     }
     vars
 }
@@ -286,6 +328,13 @@ pub struct Addon {
     /// is attached to as a config var and nowhere else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// What `addons:create SERVICE -- --KEY VALUE` passed its provider.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+    /// The config vars its provider answered at provisioning, without the
+    /// attachment's prefix.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config: Vec<(String, String)>,
     pub created_at: u64,
     pub updated_at: u64,
 }
@@ -305,8 +354,13 @@ impl Addon {
         self.plan().map_or(0, |p| p.quota)
     }
 
+    /// Its plan: of its service, or (a service renga does not provide) a
+    /// provider's.
     pub fn plan(&self) -> Option<&'static Plan> {
-        self.service().and_then(|s| s.plan(&self.plan))
+        match self.service() {
+            Some(service) => service.plan(&self.plan),
+            None => PROVIDER_PLANS.iter().find(|p| p.name == self.plan),
+        }
     }
 
     /// Where its data lives.
@@ -318,6 +372,60 @@ impl Addon {
 impl fmt::Display for Addon {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.name)
+    }
+}
+
+/// A provider component registered with `addons:services:add`: a service
+/// whose add-ons it serves.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ProviderRecord {
+    /// The service's name, which `addons:create` takes.
+    pub name: String,
+    /// The sha256 of its component, kept as `providers/{digest}.wasm`
+    /// under the data folder.
+    pub digest: String,
+    pub description: String,
+    /// The hosts its outbound HTTP may reach (none unless the admin said).
+    #[serde(default)]
+    pub outbound: Vec<String>,
+    pub created_at: u64,
+}
+
+impl ProviderRecord {
+    pub fn new(
+        name: &str,
+        digest: String,
+        description: String,
+        outbound: Vec<String>,
+    ) -> ProviderRecord {
+        ProviderRecord {
+            name: name.to_string(),
+            digest,
+            description,
+            outbound,
+            created_at: now_ms(),
+        }
+    }
+
+    /// The service it provides, as `addons:create` and the API see it.
+    pub fn service(&self) -> Service {
+        let description = if self.description.is_empty() {
+            format!(
+                "A key-value add-on served by the provider component {}",
+                &self.digest[..self.digest.len().min(12)]
+            )
+        } else {
+            self.description.clone()
+        };
+        Service {
+            name: Cow::Owned(self.name.clone()),
+            human_name: Cow::Owned(self.name.clone()),
+            description: Cow::Owned(description),
+            attachment: Cow::Owned(self.name.to_ascii_uppercase().replace('-', "_")),
+            interface: "wasi:keyvalue",
+            plans: PROVIDER_PLANS,
+            provider: Some(self.clone()),
+        }
     }
 }
 
@@ -339,6 +447,7 @@ pub struct Addons {
     by_id: Tree,
     ids_by_name: Tree,
     attachments: Tree,
+    providers: Tree,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -356,6 +465,7 @@ impl Addons {
             by_id: db.tree("addons")?,
             ids_by_name: db.tree("addon-names")?,
             attachments: db.tree("addon-attachments")?,
+            providers: db.tree("addon-providers")?,
         })
     }
 
@@ -385,6 +495,8 @@ impl Addons {
             plan: plan.name.to_string(),
             app: app.to_string(),
             url: None,
+            options: BTreeMap::new(),
+            config: Vec::new(),
             created_at: now,
             updated_at: now,
         };
@@ -413,6 +525,21 @@ impl Addons {
 
     pub fn all(&self) -> Result<Vec<Addon>, StoreError> {
         self.by_id.scan("")
+    }
+
+    /// Records what its provider was given and answered at provisioning.
+    pub fn set_provisioned(
+        &self,
+        addon: &Addon,
+        options: BTreeMap<String, String>,
+        config: Vec<(String, String)>,
+    ) -> Result<Addon, StoreError> {
+        let mut addon = addon.clone();
+        addon.options = options;
+        addon.config = config;
+        addon.updated_at = now_ms();
+        self.by_id.put(&addon.id, &addon)?;
+        Ok(addon)
     }
 
     /// Records the URL an external server gave the add-on.
@@ -488,6 +615,33 @@ impl Addons {
             .collect())
     }
 
+    /// Every registered provider component, by name.
+    pub fn providers(&self) -> Result<Vec<ProviderRecord>, StoreError> {
+        self.providers.scan("")
+    }
+
+    /// Every provider's service.
+    pub fn provider_services(&self) -> Result<Vec<Service>, StoreError> {
+        Ok(self
+            .providers()?
+            .iter()
+            .map(ProviderRecord::service)
+            .collect())
+    }
+
+    pub fn provider(&self, name: &str) -> Result<Option<ProviderRecord>, StoreError> {
+        self.providers.get(name)
+    }
+
+    /// Registers (or replaces) a provider.
+    pub fn put_provider(&self, record: &ProviderRecord) -> Result<(), StoreError> {
+        self.providers.put(&record.name, record)
+    }
+
+    pub fn remove_provider(&self, name: &str) -> Result<(), StoreError> {
+        self.providers.remove(name)
+    }
+
     /// Every attachment, to any app.
     pub fn all_attachments(&self) -> Result<Vec<Attachment>, StoreError> {
         self.attachments.scan("")
@@ -500,16 +654,24 @@ mod tests {
 
     #[test]
     fn plans_and_names_follow_herokus_rules() {
-        let (kv, plan) = parse_plan("renga-kv").unwrap();
-        assert_eq!((kv.name, plan.name), ("renga-kv", "mini"));
-        let (_, plan) = parse_plan("renga-sql:standard").unwrap();
+        let (kv, plan) = parse_plan("renga-kv", &[]).unwrap();
+        assert_eq!((kv.name.as_ref(), plan.name), ("renga-kv", "mini"));
+        let (_, plan) = parse_plan("renga-sql:standard", &[]).unwrap();
         assert_eq!(plan.name, "standard");
-        assert!(parse_plan("heroku-redis").unwrap_err().contains("renga-kv"));
         assert!(
-            parse_plan("renga-kv:huge")
+            parse_plan("heroku-redis", &[])
+                .unwrap_err()
+                .contains("renga-kv")
+        );
+        assert!(
+            parse_plan("renga-kv:huge", &[])
                 .unwrap_err()
                 .contains("renga-kv:premium")
         );
+        let provider = ProviderRecord::new("kv-ttl", "0".repeat(64), String::new(), vec![]);
+        let (ttl, plan) = parse_plan("kv-ttl", &[provider.service()]).unwrap();
+        assert_eq!((ttl.name.as_ref(), plan.name), ("kv-ttl", "standard"));
+        assert_eq!(ttl.attachment, "KV_TTL");
         for good in ["RENGA_KV", "CACHE", "A1_B"] {
             assert!(check_attachment_name(good).is_ok(), "{good}");
         }

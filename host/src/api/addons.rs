@@ -2,15 +2,19 @@
 //! `addons` (an app's, or every one the user can reach) and
 //! `addon-attachments`.
 
+use std::collections::BTreeMap;
+
 use http::Method;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use crate::addon::{Plan, Service};
 use crate::auth::User;
-use crate::platform::{AddonInfo, AttachmentInfo, Platform, PlatformError};
+use crate::platform::{
+    AddonInfo, AttachmentInfo, MAX_PROVIDER_BYTES, Platform, PlatformError, Registration,
+};
 
-use super::body::{created, ok, read_json, read_json_or_default};
+use super::body::{created, ok, read_json, read_json_or_default, receive_blob};
 use super::views::timestamp;
 use super::{ApiError, ApiResult};
 
@@ -31,18 +35,56 @@ pub(super) async fn route(
     user: &User,
     method: &Method,
     segments: &[&str],
+    query: &str,
     body: Incoming,
 ) -> ApiResult {
     match (method, segments) {
         (&Method::GET, ["addon-services"]) => ok(Value::Array(
-            platform.addon_services().iter().map(service).collect(),
+            platform.addon_services()?.iter().map(service).collect(),
         )),
-        (&Method::GET, ["addon-services", name]) => ok(service(find_service(platform, name)?)),
+        (&Method::GET, ["addon-services", name]) => ok(service(&find_service(platform, name)?)),
         (&Method::GET, ["addon-services", name, "plans"]) => {
             let found = find_service(platform, name)?;
             ok(Value::Array(
-                found.plans.iter().map(|p| plan(found, p)).collect(),
+                found.plans.iter().map(|p| plan(&found, p)).collect(),
             ))
+        }
+        // `addons:services:add FILE.wasm --name NAME`: the component is the
+        // body; `description` and `outbound` come in the query.
+        (&Method::PUT, ["addon-services", name]) => {
+            if !user.admin {
+                return Err(PlatformError::Forbidden(
+                    "Only the admin can register add-on providers".to_string(),
+                )
+                .into());
+            }
+            let mut registration = Registration {
+                name: name.to_string(),
+                description: String::new(),
+                outbound: String::new(),
+            };
+            for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+                match key.as_ref() {
+                    "description" => registration.description = value.into_owned(),
+                    "outbound" => registration.outbound = value.into_owned(),
+                    _ => {}
+                }
+            }
+            let (upload, _, _) = receive_blob(
+                body,
+                platform.provider_upload_path()?,
+                MAX_PROVIDER_BYTES,
+                "provider component",
+            )
+            .await?;
+            ok(service(
+                &platform
+                    .register_provider(user, registration, upload)
+                    .await?,
+            ))
+        }
+        (&Method::DELETE, ["addon-services", name]) => {
+            ok(service(&platform.remove_provider(user, name).await?))
         }
 
         (&Method::GET, ["addons"]) => ok(Value::Array(
@@ -82,6 +124,10 @@ pub(super) async fn route(
                 attachment: Option<AttachmentName>,
                 #[serde(default)]
                 name: Option<String>,
+                /// Options for its provider, as Heroku's CLI sends what
+                /// follows `--`.
+                #[serde(default)]
+                config: BTreeMap<String, Value>,
             }
             #[derive(serde::Deserialize)]
             struct AttachmentName {
@@ -89,6 +135,18 @@ pub(super) async fn route(
             }
             let create: Create = read_json(body).await?;
             let attachment = create.attachment.and_then(|a| a.name);
+            let options = create
+                .config
+                .into_iter()
+                .map(|(key, value)| {
+                    let value = match value {
+                        Value::String(s) => s,
+                        Value::Bool(true) => "true".to_string(),
+                        other => other.to_string(),
+                    };
+                    (key, value)
+                })
+                .collect();
             let made = platform
                 .create_addon(
                     user,
@@ -96,6 +154,7 @@ pub(super) async fn route(
                     &create.plan,
                     attachment.as_deref(),
                     create.name.as_deref(),
+                    options,
                 )
                 .await?;
             created(addon(&platform.addon_info(made.addon)?))
@@ -213,10 +272,10 @@ pub(super) async fn route(
     }
 }
 
-fn find_service(platform: &Platform, name: &str) -> Result<&'static Service, ApiError> {
+fn find_service(platform: &Platform, name: &str) -> Result<Service, ApiError> {
     platform
-        .addon_services()
-        .iter()
+        .addon_services()?
+        .into_iter()
         .find(|s| s.name == name)
         .ok_or_else(|| {
             PlatformError::NotFound(format!("Couldn't find that add-on service: {name}")).into()
@@ -234,6 +293,10 @@ fn service(service: &Service) -> Value {
         "supports_multiple_installations": true,
         "supports_sharing": true,
         "cli_plugin_name": null,
+        "provider": service.provider.as_ref().map(|p| json!({
+            "digest": p.digest,
+            "outbound": p.outbound,
+        })),
         "created_at": timestamp(0),
         "updated_at": timestamp(0),
         "plans": service.plans.iter().map(|p| plan(service, p)).collect::<Vec<_>>(),

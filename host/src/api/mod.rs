@@ -198,7 +198,7 @@ async fn route(platform: &Arc<Platform>, request: Request<Incoming>) -> ApiResul
     }
     let body = request.into_body();
     if addons::owns(&segments) {
-        return addons::route(platform, &user, &method, &segments, body).await;
+        return addons::route(platform, &user, &method, &segments, &query, body).await;
     }
 
     match (&method, segments.as_slice()) {

@@ -22,7 +22,7 @@ use crate::addon::BackendKind;
 use crate::provider::kv::{Kv, KvStore, Seen};
 use crate::provider::redis::{RedisKv, RedisServer};
 use crate::provider::{AddonRef, Open, Servers};
-use crate::runtime::DynoState;
+use crate::runtime::{DynoState, Providers};
 
 mod v1 {
     wasmtime::component::bindgen!({
@@ -66,17 +66,29 @@ const MAX_OPEN: usize = 64;
 pub struct KvBackends {
     stores: Arc<Open<KvStore>>,
     redis: Option<Arc<RedisServer>>,
+    providers: Arc<Providers>,
     /// `renga dev`: every name is a local store.
     local: bool,
 }
 
 impl KvBackends {
-    pub fn new(stores: Arc<Open<KvStore>>, servers: &Servers, local: bool) -> KvBackends {
+    pub fn new(
+        stores: Arc<Open<KvStore>>,
+        servers: &Servers,
+        providers: Arc<Providers>,
+        local: bool,
+    ) -> KvBackends {
         KvBackends {
             stores,
             redis: servers.redis.clone(),
+            providers,
             local,
         }
+    }
+
+    /// The provider components key-value add-ons may be served by.
+    pub fn providers(&self) -> &Arc<Providers> {
+        &self.providers
     }
 
     /// The embedded store of an add-on (opened on first use).
@@ -98,7 +110,8 @@ impl KvBackends {
                         .unwrap_or_default()
                 )),
             },
-            _ => Ok(Arc::new(self.store(addon))),
+            BackendKind::Provider => self.providers.kv(addon),
+            BackendKind::Embedded | BackendKind::Postgres => Ok(Arc::new(self.store(addon))),
         }
     }
 
@@ -120,6 +133,10 @@ pub struct KeyValue {
 impl KeyValue {
     pub fn new(backends: Arc<KvBackends>) -> KeyValue {
         KeyValue { backends }
+    }
+
+    pub fn backends(&self) -> &Arc<KvBackends> {
+        &self.backends
     }
 }
 

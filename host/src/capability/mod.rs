@@ -41,16 +41,16 @@ use wasmtime::component::Linker;
 use crate::config::ConfigVars;
 use crate::logplex::{AppLog, Process};
 use crate::provider::{AddonRef, Open, Servers};
-use crate::runtime::DynoState;
+use crate::runtime::{DynoState, Providers};
 
 pub use attached::{Attached, Reached};
 pub use blobstore::Blobstore;
 pub use config::Config;
 pub use env::Environment;
-pub use keyvalue::{KeyValue, KvBackends};
-pub use outbound::{AllowedHosts, Outbound, OutboundConfig};
+pub use keyvalue::{KeyValue, KvBackends, SERVICE as KV_SERVICE};
+pub use outbound::{ALLOWED_HOSTS_VAR, AllowedHosts, Outbound, OutboundConfig};
 pub use spin::Spin;
-pub use sql::{Sql, SqlBackends};
+pub use sql::{SERVICES as SQL_SERVICES, Sql, SqlBackends};
 pub use stdio::ProcessIo;
 
 /// What a release gives its capabilities.
@@ -270,6 +270,7 @@ impl Capabilities {
         let kv = Arc::new(KvBackends::new(
             Arc::new(Open::new(root.clone())),
             &config.servers,
+            Arc::new(Providers::default()),
             config.local,
         ));
         let blobstore = Blobstore::new(Arc::new(Open::new(root.clone())), config.local);
@@ -287,6 +288,11 @@ impl Capabilities {
             blobstore,
             outbound: Outbound::new(config.outbound.clone()),
         }
+    }
+
+    /// The provider components add-ons may be served by.
+    pub fn providers(&self) -> &Arc<Providers> {
+        self.keyvalue.backends().providers()
     }
 
     /// Every import of a component that no capability serves, named, with

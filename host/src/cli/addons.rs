@@ -1,8 +1,8 @@
 //! `addons`, `addons:create`, `addons:info`, `addons:attach`,
 //! `addons:detach`, `addons:upgrade`, `addons:destroy`, `addons:services`,
-//! `addons:plans`.
+//! `addons:services:add`, `addons:services:remove`, `addons:plans`.
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
 use super::client::{Api, AppArg, field, print_json, print_table};
@@ -80,12 +80,15 @@ fn attachments_of(addon: &Value) -> String {
 /// Services: renga-kv (wasi:keyvalue; `renga-kv:redis` on the server's
 /// Redis), renga-sql (renga:sql on SQLite), renga-postgres (renga:sql and
 /// DATABASE_URL on the server's PostgreSQL) and renga-blob
-/// (wasi:blobstore); plans with `renga addons:plans SERVICE`.
+/// (wasi:blobstore); plans with `renga addons:plans SERVICE`. Services
+/// that provider components serve (`renga addons:services`) take options
+/// after `--`, which go to the provider.
 ///
 /// Example:
 ///   renga addons:create renga-kv -a hello
 ///   renga addons:create renga-sql:standard --as ORDERS -a hello
 ///   renga addons:create renga-postgres -a hello
+///   renga addons:create kv-ttl -a hello -- --ttl 60
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct CreateCommand {
@@ -101,12 +104,41 @@ pub struct CreateCommand {
     app: AppArg,
     #[arg(long)]
     json: bool,
+    /// Options for the service's provider: `-- --KEY VALUE` or
+    /// `-- --KEY=VALUE` (a bare `--KEY` is `true`).
+    #[arg(last = true, value_name = "OPTIONS")]
+    options: Vec<String>,
+}
+
+/// `--ttl 60 --fast --name=x` as `{ttl: 60, fast: true, name: x}`, as
+/// Heroku's CLI reads what follows `--`.
+fn parse_options(args: &[String]) -> anyhow::Result<serde_json::Map<String, Value>> {
+    let mut options = serde_json::Map::new();
+    let mut args = args.iter().peekable();
+    while let Some(arg) = args.next() {
+        let Some(key) = arg.strip_prefix("--") else {
+            bail!("options look like --KEY VALUE; {arg:?} is not one");
+        };
+        let (key, value) = match key.split_once('=') {
+            Some((key, value)) => (key.to_string(), value.to_string()),
+            None => match args.next_if(|next| !next.starts_with("--")) {
+                Some(value) => (key.to_string(), value.clone()),
+                None => (key.to_string(), "true".to_string()),
+            },
+        };
+        options.insert(key, Value::String(value));
+    }
+    Ok(options)
 }
 
 impl CreateCommand {
     pub fn run(self) -> anyhow::Result<()> {
         let app = self.app.resolve()?;
         let mut body = json!({ "plan": self.plan });
+        let options = parse_options(&self.options)?;
+        if !options.is_empty() {
+            body["config"] = Value::Object(options);
+        }
         if let Some(attachment) = &self.attachment {
             body["attachment"] = json!({ "name": attachment });
         }
@@ -318,7 +350,84 @@ impl DestroyCommand {
     }
 }
 
-/// List the add-on services renga provides.
+/// Register a provider component as an add-on service (the admin's): a
+/// component of the `renga:app/key-value-provider` world (see
+/// `sdk/provider`). Apps then create its add-ons with `renga
+/// addons:create NAME -a APP` and reach them through wasi:keyvalue. Adding
+/// a NAME again replaces its component for every app's next release.
+///
+/// Example:
+///   renga addons:services:add provider_kv_ttl.wasm --name kv-ttl
+///   renga addons:services:add limiter.wasm --name rate-limit --outbound api.example.com
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct ServicesAddCommand {
+    /// The provider's component (.wasm).
+    file: std::path::PathBuf,
+    /// The service's name, which `addons:create` takes.
+    #[arg(long)]
+    name: String,
+    /// What it provides, for `addons:services`.
+    #[arg(long, default_value = "")]
+    description: String,
+    /// Hosts the provider's outbound HTTP may reach (comma-separated, as
+    /// RENGA_ALLOWED_OUTBOUND_HOSTS; none by default).
+    #[arg(long, default_value = "")]
+    outbound: String,
+    #[arg(long)]
+    json: bool,
+}
+
+impl ServicesAddCommand {
+    pub fn run(self) -> anyhow::Result<()> {
+        let bytes = std::fs::read(&self.file)
+            .with_context(|| format!("reading {}", self.file.display()))?;
+        let api = Api::connect()?;
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("description", &self.description)
+            .append_pair("outbound", &self.outbound)
+            .finish();
+        let url = format!("{}/addon-services/{}?{query}", api.base, self.name);
+        let service = api.put_bytes(&url, &bytes)?;
+        if self.json {
+            print_json(&service);
+            return Ok(());
+        }
+        println!(
+            "Registered {} ({}, component {}); create its add-ons with `renga addons:create {} -a APP`",
+            field(&service, &["name"]),
+            field(&service, &["interface"]),
+            &field(&service, &["provider", "digest"])
+                .chars()
+                .take(12)
+                .collect::<String>(),
+            field(&service, &["name"]),
+        );
+        Ok(())
+    }
+}
+
+/// Remove a provider's add-on service (the admin's); refused while any
+/// add-on of it exists.
+///
+/// Example:
+///   renga addons:services:remove kv-ttl
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct ServicesRemoveCommand {
+    name: String,
+}
+
+impl ServicesRemoveCommand {
+    pub fn run(self) -> anyhow::Result<()> {
+        Api::connect()?.delete(&format!("/addon-services/{}", self.name))?;
+        println!("Removed {}", self.name);
+        Ok(())
+    }
+}
+
+/// List the add-on services: renga's own, and those provider components
+/// serve.
 ///
 /// Example:
 ///   renga addons:services

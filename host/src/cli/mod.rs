@@ -136,6 +136,10 @@ pub enum Commands {
     AddonsDestroy(addons::DestroyCommand),
     #[command(name = "addons:services")]
     AddonsServices(addons::ServicesCommand),
+    #[command(name = "addons:services:add")]
+    AddonsServicesAdd(addons::ServicesAddCommand),
+    #[command(name = "addons:services:remove")]
+    AddonsServicesRemove(addons::ServicesRemoveCommand),
     #[command(name = "addons:plans")]
     AddonsPlans(addons::PlansCommand),
 
@@ -237,6 +241,8 @@ impl Commands {
             Commands::AddonsUpgrade(c) => c.run(),
             Commands::AddonsDestroy(c) => c.run(),
             Commands::AddonsServices(c) => c.run(),
+            Commands::AddonsServicesAdd(c) => c.run(),
+            Commands::AddonsServicesRemove(c) => c.run(),
             Commands::AddonsPlans(c) => c.run(),
             Commands::PgInfo(c) => c.run(),
             Commands::PgPsql(c) => c.run(),

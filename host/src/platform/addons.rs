@@ -4,14 +4,15 @@
 //! sets or removes the attachment's config var; destroying deletes the
 //! data once no release reaches it any more.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use crate::addon::{self, Addon, Attachment, BackendKind, Plan, Service};
 use crate::app::App;
 use crate::auth::User;
 use crate::capability::AddonBinding;
 use crate::config::ConfigVars;
-use crate::provider::AddonRef;
+use crate::provider::{AddonRef, ProviderSpec};
 use crate::release::{Release, ReleaseAddons};
 
 use super::{Platform, PlatformError, Result};
@@ -47,10 +48,17 @@ impl Platform {
             let Some(addon) = self.addons.find(&attachment.addon)? else {
                 continue;
             };
+            let reference = self.addon_ref(&addon)?;
+            // A provider's add-on serves the interfaces of renga's own
+            // key-value service, and is opened by the same names.
+            let service = match reference.provider {
+                Some(_) => crate::capability::KV_SERVICE.to_string(),
+                None => addon.service.clone(),
+            };
             out.push(AddonBinding {
-                service: addon.service.clone(),
+                service,
                 attachment: attachment.name.clone(),
-                addon: addon_ref(&addon),
+                addon: reference,
             });
         }
         Ok(out)
@@ -99,8 +107,28 @@ impl Platform {
         Ok(config)
     }
 
-    pub fn addon_services(&self) -> &'static [Service] {
-        addon::SERVICES
+    /// Every service: renga's own, then the registered providers'.
+    pub fn addon_services(&self) -> Result<Vec<Service>> {
+        let mut services = addon::SERVICES.to_vec();
+        services.extend(self.addons.provider_services()?);
+        Ok(services)
+    }
+
+    /// What a backend needs of an add-on: for a provider's, which
+    /// component serves it and with what options.
+    pub(super) fn addon_ref(&self, addon: &Addon) -> Result<AddonRef> {
+        let mut reference = addon_ref(addon);
+        if addon.backend() == BackendKind::Provider
+            && let Some(provider) = self.addons.provider(&addon.service)?
+        {
+            reference.provider = Some(Arc::new(ProviderSpec {
+                service: provider.name,
+                digest: provider.digest,
+                options: addon.options.clone().into_iter().collect(),
+                outbound: provider.outbound,
+            }));
+        }
+        Ok(reference)
     }
 
     /// Add-ons the user can see: those of one app (owned or attached), or
@@ -204,8 +232,10 @@ impl Platform {
             .unwrap_or_default()
     }
 
-    /// `addons:create SERVICE[:PLAN] [--as NAME] [--name ADDON]`: a new
-    /// add-on on the app, attached to it, in a new release.
+    /// `addons:create SERVICE[:PLAN] [--as NAME] [--name ADDON] [-- --KEY
+    /// VALUE]`: a new add-on on the app, attached to it, in a new release.
+    /// Options go to a provider's `provision`; renga's own services take
+    /// none.
     pub async fn create_addon(
         &self,
         user: &User,
@@ -213,9 +243,12 @@ impl Platform {
         plan: &str,
         attachment: Option<&str>,
         name: Option<&str>,
+        options: BTreeMap<String, String>,
     ) -> Result<AttachmentInfo> {
         let app = self.app(user, name_or_id)?;
-        let (service, plan) = addon::parse_plan(plan).map_err(PlatformError::Invalid)?;
+        let (service, plan) = addon::parse_plan(plan, &self.addons.provider_services()?)
+            .map_err(PlatformError::Invalid)?;
+        let options = check_options(&service, options)?;
         if let Some(why) = self.config.servers.missing(plan.backend) {
             return Err(PlatformError::Invalid(format!(
                 "{}:{} needs a server renga does not have: {why}",
@@ -224,7 +257,7 @@ impl Platform {
         }
         let attachment = attachment
             .or(plan.attachment)
-            .unwrap_or(service.attachment)
+            .unwrap_or(&service.attachment)
             .to_string();
         addon::check_attachment_name(&attachment).map_err(PlatformError::Invalid)?;
         if let Some(name) = name {
@@ -244,9 +277,9 @@ impl Platform {
             )));
         }
         self.check_attachment_room(&app, &attachment)?;
-        let addon = self.new_addon(name, service, plan, &app.id)?;
+        let addon = self.new_addon(name, &service, plan, &app.id)?;
         let made = async {
-            let addon = self.provision(&addon, plan).await?;
+            let addon = self.provision(&addon, plan, options).await?;
             self.attach_and_release(user, &app, &addon, &attachment)
                 .await
         }
@@ -264,11 +297,36 @@ impl Platform {
     }
 
     /// Makes an add-on's database or user on an external server, and
-    /// records its URL.
-    async fn provision(&self, addon: &Addon, plan: &Plan) -> Result<Addon> {
+    /// records its URL; or has its provider component provision it.
+    async fn provision(
+        &self,
+        addon: &Addon,
+        plan: &Plan,
+        options: BTreeMap<String, String>,
+    ) -> Result<Addon> {
         let servers = &self.config.servers;
         let url = match plan.backend {
             BackendKind::Embedded => return Ok(addon.clone()),
+            BackendKind::Provider => {
+                let addon = self.addons.set_provisioned(addon, options, Vec::new())?;
+                let reference = self.addon_ref(&addon)?;
+                let spec = reference.provider.as_ref().ok_or_else(|| {
+                    PlatformError::Invalid(format!("{} has no provider", addon.service))
+                })?;
+                let config = self
+                    .runtime
+                    .capabilities()
+                    .providers()
+                    .provision(&reference, &spec.options)
+                    .await
+                    .map_err(|e| {
+                        PlatformError::Invalid(format!("Could not provision {}: {e}", addon.name))
+                    })?;
+                let options = addon.options.clone();
+                let addon = self.addons.set_provisioned(&addon, options, config)?;
+                self.db.flush().await?;
+                return Ok(addon);
+            }
             BackendKind::Postgres => {
                 let server = servers.postgres.as_ref().ok_or_else(|| {
                     PlatformError::Invalid(servers.missing(plan.backend).unwrap_or_default())
@@ -294,7 +352,8 @@ impl Platform {
     async fn deprovision(&self, addon: &Addon) {
         let servers = &self.config.servers;
         let dropped = match addon.backend() {
-            BackendKind::Embedded => Ok(()),
+            // Its data is its folder, which forgetting it deletes.
+            BackendKind::Embedded | BackendKind::Provider => Ok(()),
             BackendKind::Postgres => match &servers.postgres {
                 Some(server) => server.deprovision(&addon.id).await,
                 None => Err("this server has no PostgreSQL configured".to_string()),
@@ -381,7 +440,16 @@ impl Platform {
         })?;
         let current = self.current_release(app)?;
         let mut config = current.config.clone();
-        for (var, value) in addon::config_vars(name, addon) {
+        let vars = addon::config_vars(name, addon);
+        if let Some((taken, _)) = vars.iter().find(|(var, _)| config.get(var).is_some()) {
+            self.addons.detach(&attachment)?;
+            self.db.flush().await?;
+            return Err(PlatformError::Invalid(format!(
+                "{} already has the config var {taken}: unset it or choose another name with --as",
+                app.name
+            )));
+        }
+        for (var, value) in vars {
             config.set(
                 var.parse().map_err(|e: crate::config::InvalidConfigKey| {
                     PlatformError::Invalid(e.to_string())
@@ -427,13 +495,13 @@ impl Platform {
     ) -> Result<AttachmentInfo> {
         let addon = self.find_addon(user, None, addon)?;
         let app = self.app(user, name_or_id)?;
-        let service = addon.service().ok_or_else(|| {
+        let service = self.addon_service(&addon)?.ok_or_else(|| {
             PlatformError::Invalid(format!(
                 "{} is of a service renga no longer has",
                 addon.name
             ))
         })?;
-        let name = name.unwrap_or(service.attachment).to_string();
+        let name = name.unwrap_or(&service.attachment).to_string();
         addon::check_attachment_name(&name).map_err(PlatformError::Invalid)?;
         let _lock = self.lock(&app.id).await;
         if self
@@ -513,7 +581,11 @@ impl Platform {
         self.addons.detach(attachment)?;
         let current = self.current_release(app)?;
         let mut config = current.config.clone();
-        for var in addon::config_var_names(&attachment.name) {
+        let set = addon::config_vars(&attachment.name, addon);
+        for var in addon::config_var_names(&attachment.name)
+            .into_iter()
+            .chain(set.into_iter().map(|(var, _)| var))
+        {
             if let Ok(key) = var.parse() {
                 config.remove(&key);
             }
@@ -554,7 +626,8 @@ impl Platform {
         } else {
             format!("{}:{plan}", addon.service)
         };
-        let (service, plan) = addon::parse_plan(&spec).map_err(PlatformError::Invalid)?;
+        let (service, plan) = addon::parse_plan(&spec, &self.addons.provider_services()?)
+            .map_err(PlatformError::Invalid)?;
         if service.name != addon.service {
             return Err(PlatformError::Invalid(format!(
                 "{} is a {} add-on; it cannot change to {}",
@@ -566,9 +639,9 @@ impl Platform {
                 "{} keeps its data {}; {} keeps it {}, and renga does not move data between them: create a {} add-on and copy the data",
                 addon.name,
                 addon.backend().describe(),
-                updated_name(service, plan),
+                updated_name(&service, plan),
                 plan.backend.describe(),
-                updated_name(service, plan)
+                updated_name(&service, plan)
             )));
         }
         if addon.app != app.id {
@@ -724,13 +797,58 @@ fn updated_name(service: &Service, plan: &Plan) -> String {
     format!("{}:{}", service.name, plan.name)
 }
 
-/// What a provider needs of an add-on.
-pub(super) fn addon_ref(addon: &Addon) -> AddonRef {
+/// What a backend needs of an add-on (a provider's add-on also needs its
+/// component: [`Platform::addon_ref`]).
+fn addon_ref(addon: &Addon) -> AddonRef {
     AddonRef {
         id: addon.id.clone(),
         name: addon.name.clone(),
         quota: addon.quota(),
         backend: addon.backend(),
         url: addon.url.clone(),
+        provider: None,
     }
+}
+
+/// Options an add-on is created with, in the shape its provider gets them:
+/// keys lowercase (`--max-items` is `max_items`), few and small; renga's
+/// own services take none.
+fn check_options(
+    service: &Service,
+    options: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>> {
+    if options.is_empty() {
+        return Ok(options);
+    }
+    if service.provider.is_none() {
+        return Err(PlatformError::Invalid(format!(
+            "{} takes no options (given: {})",
+            service.name,
+            options.keys().cloned().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let mut checked = BTreeMap::new();
+    let mut config = ConfigVars::new();
+    for (key, value) in options {
+        let key = key
+            .trim_start_matches('-')
+            .to_ascii_lowercase()
+            .replace('-', "_");
+        let parsed: crate::config::ConfigKey = key.parse().map_err(|_| {
+            PlatformError::Invalid(format!(
+                "invalid option {key:?}: use letters, digits, - and _"
+            ))
+        })?;
+        config.set(parsed, value.clone());
+        checked.insert(key, value);
+    }
+    if checked.len() > 32 {
+        return Err(PlatformError::Invalid(
+            "at most 32 options may be given to a provider".to_string(),
+        ));
+    }
+    config
+        .check_limits()
+        .map_err(|e| PlatformError::Invalid(format!("the options are too large: {e}")))?;
+    Ok(checked)
 }

@@ -20,6 +20,7 @@ mod dynos;
 mod janitor;
 mod logs;
 mod oneoff;
+mod providers;
 mod releases;
 mod workers;
 
@@ -27,6 +28,7 @@ pub use addons::{AddonInfo, AttachmentInfo, MAX_ADDONS, MAX_ATTACHMENTS};
 pub use dynos::{Running, RunningDyno};
 pub use logs::LogSession;
 pub use oneoff::{DETACHED_TIME_LIMIT, MAX_ONE_OFFS, OneOff};
+pub use providers::{MAX_PROVIDER_BYTES, Registration};
 pub use releases::{KEPT_RELEASES, LISTED_RELEASES};
 
 use crate::addon::Addons;
@@ -176,7 +178,7 @@ impl Platform {
         let routes = Arc::new(ServerRoutes::new(&config.domain));
         let weak: Weak<dyn AllRoutes> = Arc::downgrade(&routes) as Weak<dyn AllRoutes>;
         tokio::spawn(crate::router::sleep_idle_apps(weak, IDLE_CHECK));
-        Ok(Platform {
+        let platform = Platform {
             apps: Apps::open(&db)?,
             addons: Addons::open(&db)?,
             auth: Auth::open(&db)?,
@@ -199,7 +201,9 @@ impl Platform {
             locks: Mutex::default(),
             build_locks: Mutex::default(),
             sessions: Mutex::default(),
-        })
+        };
+        platform.load_providers()?;
+        Ok(platform)
     }
 
     /// Makes every write so far durable.

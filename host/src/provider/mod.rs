@@ -74,6 +74,21 @@ pub struct AddonRef {
     pub backend: crate::addon::BackendKind,
     /// Its URL with credentials, for an add-on on an external server.
     pub url: Option<String>,
+    /// For an add-on a provider component serves: which, and with what.
+    pub provider: Option<Arc<ProviderSpec>>,
+}
+
+/// What a provider component's add-on is served with.
+#[derive(Clone, Debug)]
+pub struct ProviderSpec {
+    /// The provider's service name, for messages.
+    pub service: String,
+    /// The sha256 of its component.
+    pub digest: String,
+    /// The options it was provisioned with: the provider's config.
+    pub options: Vec<(String, String)>,
+    /// The hosts its outbound HTTP may reach.
+    pub outbound: Vec<String>,
 }
 
 impl AddonRef {
@@ -85,6 +100,7 @@ impl AddonRef {
             quota,
             backend: crate::addon::BackendKind::Embedded,
             url: None,
+            provider: None,
         }
     }
 }

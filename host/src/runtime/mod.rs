@@ -11,6 +11,7 @@ mod artefact;
 mod command;
 mod cpu;
 mod http;
+mod provider;
 mod state;
 
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ pub use cpu::{AppCpu, CpuScheduler};
 pub use http::{
     GuestBody, GuestFailure, HttpComponent, InstanceSpec, Reuse, Served, Timeouts, live_guest_tasks,
 };
+pub use provider::{ProviderComponent, ProviderKv, Providers};
 pub use state::{DynoState, live_instances};
 
 pub use crate::capability::ProcessIo;
@@ -108,6 +110,10 @@ pub enum LoadError {
         "{name} is not a command component: a process that runs to its end (a release phase, a worker) must export wasi:cli/run (the wasi:cli/command world), but it exports {exports}"
     )]
     NotCommand { name: String, exports: String },
+    #[error(
+        "{name} is not a key-value provider: a provider must export wasi:keyvalue/store, atomics and batch @0.2.0-draft2 and renga:app/provisioning@0.1.0 (the renga:app/key-value-provider world; see sdk/provider), and it lacks {missing}"
+    )]
+    NotProvider { name: String, missing: String },
     #[error("{name} imports {} renga does not provide: {}", if .imports.len() == 1 { "an interface" } else { "interfaces" }, .imports.join(", "))]
     UnknownImports { name: String, imports: Vec<String> },
     #[error(
@@ -137,6 +143,11 @@ impl Runtime {
         let artefacts = ArtefactCache::open(&config.artefact_dir, &engine)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let scheduler = Arc::new(CpuScheduler::new(u32::try_from(cores).unwrap_or(1)));
+        capabilities.providers().link(
+            engine.clone(),
+            scheduler.clone(),
+            Arc::downgrade(&capabilities),
+        );
         let ticker = EpochTicker::start(engine.clone(), scheduler.clone(), config.epoch_tick);
         Ok(Runtime {
             engine,

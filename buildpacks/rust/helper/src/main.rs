@@ -5,8 +5,10 @@
 //! progress and the compiler's own diagnostics (indented, as Heroku's build
 //! output is), copies every component it produced to the top of the build
 //! folder, and records the process types for `bin/release` in
-//! `.renga/rust/process-types`. An app that depends on `renga-sdk` gets
-//! renga's SDK from `--sdk` (it is not on crates.io).
+//! `.renga/rust/process-types`. renga's SDKs are not on crates.io: a crate
+//! that depends on `renga-sdk` gets it from `--sdk` (renga's `sdk/rust`),
+//! and one that depends on `renga-provider-sdk` (an add-on provider) gets
+//! it from the `provider` folder beside `--sdk` (`sdk/provider`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -25,8 +27,10 @@ struct Args {
     sdk: Option<PathBuf>,
 }
 
-/// The SDK's crate name.
+/// The app-side SDK's crate name: it is the `--sdk` folder.
 const SDK: &str = "renga-sdk";
+/// The provider SDK's crate name, and its folder beside `--sdk`.
+const PROVIDER_SDK: (&str, &str) = ("renga-provider-sdk", "provider");
 
 fn main() -> ExitCode {
     let args = match parse_args() {
@@ -89,10 +93,6 @@ fn build(args: &Args) -> Result<(), String> {
         );
     }
 
-    let uses_sdk = metadata
-        .workspace_packages()
-        .iter()
-        .any(|p| p.dependencies.iter().any(|d| d.name == SDK));
     let mut cargo = Command::new("cargo");
     cargo
         .args([
@@ -106,12 +106,19 @@ fn build(args: &Args) -> Result<(), String> {
         .arg(&manifest)
         .arg("--target-dir")
         .arg(&args.target_dir);
-    if let (true, Some(sdk)) = (uses_sdk, &args.sdk) {
-        say(&format!("Using renga's SDK ({SDK}) from the buildpack"));
-        cargo.arg("--config").arg(format!(
-            "patch.crates-io.{SDK}.path={:?}",
-            sdk.display().to_string()
-        ));
+    for (name, dir) in sdks(args.sdk.as_deref()) {
+        let used = metadata
+            .workspace_packages()
+            .iter()
+            .any(|p| p.dependencies.iter().any(|d| d.name == name));
+        // A patch that no package uses is a warning in every build.
+        if used {
+            say(&format!("Using renga's SDK ({name}) from the buildpack"));
+            cargo.arg("--config").arg(format!(
+                "patch.crates-io.{name}.path={:?}",
+                dir.display().to_string()
+            ));
+        }
     }
     let mut child = cargo
         .stdin(Stdio::null())
@@ -189,6 +196,20 @@ fn build(args: &Args) -> Result<(), String> {
         }
     }
     write_process_types(&args.build_dir, &process_types)
+}
+
+/// renga's SDKs that are there to patch in, by crate name: `--sdk` itself,
+/// and the provider SDK beside it when that folder exists.
+fn sdks(sdk: Option<&Path>) -> Vec<(&'static str, PathBuf)> {
+    let Some(sdk) = sdk else {
+        return Vec::new();
+    };
+    let mut found = vec![(SDK, sdk.to_path_buf())];
+    let (name, folder) = PROVIDER_SDK;
+    if let Some(provider) = sdk.parent().map(|d| d.join(folder)).filter(|d| d.is_dir()) {
+        found.push((name, provider));
+    }
+    found
 }
 
 /// Whether a component exports `wasi:http/incoming-handler`: the export's

@@ -9,6 +9,8 @@
 //! - `/kv/cas?key=K[&store=S]`         appends `x` with compare-and-swap
 //! - `/kv/keys[?store=S]`              every key, one per line
 //! - `/kv/fill?bytes=N[&key=K][&store=S]` sets a value of N bytes
+//! - `/kv/reads?n=N[&key=K][&store=S]` reads K N times (a call-heavy
+//!   request, for benchmarks): the last value's length
 //! - `/sql/execute[?db=D]`             runs the body; `changes=N last=N`
 //! - `/sql/query[?db=D]`               runs the body; rows, tab-separated
 //! - `/sql/transaction?name=T[&fail=1][&db=D]` inserts two rows into `t`
@@ -84,6 +86,14 @@ fn key_value(route: &str, query: &Query, input: Vec<u8>) -> Result<String, Strin
                 .set(&key, vec![b'x'; bytes])
                 .map(|()| "ok".to_string())
                 .map_err(e)
+        }
+        "reads" => {
+            let n: usize = query.get("n").and_then(|n| n.parse().ok()).unwrap_or(1);
+            let mut last = 0;
+            for _ in 0..n {
+                last = store.get(&key).map_err(e)?.map_or(0, |v| v.len());
+            }
+            Ok(last.to_string())
         }
         _ => Err(format!("no route /kv/{route}")),
     }
