@@ -65,9 +65,9 @@ fn db() -> Result<Rc<Database>, sql::Error> {
     sql::database(SCHEMA)
 }
 
-/// The time to live, in seconds, from the add-on's options.
+/// The time to live, in seconds, from the add-on's options (which
+/// `provision` checked: at a call, only `ttl` is read).
 fn ttl_seconds(options: &Options) -> Result<i64, String> {
-    options.check_known(&["ttl"])?;
     let ttl = options.parse("ttl", DEFAULT_TTL)?;
     if !(1..=MAX_TTL).contains(&ttl) {
         return Err(format!(
@@ -113,7 +113,9 @@ fn purge(db: &impl Execute, now: i64) -> Result<(), sql::Error> {
 
 impl Provisioning for Provider {
     fn provision(options: Vec<(String, String)>) -> Result<Vec<(String, String)>, String> {
-        let ttl = ttl_seconds(&Options::new(options))?;
+        let options = Options::new(options);
+        options.check_known(&["ttl"])?;
+        let ttl = ttl_seconds(&options)?;
         Ok(vec![("TTL_SECONDS".into(), ttl.to_string())])
     }
 }

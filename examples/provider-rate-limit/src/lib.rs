@@ -71,8 +71,9 @@ struct Settings {
 }
 
 impl Settings {
+    /// From the add-on's options (which `provision` checked: at a call,
+    /// only these two are read).
     fn from_options(options: &Options) -> Result<Settings, String> {
-        options.check_known(&["window", "limit"])?;
         let window_seconds = options.parse("window", DEFAULT_WINDOW)?;
         if !(1..=MAX_WINDOW).contains(&window_seconds) {
             return Err(format!(
@@ -183,7 +184,9 @@ fn purge(db: &impl Execute, clock: Clock) -> Result<(), sql::Error> {
 
 impl Provisioning for Provider {
     fn provision(options: Vec<(String, String)>) -> Result<Vec<(String, String)>, String> {
-        let settings = Settings::from_options(&Options::new(options))?;
+        let options = Options::new(options);
+        options.check_known(&["window", "limit"])?;
+        let settings = Settings::from_options(&options)?;
         Ok(vec![
             ("WINDOW_SECONDS".into(), settings.window_seconds.to_string()),
             ("LIMIT".into(), settings.limit.to_string()),
