@@ -10,6 +10,7 @@ pub mod app;
 pub mod archive;
 pub mod attach;
 pub mod auth;
+pub mod backend;
 pub mod build;
 pub mod buildpack;
 pub mod builds;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use notify::{EventKind, RecursiveMode, Watcher as _};
 
+use crate::backend::{self, Kind};
 use crate::build::{self, BuildPlan};
 use crate::buildpack::{self, BuildEnv, Buildpack};
 use crate::capability::ReleaseInputs;
@@ -15,7 +16,7 @@ use crate::config::ConfigVars;
 use crate::dyno::{WebDyno, WebLimits};
 use crate::logplex::AppLog;
 use crate::paths::{DevDirs, Paths};
-use crate::procfile::{Command, Procfile};
+use crate::procfile::Procfile;
 use crate::router::{self, AppRoute, SingleApp, WebState};
 use crate::runtime::{AppCpu, Provenance, Runtime, Timeouts};
 use crate::units::ByteSize;
@@ -211,11 +212,8 @@ impl DevApp {
             }
             bail!("the app has no web process: add `web: app.wasm` to its Procfile");
         };
-        let Command::Component { path, .. } = web else {
-            bail!(
-                "the web process `{web}` is not a .wasm component; renga dev serves components (name one in the Procfile, e.g. `web: app.wasm`)"
-            );
-        };
+        let Kind::Wasm { path, .. } = backend::kind("the web process", web)
+            .map_err(|why| anyhow::anyhow!("{why}; renga dev serves components (name one in the Procfile, e.g. `web: app.wasm`)"))?;
         let wasm = crate::slug::file_inside(&self.dirs.build, path)?;
         let component = tokio::task::block_in_place(|| self.runtime.load_http(&wasm))?;
         let cpu = self.cpu.clone();

@@ -13,9 +13,11 @@ pub mod worker;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::backend::wasm::WasmWeb;
+use crate::backend::{Failure, RequestBody, Served, Timeouts, WebBackend};
 use crate::capability::{DynoInputs, ReleaseCapabilities};
 use crate::logplex::{AppLog, Process};
-use crate::runtime::{AppCpu, GuestFailure, HttpComponent, InstanceSpec, Reuse, Served, Timeouts};
+use crate::runtime::{AppCpu, HttpComponent, InstanceSpec};
 
 /// What a web dyno may use, from its process type's size and formation.
 #[derive(Clone, Copy, Debug)]
@@ -28,17 +30,19 @@ pub struct WebLimits {
     pub reuse: u32,
 }
 
-/// One web dyno.
+/// One web dyno: its name, its request slots, and the backend that serves
+/// its requests.
 pub struct WebDyno {
-    component: Arc<HttpComponent>,
-    spec: InstanceSpec,
+    name: Process,
+    memory_limit: u64,
     concurrency: usize,
-    reuse: Option<Arc<Reuse>>,
+    backend: Box<dyn WebBackend>,
     in_flight: AtomicUsize,
 }
 
 impl WebDyno {
-    /// `index` is the dyno's number: `web.1` is 1.
+    /// A dyno of a WASI 0.2 component. `index` is the dyno's number:
+    /// `web.1` is 1.
     pub fn new(
         index: u32,
         component: Arc<HttpComponent>,
@@ -48,20 +52,27 @@ impl WebDyno {
         cpu: Arc<AppCpu>,
     ) -> WebDyno {
         let name = Process::from(format!("web.{index}"));
+        let concurrency = limits.concurrency.max(1) as usize;
+        let spec = InstanceSpec {
+            caps: release.dyno(&DynoInputs {
+                name: &name,
+                log: &log,
+            }),
+            memory_limit: limits.memory,
+            log,
+            cpu,
+        };
+        let backend = WasmWeb::new(component, spec, limits.reuse, concurrency);
+        WebDyno::with_backend(name, limits, Box::new(backend))
+    }
+
+    /// A dyno whose requests `backend` serves.
+    pub fn with_backend(name: Process, limits: WebLimits, backend: Box<dyn WebBackend>) -> WebDyno {
         WebDyno {
-            component,
-            spec: InstanceSpec {
-                caps: release.dyno(&DynoInputs {
-                    name: &name,
-                    log: &log,
-                }),
-                memory_limit: limits.memory,
-                log,
-                cpu,
-            },
+            name,
+            memory_limit: limits.memory,
             concurrency: limits.concurrency.max(1) as usize,
-            reuse: (limits.reuse > 0)
-                .then(|| Arc::new(Reuse::new(limits.reuse, limits.concurrency.max(1) as usize))),
+            backend,
             in_flight: AtomicUsize::new(0),
         }
     }
@@ -72,15 +83,15 @@ impl WebDyno {
 
     /// Instances this dyno keeps for its next requests.
     pub fn kept_instances(&self) -> usize {
-        self.reuse.as_ref().map_or(0, |r| r.kept())
+        self.backend.kept()
     }
 
     pub fn name(&self) -> &Process {
-        self.spec.caps.name()
+        &self.name
     }
 
     pub fn memory_limit(&self) -> u64 {
-        self.spec.memory_limit
+        self.memory_limit
     }
 
     pub fn in_flight(&self) -> usize {
@@ -106,18 +117,12 @@ impl WebDyno {
         None
     }
 
-    pub async fn serve<B>(
+    pub async fn serve(
         &self,
-        request: hyper::Request<B>,
+        request: hyper::Request<RequestBody>,
         timeouts: &Timeouts,
-    ) -> Result<Served, GuestFailure>
-    where
-        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-        B::Error: Into<wasmtime_wasi_http::Error>,
-    {
-        self.component
-            .serve(&self.spec, request, timeouts, self.reuse.as_ref())
-            .await
+    ) -> Result<Served, Failure> {
+        self.backend.serve(request, timeouts).await
     }
 }
 

@@ -15,8 +15,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::backend::{ProcessBackend, ProcessFailure};
 use crate::logplex::{Process, Source};
-use crate::runtime::{CommandComponent, CommandFailure, CommandSpec, ProcessIo};
+use crate::runtime::ProcessIo;
 use crate::units::HumanDuration;
 
 /// The longest wait between two restarts of a crashing worker.
@@ -61,10 +62,8 @@ impl Status {
 
 /// What a worker runs.
 pub struct WorkerSpec {
-    pub component: Arc<CommandComponent>,
-    /// Its environment, arguments, memory limit and log; `process` is its
-    /// name (`worker.1`).
-    pub spec: CommandSpec,
+    /// What runs it (its name is `worker.1`), again after each crash.
+    pub process: Box<dyn ProcessBackend>,
     /// The Procfile command, for the log.
     pub command: String,
 }
@@ -79,7 +78,7 @@ pub struct Worker {
 
 impl Worker {
     pub fn start(spec: WorkerSpec) -> Worker {
-        let name = spec.spec.caps.name().clone();
+        let name = spec.process.name().clone();
         let status = Arc::new(Mutex::new((Status::Starting, crate::store::now_ms())));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(supervise(spec, status.clone(), stopped));
@@ -113,8 +112,8 @@ async fn supervise(
     status: Arc<Mutex<(Status, u64)>>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
-    let spec = &worker.spec;
-    let say = |message: String| spec.log.emit(Source::Renga, spec.caps.name(), message);
+    let process = &worker.process;
+    let say = |message: String| process.log().emit(Source::Renga, process.name(), message);
     let set = |next: Status| {
         let mut current = status.lock().unwrap_or_else(|e| e.into_inner());
         if current.0 != next {
@@ -141,7 +140,7 @@ async fn supervise(
             ..ProcessIo::default()
         };
         let started = Instant::now();
-        let run = worker.component.run(spec, io);
+        let run = process.run(io, None);
         tokio::pin!(run);
         set(Status::Up);
         let outcome = tokio::select! {
@@ -191,10 +190,10 @@ async fn stop_requested(stopped: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await;
 }
 
-fn ended(outcome: &Result<i32, CommandFailure>) -> String {
+fn ended(outcome: &Result<i32, ProcessFailure>) -> String {
     match outcome {
         Ok(code) => format!("Process exited with status {code}"),
-        Err(CommandFailure::MemoryExceeded { limit }) => format!(
+        Err(ProcessFailure::MemoryExceeded { limit }) => format!(
             "Error R14 (Memory quota exceeded): the process needed more than the {} memory limit of this dyno",
             crate::units::ByteSize(*limit)
         ),

@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use crate::app::App;
 use crate::auth::User;
+use crate::backend::wasm::WasmProcess;
+use crate::backend::{self, Kind, ProcessBackend};
 use crate::build::{self, BuildPlan, BuildSandbox};
 use crate::buildpack::{self, BuildEnv, Buildpack};
 use crate::builds::{Build, BuildOutput, BuildStatus, ReleaseRef, Source};
@@ -374,15 +376,12 @@ impl Platform {
         output: &Arc<BuildOutput>,
     ) -> Result<()> {
         output.push(format!("-----> Running release command: {command}"));
-        let Command::Component { path, args } = command else {
-            return Err(PlatformError::Invalid(format!(
-                "the release process `{command}` is not a .wasm component; native processes are not supported yet"
-            )));
-        };
+        let Kind::Wasm { path, args } =
+            backend::kind("the release process", command).map_err(PlatformError::Invalid)?;
         let caps = self.configure_capabilities(app, config)?;
         let component = self.command_component(app, &caps, slug, path).await?;
         let process: crate::logplex::Process = Arc::from("release.1");
-        let mut argv = vec![path.clone()];
+        let mut argv = vec![path.to_string()];
         argv.extend(args.iter().cloned());
         let log = self.logs.app(&app.id);
         // The release's output goes to the app's log; follow it there into
@@ -393,18 +392,22 @@ impl Platform {
                 output.push_unlogged(format!("       {}", line.message));
             }
         };
-        let spec = CommandSpec {
-            caps: caps.dyno(&crate::capability::DynoInputs {
-                name: &process,
-                log: &log,
-            }),
-            args: argv,
-            memory_limit: self.memory_of(crate::size::Size::default()),
-            time_limit: Some(self.config.build_time_limit),
-            log: log.clone(),
-            cpu: self.cpu_of(app),
-        };
-        let run = component.run(&spec, crate::runtime::ProcessIo::default());
+        let time_limit = Some(self.config.build_time_limit);
+        let release = WasmProcess::new(
+            component,
+            CommandSpec {
+                caps: caps.dyno(&crate::capability::DynoInputs {
+                    name: &process,
+                    log: &log,
+                }),
+                args: argv,
+                memory_limit: self.memory_of(crate::size::Size::default()),
+                time_limit,
+                log: log.clone(),
+                cpu: self.cpu_of(app),
+            },
+        );
+        let run = release.run(crate::runtime::ProcessIo::default(), time_limit);
         tokio::pin!(run);
         let mut following = true;
         let result = loop {

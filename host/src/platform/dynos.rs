@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use crate::app::App;
 use crate::auth::User;
+use crate::backend::{self, Kind};
 use crate::capability::ReleaseCapabilities;
 use crate::dyno::worker::Status;
 use crate::dyno::{WebDyno, WebLimits};
 use crate::formation::{Change, Formation, MAX_QUANTITY, MAX_REUSE};
 use crate::logplex::AppLog;
-use crate::procfile::{Command, ProcessType, Procfile};
+use crate::procfile::{ProcessType, Procfile};
 use crate::release::Release;
 use crate::router::{AppRoute, Wake, WebState};
 use crate::runtime::{AppCpu, HttpComponent, LoadError, Runtime, Timeouts};
@@ -566,16 +567,17 @@ impl Platform {
         else {
             return Ok(WebState::new(Vec::new(), app.maintenance, timeouts));
         };
-        let Command::Component { path, .. } = web else {
-            return Err(PlatformError::Invalid(format!(
-                "the web process `{web}` is not a .wasm component; native processes are not supported yet"
-            )));
-        };
+        let Kind::Wasm { path, .. } =
+            backend::kind("the web process", web).map_err(PlatformError::Invalid)?;
         let slug = self.slugs.find(&app.id, slug_id)?.ok_or_else(|| {
             PlatformError::NotFound(format!("Couldn't find that slug: {slug_id}"))
         })?;
         let checksum = slug.checksum.clone().ok_or(SlugError::NoBlob)?;
-        let (slugs, cache, path) = (self.slugs.clone(), self.components.clone(), path.clone());
+        let (slugs, cache, path) = (
+            self.slugs.clone(),
+            self.components.clone(),
+            path.to_string(),
+        );
         let web_path = path.clone();
         let key = format!("{checksum}/{path}");
         let log = self.logs.app(&app.id);
@@ -606,13 +608,21 @@ impl Platform {
                             log.emit(
                                 crate::logplex::Source::Renga,
                                 &super::api_process(),
-                                format!("{}", SlugError::Tampered { path: path.clone() }),
+                                format!(
+                                    "{}",
+                                    SlugError::Tampered {
+                                        path: path.to_string()
+                                    }
+                                ),
                             );
                             slugs.discard_unpacked(&slug);
                             retried = true;
                         }
                         Err(Loaded::Tampered) => {
-                            return Err(SlugError::Tampered { path: path.clone() }.into());
+                            return Err(SlugError::Tampered {
+                                path: path.to_string(),
+                            }
+                            .into());
                         }
                     }
                 }

@@ -11,10 +11,13 @@ use std::time::Duration;
 
 use crate::app::App;
 use crate::auth::User;
+use crate::backend::wasm::WasmProcess;
+use crate::backend::{self, Kind};
+use crate::backend::{ProcessBackend, ProcessFailure};
 use crate::dyno::worker::Status;
 use crate::logplex::{AppLog, Process, Source};
-use crate::procfile::{Command, ProcessType};
-use crate::runtime::{CommandComponent, CommandFailure, CommandSpec, ProcessIo};
+use crate::procfile::ProcessType;
+use crate::runtime::{CommandSpec, ProcessIo};
 use crate::size::Size;
 
 use super::dynos::RunningDyno;
@@ -46,8 +49,7 @@ pub struct OneOff {
     name: String,
     command: String,
     size: Size,
-    component: Arc<CommandComponent>,
-    spec: CommandSpec,
+    process: Box<dyn ProcessBackend>,
     /// Listed in `ps` from when it is prepared until it is dropped.
     _registered: Registered,
     /// Becomes true when the dyno is told to stop.
@@ -71,25 +73,24 @@ impl OneOff {
     /// Runs it to its end with `io` as its standard streams (the log where
     /// `io` gives none); `time_limit` bounds it. Shown in `ps` while it runs.
     pub async fn run(
-        mut self,
+        self,
         io: ProcessIo,
         time_limit: Option<Duration>,
-    ) -> std::result::Result<i32, CommandFailure> {
-        self.spec.time_limit = time_limit;
-        let log = self.spec.log.clone();
-        let process = self.spec.caps.name().clone();
+    ) -> std::result::Result<i32, ProcessFailure> {
+        let log = self.process.log().clone();
+        let process = self.process.name().clone();
         let say = |message: String| log.emit(Source::Renga, &process, message);
         say(format!("Starting process with command `{}`", self.command));
         say("State changed from starting to up".into());
         let mut stop = self.stop.clone();
         let outcome = tokio::select! {
-            outcome = self.component.run(&self.spec, io) => outcome,
+            outcome = self.process.run(io, time_limit) => outcome,
             // Dropping the run stops the instance at once.
-            _ = stop.wait_for(|stop| *stop) => Err(CommandFailure::Stopped),
+            _ = stop.wait_for(|stop| *stop) => Err(ProcessFailure::Stopped),
         };
         match &outcome {
             Ok(code) => say(format!("Process exited with status {code}")),
-            Err(CommandFailure::Stopped) => say("Stopping process: the dyno was stopped".into()),
+            Err(ProcessFailure::Stopped) => say("Stopping process: the dyno was stopped".into()),
             Err(failure) => say(format!("Process failed: {failure}")),
         }
         say("State changed from up to complete".into());
@@ -151,12 +152,11 @@ impl Platform {
             .parse::<ProcessType>()
             .ok()
             .and_then(|kind| procfile.get(&kind).cloned());
-        let (path, mut args) = match declared {
-            Some(Command::Component { path, args }) => (Some(path), args),
-            Some(native @ Command::Native(_)) => {
-                return Err(PlatformError::Invalid(format!(
-                    "`{first}` runs `{native}`, which is not a .wasm component; native processes are not supported yet"
-                )));
+        let (path, mut args) = match &declared {
+            Some(command) => {
+                let Kind::Wasm { path, args } = backend::kind(&format!("`{first}`"), command)
+                    .map_err(PlatformError::Invalid)?;
+                (Some(path.to_string()), args.to_vec())
             }
             None => (None, Vec::new()),
         };
@@ -221,22 +221,22 @@ impl Platform {
             &app,
             format!("Starting {name} (`{command}`) by {}", user.name),
         );
+        let spec = CommandSpec {
+            caps: caps.dyno(&crate::capability::DynoInputs {
+                name: &Process::from(name.as_str()),
+                log: &log,
+            }),
+            args: full,
+            memory_limit: self.memory_of(size),
+            time_limit: None,
+            log,
+            cpu: self.cpu_of(&app),
+        };
         Ok(OneOff {
-            spec: CommandSpec {
-                caps: caps.dyno(&crate::capability::DynoInputs {
-                    name: &Process::from(name.as_str()),
-                    log: &log,
-                }),
-                args: full,
-                memory_limit: self.memory_of(size),
-                time_limit: None,
-                log,
-                cpu: self.cpu_of(&app),
-            },
+            process: Box::new(WasmProcess::new(component, spec)),
             name,
             command,
             size,
-            component,
             _registered: Registered {
                 registry: self.one_offs.clone(),
                 app_id: app.id.clone(),

@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::app::App;
+use crate::backend::wasm::WasmProcess;
+use crate::backend::{self, Kind};
 use crate::capability::{DynoInputs, ReleaseCapabilities};
 use crate::dyno::worker::{Worker, WorkerSpec};
 use crate::logplex::Process;
-use crate::procfile::{Command, ProcessType, Procfile};
+use crate::procfile::{ProcessType, Procfile};
 use crate::release::Release;
 use crate::runtime::{CommandComponent, CommandSpec};
 use crate::size::Size;
@@ -188,30 +190,27 @@ impl Platform {
         let command = procfile.get(&kind_parsed).ok_or_else(|| {
             PlatformError::NotFound(format!("the release does not declare a {kind} process"))
         })?;
-        let Command::Component { path, args } = command else {
-            return Err(PlatformError::Invalid(format!(
-                "`{command}` is not a .wasm component; native processes are not supported yet"
-            )));
-        };
+        let Kind::Wasm { path, args } = backend::kind(&format!("the {kind} process"), command)
+            .map_err(PlatformError::Invalid)?;
         let caps = self.capabilities_of(app, release)?;
         let component = self.command_component(app, &caps, slug, path).await?;
         let name = Process::from(format!("{kind}.{index}"));
-        let mut argv = vec![path.clone()];
+        let mut argv = vec![path.to_string()];
         argv.extend(args.iter().cloned());
         let log = self.logs.app(&app.id);
+        let spec = CommandSpec {
+            caps: caps.dyno(&DynoInputs {
+                name: &name,
+                log: &log,
+            }),
+            args: argv,
+            memory_limit: self.memory_of(size),
+            time_limit: None,
+            log,
+            cpu: self.cpu_of(app),
+        };
         Ok(WorkerSpec {
-            component,
-            spec: CommandSpec {
-                caps: caps.dyno(&DynoInputs {
-                    name: &name,
-                    log: &log,
-                }),
-                args: argv,
-                memory_limit: self.memory_of(size),
-                time_limit: None,
-                log,
-                cpu: self.cpu_of(app),
-            },
+            process: Box::new(WasmProcess::new(component, spec)),
             command: command.to_string(),
         })
     }

@@ -19,8 +19,8 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 
 use super::Slot;
+use crate::backend::ResponseBody;
 use crate::logplex::{AppLog, Process, Source};
-use crate::runtime::GuestBody;
 
 static ROUTER: LazyLock<Process> = LazyLock::new(|| Process::from("router"));
 
@@ -136,14 +136,14 @@ pub(super) struct AccessBody {
 }
 
 enum Inner {
-    Guest(GuestBody),
+    Dyno(ResponseBody),
     Page(Full<Bytes>),
 }
 
 impl AccessBody {
-    pub(super) fn guest(body: GuestBody, access: Access, slot: Slot) -> AccessBody {
+    pub(super) fn dyno(body: ResponseBody, access: Access, slot: Slot) -> AccessBody {
         AccessBody {
-            inner: Inner::Guest(body),
+            inner: Inner::Dyno(body),
             access: Some(Box::new(access)),
             bytes: 0,
             _slot: Some(slot),
@@ -184,9 +184,7 @@ impl Body for AccessBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         let polled: Poll<Option<Result<Frame<Bytes>, BoxError>>> = match &mut this.inner {
-            Inner::Guest(body) => Pin::new(body)
-                .poll_frame(cx)
-                .map(|frame| frame.map(|r| r.map_err(|e| Box::new(e) as BoxError))),
+            Inner::Dyno(body) => body.as_mut().poll_frame(cx),
             Inner::Page(body) => Pin::new(body)
                 .poll_frame(cx)
                 .map(|frame| frame.map(|r| r.map_err(|never| match never {}))),
@@ -217,14 +215,14 @@ impl Body for AccessBody {
 
     fn is_end_stream(&self) -> bool {
         match &self.inner {
-            Inner::Guest(body) => body.is_end_stream(),
+            Inner::Dyno(body) => body.is_end_stream(),
             Inner::Page(body) => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
-            Inner::Guest(body) => body.size_hint(),
+            Inner::Dyno(body) => body.size_hint(),
             Inner::Page(body) => body.size_hint(),
         }
     }

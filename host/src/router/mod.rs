@@ -25,9 +25,9 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::backend::Timeouts;
 use crate::dyno::{InFlight, WebDyno};
 use crate::logplex::{AppLog, Process, Source};
-use crate::runtime::Timeouts;
 use crate::units::HumanDuration;
 
 /// Limits that protect the router from its clients.
@@ -509,5 +509,142 @@ pub fn display_url(addr: SocketAddr) -> String {
         format!("http://localhost:{}", addr.port())
     } else {
         format!("http://{addr}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Slots, the backlog, sleep and wake, with a backend that answers at
+    //! once: no component, no wasmtime.
+
+    use std::sync::atomic::AtomicUsize;
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty, Full};
+
+    use super::*;
+    use crate::backend::{Failure, RequestBody, Served, WebBackend};
+    use crate::dyno::WebLimits;
+
+    struct Answer;
+
+    #[async_trait::async_trait]
+    impl WebBackend for Answer {
+        async fn serve(
+            &self,
+            _request: http::Request<RequestBody>,
+            _timeouts: &Timeouts,
+        ) -> Result<Served, Failure> {
+            let body = Full::new(Bytes::from_static(b"hi"))
+                .map_err(|never| -> crate::backend::BoxError { match never {} });
+            Ok(Served {
+                response: http::Response::new(Box::pin(body) as _),
+                connect: Duration::ZERO,
+            })
+        }
+    }
+
+    fn dyno(index: u32, concurrency: u32) -> Arc<WebDyno> {
+        let limits = WebLimits {
+            memory: 1 << 20,
+            concurrency,
+            reuse: 0,
+        };
+        let name = Process::from(format!("web.{index}"));
+        Arc::new(WebDyno::with_backend(name, limits, Box::new(Answer)))
+    }
+
+    fn timeouts() -> Timeouts {
+        Timeouts::new(Duration::from_secs(30))
+    }
+
+    #[tokio::test]
+    async fn slots_are_shared_out_and_given_back() {
+        let state = WebState::new(vec![dyno(1, 1), dyno(2, 1)], false, timeouts());
+        let first = state.acquire().await.unwrap();
+        let second = state.acquire().await.unwrap();
+        assert_ne!(first.dyno().name(), second.dyno().name());
+        assert_eq!(state.in_flight(), 2);
+        drop(first);
+        assert_eq!(state.in_flight(), 1);
+        let third = state.acquire().await.unwrap();
+        let request = http::Request::new(
+            Empty::<Bytes>::new()
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        );
+        let served = third.dyno().serve(request, &state.timeouts).await.unwrap();
+        let body = served
+            .response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(&body[..], b"hi");
+        drop((second, third));
+        assert_eq!(state.in_flight(), 0);
+        assert!(matches!(
+            WebState::new(Vec::new(), false, timeouts()).acquire().await,
+            Err(NoDyno::NoneRunning)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_full_backlog_refuses_at_once() {
+        let state = Arc::new(WebState::new(vec![dyno(1, 1)], false, timeouts()));
+        let _busy = state.acquire().await.unwrap();
+        let waiter = tokio::spawn({
+            let state = state.clone();
+            async move { state.acquire().await.map(|_| ()) }
+        });
+        while state.waiting.load(Ordering::Acquire) == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(state.acquire().await.err(), Some(NoDyno::BacklogTooDeep));
+        waiter.abort();
+    }
+
+    struct Waker(AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl Wake for Waker {
+        async fn wake(&self) -> Result<Vec<Arc<WebDyno>>, String> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(vec![dyno(1, 4)])
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_app_sleeps_and_its_next_request_wakes_it() {
+        let wake = Arc::new(Waker(AtomicUsize::new(0)));
+        let state = WebState::waking(vec![dyno(1, 4)], false, timeouts(), wake.clone());
+        let route = AppRoute::new("sleepy", AppLog::new(16), state);
+        route.set_idle_after(Some(Duration::from_millis(1)));
+        // Not while a request is in flight.
+        let slot = route.current().acquire().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(!route.sleep_if_idle());
+        drop(slot);
+        assert!(route.sleep_if_idle());
+        assert!(route.current().is_asleep() && route.current().dynos.is_empty());
+        let (state, waited) = route.serving_state().await.unwrap();
+        assert!(waited.is_some() && !state.is_asleep());
+        assert_eq!(state.dynos.len(), 1);
+        assert_eq!(wake.0.load(Ordering::SeqCst), 1);
+        // Awake, the next request does not wake it again.
+        let (_, waited) = route.serving_state().await.unwrap();
+        assert!(waited.is_none());
+        let lines: Vec<String> = route
+            .log()
+            .recent(10)
+            .iter()
+            .map(|l| l.message.clone())
+            .collect();
+        assert!(lines.iter().any(|l| l.starts_with("Idle for")), "{lines:?}");
+        assert!(
+            lines.iter().any(|l| l.starts_with("Woke 1 web dyno(s)")),
+            "{lines:?}"
+        );
     }
 }

@@ -14,9 +14,9 @@ use hyper::body::Incoming;
 
 use super::access::{Access, AccessBody, ErrorCode, H11, H12, H13, H14, H80, H99, R14, error_page};
 use super::{NoDyno, RouteTable, RouterConfig};
+use crate::backend::{BodyError, Failure};
 use crate::dyno::WebDyno;
 use crate::logplex::{Process, Source};
-use crate::runtime::GuestFailure;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -161,16 +161,15 @@ impl Proxy {
 
         let limit = self.config.max_body_bytes;
         let request = request.map(|body| {
-            Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).map_err(move |e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit))
-                } else {
-                    match e.downcast::<hyper::Error>() {
-                        Ok(e) => wasmtime_wasi_http::Error::from(*e),
-                        Err(_) => wasmtime_wasi_http::Error::HttpProtocolError,
+            Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
+                .map_err(move |e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        BodyError::TooLarge(limit)
+                    } else {
+                        BodyError::Client(e)
                     }
-                }
-            })
+                })
+                .boxed_unsync()
         });
 
         match dyno.serve(request, &web.timeouts).await {
@@ -182,29 +181,27 @@ impl Proxy {
                     HeaderValue::from_str(&request_id).expect("request ids are header-safe"),
                 );
                 access.status = parts.status.as_u16();
-                Response::from_parts(parts, AccessBody::guest(body, access, slot))
+                Response::from_parts(parts, AccessBody::dyno(body, access, slot))
             }
             Err(failure) => {
                 drop(slot);
                 let (status, code, title) = match &failure {
-                    GuestFailure::Timeout => {
-                        (StatusCode::SERVICE_UNAVAILABLE, H12, "Request timeout")
-                    }
-                    GuestFailure::Trap(_) => {
+                    Failure::Timeout => (StatusCode::SERVICE_UNAVAILABLE, H12, "Request timeout"),
+                    Failure::Crashed(_) => {
                         (StatusCode::INTERNAL_SERVER_ERROR, H13, "Application error")
                     }
-                    GuestFailure::MemoryExceeded { .. } => (
+                    Failure::MemoryExceeded { .. } => (
                         StatusCode::INTERNAL_SERVER_ERROR,
                         R14,
                         "Memory quota exceeded",
                     ),
-                    GuestFailure::NoResponse => {
+                    Failure::NoResponse => {
                         (StatusCode::SERVICE_UNAVAILABLE, H13, "Application error")
                     }
-                    GuestFailure::ErrorResponse(_) => {
+                    Failure::ErrorResponse(_) => {
                         (StatusCode::INTERNAL_SERVER_ERROR, H13, "Application error")
                     }
-                    GuestFailure::Instantiate(_) => {
+                    Failure::Start(_) => {
                         (StatusCode::SERVICE_UNAVAILABLE, H99, "Application error")
                     }
                 };
@@ -217,27 +214,27 @@ impl Proxy {
 
 /// Explains a failed request in the app's log, from the platform, as Heroku
 /// does with `heroku[web.1]: Error R14 (Memory quota exceeded)`.
-fn report(route: &super::AppRoute, dyno: &WebDyno, request_id: &str, failure: &GuestFailure) {
+fn report(route: &super::AppRoute, dyno: &WebDyno, request_id: &str, failure: &Failure) {
     let message = match failure {
-        GuestFailure::MemoryExceeded { limit } => format!(
+        Failure::MemoryExceeded { limit } => format!(
             "Error R14 (Memory quota exceeded): request {request_id} needed more than the {} memory limit of this dyno; the instance was stopped",
             crate::units::ByteSize(*limit)
         ),
-        GuestFailure::Timeout => format!(
+        Failure::Timeout => format!(
             "Error H12 (Request timeout): request {request_id} got no response in time; the instance was stopped"
         ),
-        GuestFailure::Trap(trap) => format!("Error (Guest trapped): request {request_id}: {trap}"),
-        GuestFailure::NoResponse => {
+        Failure::Crashed(trap) => format!("Error (Guest trapped): request {request_id}: {trap}"),
+        Failure::NoResponse => {
             format!(
                 "Error (No response): request {request_id}: the guest returned without sending a response"
             )
         }
-        GuestFailure::ErrorResponse(code) => {
+        Failure::ErrorResponse(code) => {
             format!(
                 "Error (Error response): request {request_id}: the guest answered with error {code}"
             )
         }
-        GuestFailure::Instantiate(reason) => {
+        Failure::Start(reason) => {
             format!("Error (Instance failed to start): request {request_id}: {reason}")
         }
     };
