@@ -544,3 +544,19 @@ fn unix_ms() -> u128 {
         .unwrap()
         .as_millis()
 }
+
+#[test]
+fn a_wasi_0_3_component_is_built_and_served() {
+    let app = shared_app("tests/guests/hello-p3");
+    let dev = Dev::start(&app, &[]);
+    let reply = dev.get("/p3?x=1");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(
+        reply
+            .body
+            .starts_with("hello from a WASI 0.3 component: GET /p3 (host "),
+        "{reply:?}"
+    );
+    let output = dev.output.text();
+    assert!(output.contains("Built hello_p3.wasm"), "{output}");
+}

@@ -412,3 +412,68 @@ fn workers_restart_with_backoff_and_one_off_dynos_attach() {
             && l.contains("renga[run.3]: Process exited with status 0")
     });
 }
+
+#[test]
+fn a_wasi_0_3_component_serves_through_the_router_sleeps_and_wakes() {
+    const HELLO_P3: &str = "tests/guests/hello-p3";
+    let tmp = TempDir::new("p3");
+    let server = Server::start(tmp.path());
+    server.deploy_component("async", HELLO_P3);
+    let reply = server.app_get("async", "/hello?x=1");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        reply.body,
+        "hello from a WASI 0.3 component: GET /hello (host async.localhost)\n"
+    );
+    // Config vars are its environment, as for any release.
+    server
+        .cli(&["config:set", "GREETING=Howdy", "-a", "async"])
+        .ok();
+    let reply = server.app_get("async", "/again");
+    assert!(reply.body.starts_with("Howdy from a WASI 0.3"), "{reply:?}");
+    let lines = router_lines(&server.logs("async"), "/again");
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].contains("status=200") && lines[0].contains("dyno=web.1"));
+
+    // Many at once, then instances and guest tasks back to none.
+    let port = server.http_port;
+    let threads: Vec<_> = (0..32)
+        .map(|i| {
+            std::thread::spawn(move || {
+                request(
+                    "GET",
+                    &format!("http://127.0.0.1:{port}/many/{i}"),
+                    &[("Host", "async.localhost")],
+                    None,
+                )
+            })
+        })
+        .collect();
+    for (i, thread) in threads.into_iter().enumerate() {
+        let reply = thread.join().unwrap();
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert!(reply.body.contains(&format!("/many/{i} ")), "{reply:?}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = server.stats();
+        if stats["live"]["instances"] == 0 && stats["live"]["guest_tasks"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "instances stayed: {stats:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Scale to zero and wake, as for a WASI 0.2 component.
+    server.cli(&["ps:idle", "1s", "-a", "async"]).ok();
+    server.wait_for_log("async", Duration::from_secs(10), |l| {
+        l.contains("unloaded 1 web dyno(s)")
+    });
+    let woken = server.app_get("async", "/woken");
+    assert_eq!(woken.status, 200, "{woken:?}");
+    assert!(
+        server
+            .logs("async")
+            .contains("Woke 1 web dyno(s) from zero in")
+    );
+}

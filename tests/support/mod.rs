@@ -458,9 +458,9 @@ impl Steady {
 mod addons;
 mod server;
 mod services;
-#[allow(unused_imports, reason = "the dev tests use no server")]
 #[allow(unused_imports, reason = "only the add-on tests use these")]
 pub use addons::{app_request, create_addon, hits};
+#[allow(unused_imports, reason = "the dev tests use no server")]
 pub use server::*;
 #[allow(unused_imports, reason = "only the add-on server tests start these")]
 pub use services::{Postgres, Redis};

@@ -21,6 +21,9 @@ use crate::runtime::DynoState;
 
 /// The WASI packages this capability serves, at 0.2.x.
 const PACKAGES: &[&str] = &["cli", "clocks", "random", "io", "filesystem", "sockets"];
+/// The WASI 0.3 packages linked (0.3 has no `io`; its files and sockets are
+/// not linked, so a component that imports them is refused by name).
+const P3_PACKAGES: &[&str] = &["cli", "clocks", "random"];
 
 pub struct Environment;
 
@@ -46,10 +49,22 @@ impl Capability for Environment {
         Ok(())
     }
 
+    fn link_concurrent(&self, linker: &mut Linker<DynoState>) -> anyhow::Result<()> {
+        // WASI 0.3's: what a `wasi:http/service` component imports (its
+        // files and sockets are not granted, as in 0.2).
+        wasmtime_wasi::p3::cli::add_to_linker(linker)?;
+        wasmtime_wasi::p3::clocks::add_to_linker(linker)?;
+        wasmtime_wasi::p3::random::add_to_linker(linker)?;
+        Ok(())
+    }
+
     fn claims(&self, import: &ImportName) -> bool {
         PACKAGES
             .iter()
             .any(|package| import.is("wasi", package, &["0.2.*"]))
+            || P3_PACKAGES
+                .iter()
+                .any(|package| import.is("wasi", package, &["0.3.*"]))
     }
 
     fn configure(&self, release: &ReleaseInputs<'_>) -> anyhow::Result<ReleaseEnv> {

@@ -109,6 +109,13 @@ pub trait Capability: Send + Sync + 'static {
     /// Adds its interfaces to the engine's linker (once).
     fn link(&self, linker: &mut Linker<DynoState>) -> anyhow::Result<()>;
 
+    /// Adds its WASI 0.3 interfaces (component-model async) to the linker
+    /// of the engine that runs WASI 0.3 components, which also gets
+    /// everything [`Capability::link`] adds.
+    fn link_concurrent(&self, _linker: &mut Linker<DynoState>) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     /// Whether `import` is one of its interfaces (at a version it links).
     fn claims(&self, import: &ImportName) -> bool;
 
@@ -167,6 +174,14 @@ macro_rules! capabilities {
             /// Adds every capability's interfaces to the linker.
             pub(crate) fn link(&self, linker: &mut Linker<DynoState>) -> anyhow::Result<()> {
                 $(self.$field.link(linker)?;)*
+                Ok(())
+            }
+
+            /// Adds every capability's interfaces, WASI 0.3's too, to the
+            /// linker of an engine with the component model's async support.
+            pub(crate) fn link_concurrent(&self, linker: &mut Linker<DynoState>) -> anyhow::Result<()> {
+                self.link(linker)?;
+                $(self.$field.link_concurrent(linker)?;)*
                 Ok(())
             }
 

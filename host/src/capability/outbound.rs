@@ -86,8 +86,15 @@ impl Capability for Outbound {
         Ok(())
     }
 
+    fn link_concurrent(&self, linker: &mut Linker<DynoState>) -> anyhow::Result<()> {
+        // WASI 0.3's `wasi:http/{types,client}`: its outbound requests go
+        // through the same hooks, so the same allow-list and limits.
+        wasmtime_wasi_http::p3::add_to_linker(linker)?;
+        Ok(())
+    }
+
     fn claims(&self, import: &ImportName) -> bool {
-        import.is("wasi", "http", &["0.2.*"])
+        import.is("wasi", "http", &["0.2.*", "0.3.*"])
     }
 
     fn configure(&self, release: &ReleaseInputs<'_>) -> anyhow::Result<Arc<AllowedHosts>> {

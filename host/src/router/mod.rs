@@ -132,6 +132,26 @@ pub enum NoDyno {
     BacklogTooDeep,
 }
 
+/// A request's place in an app's backlog; given back when dropped.
+struct Waiting<'a> {
+    count: &'a AtomicUsize,
+    /// Requests that were waiting before this one.
+    ahead: usize,
+}
+
+impl<'a> Waiting<'a> {
+    fn take(count: &'a AtomicUsize) -> Waiting<'a> {
+        let ahead = count.fetch_add(1, Ordering::AcqRel);
+        Waiting { count, ahead }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A request's slot on a dyno; given back when dropped.
 pub struct Slot {
     in_flight: InFlight,
@@ -225,13 +245,15 @@ impl WebState {
             Ok(permit) => permit,
             Err(_) => {
                 let capacity: usize = self.dynos.iter().map(|d| d.concurrency()).sum();
-                if self.waiting.fetch_add(1, Ordering::AcqRel) >= capacity {
-                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                // Its place in the backlog, given back however the wait
+                // ends: a client that goes away while waiting too.
+                let place = Waiting::take(&self.waiting);
+                if place.ahead >= capacity {
                     return Err(NoDyno::BacklogTooDeep);
                 }
                 let waited =
                     tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned()).await;
-                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                drop(place);
                 match waited {
                     Ok(Ok(permit)) => permit,
                     _ => return Err(NoDyno::BacklogTooDeep),
@@ -602,7 +624,19 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert_eq!(state.acquire().await.err(), Some(NoDyno::BacklogTooDeep));
+        // A waiting client that goes away gives its place back.
         waiter.abort();
+        assert!(waiter.await.unwrap_err().is_cancelled());
+        assert_eq!(state.waiting.load(Ordering::Acquire), 0);
+        let next = tokio::spawn({
+            let state = state.clone();
+            async move { state.acquire().await.map(|_| ()) }
+        });
+        while state.waiting.load(Ordering::Acquire) == 0 {
+            tokio::task::yield_now().await;
+        }
+        drop(_busy);
+        assert_eq!(next.await.unwrap(), Ok(()));
     }
 
     struct Waker(AtomicUsize);

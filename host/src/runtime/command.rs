@@ -77,7 +77,7 @@ impl CommandComponent {
         component: Component,
         provenance: Provenance,
     ) -> Result<CommandComponent, LoadError> {
-        let exports = exported_interfaces(&runtime.engine, &component);
+        let exports = exported_interfaces(component.engine(), &component);
         if !exports.iter().any(|e| e.starts_with(RUN)) {
             return Err(LoadError::NotCommand {
                 name: name.to_string(),

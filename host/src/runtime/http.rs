@@ -26,6 +26,7 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 use super::artefact::Provenance;
 use super::cpu::{AppCpu, CpuScheduler};
@@ -34,12 +35,16 @@ use super::{LoadError, exported_interfaces};
 use crate::capability::{DynoCapabilities, InstanceInputs};
 use crate::logplex::{AppLog, Source};
 
-/// The interface every web process must export.
+mod p3;
+
+/// The interface a WASI 0.2 web process exports.
 const INCOMING_HANDLER: &str = "wasi:http/incoming-handler@0.2";
+/// The interface a WASI 0.3 web process exports (`wasi:http/service`).
+const HANDLER_P3: &str = "wasi:http/handler@0.3";
 
 /// A web process's component, compiled and pre-instantiated once.
 pub struct HttpComponent {
-    pre: ProxyPre<DynoState>,
+    pre: Pre,
     /// Every interface it imports, `wasi:keyvalue/store@0.2.0-draft2`.
     imports: Vec<String>,
     scheduler: Arc<CpuScheduler>,
@@ -56,6 +61,14 @@ impl std::fmt::Debug for HttpComponent {
     }
 }
 
+/// A component of either world, pre-instantiated.
+enum Pre {
+    /// `wasi:http/proxy@0.2`: a call of `incoming-handler.handle` per request.
+    P2(ProxyPre<DynoState>),
+    /// `wasi:http/service@0.3`: an async `handler.handle` per request.
+    P3(ServicePre<DynoState>),
+}
+
 impl HttpComponent {
     pub(super) fn new(
         name: &str,
@@ -64,18 +77,24 @@ impl HttpComponent {
         provenance: Provenance,
         digest: String,
     ) -> Result<HttpComponent, LoadError> {
-        let exports = exported_interfaces(&runtime.engine, &component);
-        if !exports.iter().any(|e| e.starts_with(INCOMING_HANDLER)) {
+        let exports = exported_interfaces(component.engine(), &component);
+        let p3 = exports.iter().any(|e| e.starts_with(HANDLER_P3));
+        if !p3 && !exports.iter().any(|e| e.starts_with(INCOMING_HANDLER)) {
             return Err(LoadError::WrongWorld {
                 name: name.to_string(),
                 exports: describe_exports(&exports),
             });
         }
         let (pre, imports) = runtime.link(name, &component)?;
-        let pre = ProxyPre::new(pre).map_err(|e| LoadError::WrongWorld {
+        let wrong = |e: wasmtime::Error| LoadError::WrongWorld {
             name: name.to_string(),
             exports: format!("{} ({e:#})", describe_exports(&exports)),
-        })?;
+        };
+        let pre = if p3 {
+            Pre::P3(ServicePre::new(pre).map_err(wrong)?)
+        } else {
+            Pre::P2(ProxyPre::new(pre).map_err(wrong)?)
+        };
         Ok(HttpComponent {
             pre,
             imports,
@@ -99,10 +118,34 @@ impl HttpComponent {
         self.provenance
     }
 
+    /// Whether it is a WASI 0.3 component (`wasi:http/service`).
+    pub fn is_p3(&self) -> bool {
+        matches!(self.pre, Pre::P3(_))
+    }
+
     /// Serves one request: in a fresh instance, or in a kept one when the
-    /// dyno reuses instances and has one ready.
+    /// dyno reuses instances and has one ready (WASI 0.2 components; a
+    /// WASI 0.3 one gets a fresh instance for every request).
     pub async fn serve<B>(
         &self,
+        spec: &InstanceSpec,
+        request: hyper::Request<B>,
+        timeouts: &Timeouts,
+        reuse: Option<&Arc<Reuse>>,
+    ) -> Result<Served, GuestFailure>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        match &self.pre {
+            Pre::P2(pre) => self.serve_p2(pre, spec, request, timeouts, reuse).await,
+            Pre::P3(pre) => p3::serve(pre, &self.scheduler, spec, request, timeouts).await,
+        }
+    }
+
+    async fn serve_p2<B>(
+        &self,
+        pre: &ProxyPre<DynoState>,
         spec: &InstanceSpec,
         request: hyper::Request<B>,
         timeouts: &Timeouts,
@@ -120,7 +163,7 @@ impl HttpComponent {
             Some(kept) => (kept.store, Some(kept.proxy), kept.uses),
             None => {
                 let store = new_store(
-                    self.pre.engine(),
+                    pre.engine(),
                     DynoState::new(&spec.caps, spec.memory_limit, InstanceInputs::default()),
                     Cpu {
                         scheduler: self.scheduler.clone(),
@@ -148,37 +191,19 @@ impl HttpComponent {
 
         let proxy = match kept_proxy {
             Some(proxy) => proxy,
-            None => match tokio::time::timeout_at(
-                deadline.into(),
-                self.pre.instantiate_async(&mut store),
-            )
-            .await
-            {
-                Err(_) => return Err(GuestFailure::Timeout),
-                Ok(Err(e)) => {
-                    return Err(if store.data().limits.exceeded {
-                        GuestFailure::MemoryExceeded {
-                            limit: spec.memory_limit,
-                        }
-                    } else {
-                        GuestFailure::Instantiate(describe_error(&e))
-                    });
-                }
-                Ok(Ok(proxy)) => proxy,
-            },
+            None => {
+                let started =
+                    tokio::time::timeout_at(deadline.into(), pre.instantiate_async(&mut store))
+                        .await;
+                instantiated(started, store.data().limits.exceeded, spec.memory_limit)?
+            }
         };
         let connect = started.elapsed();
 
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         // A failure after the guest set its response head can no longer
         // become an error page: the task and the body meet here to report it.
-        let late = Arc::new(Late {
-            log: spec.log.clone(),
-            dyno: spec.caps.name().clone(),
-            request_id,
-            memory_limit: spec.memory_limit,
-            step: Mutex::new(LateStep::Running),
-        });
+        let late = Late::new(spec, request_id);
         let task_late = late.clone();
         let grace = timeouts.grace;
         let reuse_for_failure = reuse;
@@ -190,16 +215,8 @@ impl HttpComponent {
                 .call_handle(&mut store, request, outparam);
             let outcome = tokio::select! {
                 biased;
-                result = call => match result {
-                    Ok(()) => Outcome::Returned,
-                    Err(e) => Outcome::Trapped(e),
-                },
-                // The client has its whole answer (or has gone): the guest
-                // may finish what it was doing, briefly, then it is stopped.
-                _ = async {
-                    let _ = done_rx.await;
-                    tokio::time::sleep(grace).await;
-                } => Outcome::Abandoned,
+                result = call => Outcome::of(result),
+                () = abandoned(done_rx, grace) => Outcome::Abandoned,
             };
             let exceeded = store.data().limits.exceeded;
             task_late.guest_ended(&outcome, exceeded);
@@ -229,20 +246,9 @@ impl HttpComponent {
                 Ok(Served { response, connect })
             }
             Ok(Ok(Err(code))) => Err(GuestFailure::ErrorResponse(format!("{code:?}"))),
-            Ok(Err(_)) => {
-                // The guest dropped its response-outparam without answering:
-                // it returned, trapped or ran out of memory.
-                match tokio::time::timeout_at(deadline.into(), task.join()).await {
-                    Err(_) => Err(GuestFailure::Timeout),
-                    Ok(Some((_, true))) => Err(GuestFailure::MemoryExceeded {
-                        limit: spec.memory_limit,
-                    }),
-                    Ok(Some((Outcome::Trapped(e), false))) => {
-                        Err(GuestFailure::Trap(describe_error(&e)))
-                    }
-                    Ok(_) => Err(GuestFailure::NoResponse),
-                }
-            }
+            // The guest dropped its response-outparam without answering: it
+            // returned, trapped or ran out of memory.
+            Ok(Err(_)) => Err(task.failure(deadline, spec.memory_limit).await),
             // Dropping the task's future drops the instance with it.
             Err(_) => Err(GuestFailure::Timeout),
         };
@@ -265,6 +271,30 @@ impl HttpComponent {
     }
 }
 
+/// An instance started within the request's deadline, or why not.
+fn instantiated<T>(
+    started: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+    exceeded: bool,
+    memory_limit: u64,
+) -> Result<T, GuestFailure> {
+    match started {
+        Err(_) => Err(GuestFailure::Timeout),
+        Ok(Err(_)) if exceeded => Err(GuestFailure::MemoryExceeded {
+            limit: memory_limit,
+        }),
+        Ok(Err(e)) => Err(GuestFailure::Instantiate(describe_error(&e))),
+        Ok(Ok(instance)) => Ok(instance),
+    }
+}
+
+/// Resolves a grace period after the client has its whole answer (or has
+/// gone): the guest may finish what it was doing, briefly, then it is
+/// stopped.
+async fn abandoned(done: tokio::sync::oneshot::Receiver<()>, grace: Duration) {
+    let _ = done.await;
+    tokio::time::sleep(grace).await;
+}
+
 /// Guest tasks alive right now, across every app.
 static GUEST_TASKS: AtomicUsize = AtomicUsize::new(0);
 
@@ -274,7 +304,7 @@ pub fn live_guest_tasks() -> usize {
 }
 
 /// Counts a guest task for as long as it lives.
-struct GuestTask;
+pub(super) struct GuestTask;
 
 impl GuestTask {
     fn new() -> GuestTask {
@@ -295,7 +325,7 @@ impl Drop for GuestTask {
 /// the body short (the body ends with an error, the client sees the
 /// connection cut, the router logs H18); one that fails after the body was
 /// complete only gets the log line.
-struct Late {
+pub(super) struct Late {
     log: AppLog,
     dyno: crate::logplex::Process,
     request_id: Option<http::HeaderValue>,
@@ -310,6 +340,17 @@ enum LateStep {
 }
 
 impl Late {
+    /// For one request of a dyno.
+    fn new(spec: &InstanceSpec, request_id: Option<http::HeaderValue>) -> Arc<Late> {
+        Arc::new(Late {
+            log: spec.log.clone(),
+            dyno: spec.caps.name().clone(),
+            request_id,
+            memory_limit: spec.memory_limit,
+            step: Mutex::new(LateStep::Running),
+        })
+    }
+
     /// The guest's call ended (the task calls this once).
     fn guest_ended(&self, outcome: &Outcome, exceeded: bool) {
         let reason = match (outcome, exceeded) {
@@ -416,15 +457,24 @@ impl Reuse {
     }
 }
 
-enum Outcome {
+pub(super) enum Outcome {
     Returned,
     Trapped(wasmtime::Error),
     Abandoned,
 }
 
+impl Outcome {
+    fn of(call: wasmtime::Result<()>) -> Outcome {
+        match call {
+            Ok(()) => Outcome::Returned,
+            Err(e) => Outcome::Trapped(e),
+        }
+    }
+}
+
 /// Aborts the guest task if the request is abandoned before it is answered
 /// (a timeout, or a client that went away).
-struct AbortOnDrop(Option<tokio::task::JoinHandle<(Outcome, bool)>>);
+pub(super) struct AbortOnDrop(Option<tokio::task::JoinHandle<(Outcome, bool)>>);
 
 impl AbortOnDrop {
     /// Lets the task run to its own end. Dropping a `JoinHandle` detaches
@@ -436,6 +486,19 @@ impl AbortOnDrop {
     async fn join(mut self) -> Option<(Outcome, bool)> {
         let handle = self.0.as_mut()?;
         handle.await.ok()
+    }
+
+    /// Why the guest's call ended without an answer (waiting for it until
+    /// `deadline`): it trapped, ran out of memory, or returned nothing.
+    async fn failure(self, deadline: Instant, memory_limit: u64) -> GuestFailure {
+        match tokio::time::timeout_at(deadline.into(), self.join()).await {
+            Err(_) => GuestFailure::Timeout,
+            Ok(Some((_, true))) => GuestFailure::MemoryExceeded {
+                limit: memory_limit,
+            },
+            Ok(Some((Outcome::Trapped(e), false))) => GuestFailure::Trap(describe_error(&e)),
+            Ok(_) => GuestFailure::NoResponse,
+        }
     }
 }
 

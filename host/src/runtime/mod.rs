@@ -122,10 +122,18 @@ pub enum LoadError {
     UnsatisfiedImport { name: String, reason: String },
 }
 
-/// The engine, its linker and its caches. One per process.
+/// The engines, their linkers and caches. One per process.
+///
+/// Two engines: one for WASI 0.2 components, with the component model's
+/// async support switched off (it costs every store and every call a
+/// quarter of the request rate, measured in BENCHMARKS.md), and one for
+/// WASI 0.3 components, which need it. A component is compiled for the
+/// first and, if it uses the async ABI, for the second.
 pub struct Runtime {
     engine: Engine,
     linker: Linker<DynoState>,
+    /// WASI 0.3: its engine, linker and artefacts.
+    concurrent: Concurrent,
     capabilities: Arc<Capabilities>,
     artefacts: ArtefactCache,
     allocator: Allocator,
@@ -136,22 +144,26 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn new(config: &RuntimeConfig) -> anyhow::Result<Runtime> {
-        let (engine, allocator) = build_engine(config)?;
+        let (engine, allocator) = build_engine(config, false)?;
         let mut linker = Linker::new(&engine);
         let capabilities = Arc::new(Capabilities::new(&config.capabilities));
         capabilities.link(&mut linker)?;
         let artefacts = ArtefactCache::open(&config.artefact_dir, &engine)?;
+        let concurrent = Concurrent::new(config, &capabilities)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let scheduler = Arc::new(CpuScheduler::new(u32::try_from(cores).unwrap_or(1)));
-        capabilities.providers().link(
-            engine.clone(),
+        capabilities
+            .providers()
+            .link(scheduler.clone(), Arc::downgrade(&capabilities));
+        let ticker = EpochTicker::start(
+            vec![engine.clone(), concurrent.engine.clone()],
             scheduler.clone(),
-            Arc::downgrade(&capabilities),
+            config.epoch_tick,
         );
-        let ticker = EpochTicker::start(engine.clone(), scheduler.clone(), config.epoch_tick);
         Ok(Runtime {
             engine,
             linker,
+            concurrent,
             capabilities,
             artefacts,
             allocator,
@@ -195,7 +207,13 @@ impl Runtime {
     /// digest an earlier load reported: what waking an app from zero costs.
     /// `None` when the artefact is gone (then load the file again).
     pub fn reload_http(&self, name: &str, digest: &str) -> Option<Arc<HttpComponent>> {
-        let component = self.artefacts.load_cached(&self.engine, digest)?;
+        let component = self
+            .artefacts
+            .load_cached(&self.engine, digest)
+            .or_else(|| {
+                let concurrent = &self.concurrent;
+                concurrent.artefacts.load_cached(&concurrent.engine, digest)
+            })?;
         http::HttpComponent::new(
             name,
             self,
@@ -234,9 +252,10 @@ impl Runtime {
         name: &str,
         component: &Component,
     ) -> Result<(wasmtime::component::InstancePre<DynoState>, Vec<String>), LoadError> {
+        let engine = component.engine();
         let imports: Vec<String> = component
             .component_type()
-            .imports(&self.engine)
+            .imports(engine)
             .map(|(name, _)| name.to_string())
             .collect();
         let unknown = self.capabilities.unknown(&imports);
@@ -246,13 +265,17 @@ impl Runtime {
                 imports: unknown,
             });
         }
-        let pre =
-            self.linker
-                .instantiate_pre(component)
-                .map_err(|e| LoadError::UnsatisfiedImport {
-                    name: name.to_string(),
-                    reason: format!("{e:#}"),
-                })?;
+        let linker = if Engine::same(engine, &self.engine) {
+            &self.linker
+        } else {
+            &self.concurrent.linker
+        };
+        let pre = linker
+            .instantiate_pre(component)
+            .map_err(|e| LoadError::UnsatisfiedImport {
+                name: name.to_string(),
+                reason: format!("{e:#}"),
+            })?;
         Ok((pre, imports))
     }
 
@@ -262,12 +285,50 @@ impl Runtime {
         bytes: &[u8],
     ) -> Result<(Component, Provenance, String), LoadError> {
         check_component_header(name, bytes)?;
-        self.artefacts
-            .load(&self.engine, bytes)
-            .map_err(|e| LoadError::Invalid {
-                name: name.to_string(),
-                reason: format!("{e:#}"),
-            })
+        let invalid = |e: anyhow::Error| LoadError::Invalid {
+            name: name.to_string(),
+            reason: format!("{e:#}"),
+        };
+        match self.artefacts.load(&self.engine, bytes) {
+            Ok(loaded) => Ok(loaded),
+            // A WASI 0.3 component (the async ABI) compiles only where the
+            // component model's async support is on; anything else that
+            // does not compile keeps the first engine's reason.
+            Err(e) => {
+                let concurrent = &self.concurrent;
+                concurrent
+                    .artefacts
+                    .load(&concurrent.engine, bytes)
+                    .map_err(|_| invalid(e))
+            }
+        }
+    }
+}
+
+/// The engine for WASI 0.3 components: the component model's async
+/// support on, a pool of its own (a quarter of the instances: WASI 0.3
+/// components are the fewer), the same capabilities linked.
+struct Concurrent {
+    engine: Engine,
+    linker: Linker<DynoState>,
+    artefacts: ArtefactCache,
+}
+
+impl Concurrent {
+    fn new(config: &RuntimeConfig, capabilities: &Capabilities) -> anyhow::Result<Concurrent> {
+        let quarter = RuntimeConfig {
+            max_instances: (config.max_instances / 4).max(16),
+            ..config.clone()
+        };
+        let (engine, _) = build_engine(&quarter, true)?;
+        let mut linker = Linker::new(&engine);
+        capabilities.link_concurrent(&mut linker)?;
+        let artefacts = ArtefactCache::open(&config.artefact_dir, &engine)?;
+        Ok(Concurrent {
+            engine,
+            linker,
+            artefacts,
+        })
     }
 }
 
@@ -310,7 +371,8 @@ fn exported_interfaces(engine: &Engine, component: &Component) -> Vec<String> {
         .collect()
 }
 
-fn build_engine(config: &RuntimeConfig) -> anyhow::Result<(Engine, Allocator)> {
+/// What both engines share.
+fn base_config() -> Config {
     let mut base = Config::new();
     base.epoch_interruption(true)
         .cranelift_opt_level(OptLevel::Speed)
@@ -318,6 +380,15 @@ fn build_engine(config: &RuntimeConfig) -> anyhow::Result<(Engine, Allocator)> {
         // Trap messages name the guest function, but never read DWARF at
         // runtime, whatever WASMTIME_BACKTRACE_DETAILS says.
         .wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Disable);
+    base
+}
+
+/// An engine with the component model's async support on (`concurrent`,
+/// for WASI 0.3) or off (WASI 0.2, whose components never use it: its
+/// bookkeeping in every store is left to the other engine).
+fn build_engine(config: &RuntimeConfig, concurrent: bool) -> anyhow::Result<(Engine, Allocator)> {
+    let mut base = base_config();
+    base.concurrency_support(concurrent);
 
     if config.pooling {
         // Best first: a slot's memory stays resident between instances and
@@ -393,15 +464,15 @@ fn pooling_config(
     pool
 }
 
-/// The one thread that advances the engine's epoch and, with it, hands out
-/// the next tick's CPU slices. Stops when dropped.
+/// The one thread that advances the engines' epochs and, with them, hands
+/// out the next tick's CPU slices. Stops when dropped.
 struct EpochTicker {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl EpochTicker {
-    fn start(engine: Engine, scheduler: Arc<CpuScheduler>, tick: Duration) -> EpochTicker {
+    fn start(engines: Vec<Engine>, scheduler: Arc<CpuScheduler>, tick: Duration) -> EpochTicker {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -409,7 +480,9 @@ impl EpochTicker {
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(tick);
-                    engine.increment_epoch();
+                    for engine in &engines {
+                        engine.increment_epoch();
+                    }
                     scheduler.tick();
                 }
             })

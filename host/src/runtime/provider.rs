@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use wasmtime::Store;
 use wasmtime::component::{Component, ResourceAny};
-use wasmtime::{Engine, Store};
 
 use super::cpu::{AppCpu, CpuScheduler};
 use super::http::describe_error;
@@ -86,7 +86,6 @@ impl ProviderComponent {
 
 /// What the runtime gives the providers once it exists.
 struct Linked {
-    engine: Engine,
     scheduler: Arc<CpuScheduler>,
     capabilities: Weak<Capabilities>,
 }
@@ -101,14 +100,8 @@ pub struct Providers {
 }
 
 impl Providers {
-    pub(super) fn link(
-        &self,
-        engine: Engine,
-        scheduler: Arc<CpuScheduler>,
-        capabilities: Weak<Capabilities>,
-    ) {
+    pub(super) fn link(&self, scheduler: Arc<CpuScheduler>, capabilities: Weak<Capabilities>) {
         let _ = self.linked.set(Linked {
-            engine,
             scheduler,
             capabilities,
         });
@@ -269,7 +262,7 @@ impl super::Runtime {
         name: &str,
         component: &Component,
     ) -> Result<ProviderComponent, LoadError> {
-        let exports = exported_interfaces(&self.engine, component);
+        let exports = exported_interfaces(component.engine(), component);
         let missing: Vec<&str> = KEY_VALUE_EXPORTS
             .iter()
             .copied()
@@ -334,7 +327,6 @@ struct Pool {
     addon: AddonRef,
     component: Arc<ProviderComponent>,
     caps: Arc<DynoCapabilities>,
-    engine: Engine,
     cpu: Cpu,
     idle: Mutex<Vec<Instance>>,
     slots: tokio::sync::Semaphore,
@@ -368,7 +360,6 @@ impl Pool {
             addon: addon.clone(),
             component,
             caps,
-            engine: linked.engine.clone(),
             cpu: Cpu {
                 scheduler: linked.scheduler.clone(),
                 app: AppCpu::new(1),
@@ -418,7 +409,7 @@ impl Pool {
 
     async fn instantiate(&self) -> Result<Instance, String> {
         let state = DynoState::new(&self.caps, MEMORY_LIMIT, InstanceInputs::default());
-        let mut store = new_store(&self.engine, state, self.cpu.clone());
+        let mut store = new_store(self.component.pre.engine(), state, self.cpu.clone());
         match self.component.pre.instantiate_async(&mut store).await {
             Ok(provider) => Ok(Instance {
                 store,

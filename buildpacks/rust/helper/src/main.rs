@@ -215,9 +215,15 @@ fn sdks(sdk: Option<&Path>) -> Vec<(&'static str, PathBuf)> {
 /// Whether a component exports `wasi:http/incoming-handler`: the export's
 /// name is in the component's bytes (a guest never imports that interface).
 /// A command component (`wasi:cli/run` only) is left to the Procfile.
+/// Whether a component exports an HTTP handler: WASI 0.2's
+/// `incoming-handler`, or WASI 0.3's `handler` (`wasi:http/service`).
 fn serves_http(component: &Path) -> bool {
-    const EXPORT: &[u8] = b"wasi:http/incoming-handler@";
-    std::fs::read(component).is_ok_and(|bytes| bytes.windows(EXPORT.len()).any(|w| w == EXPORT))
+    const EXPORTS: &[&[u8]] = &[b"wasi:http/incoming-handler@", b"wasi:http/handler@0.3"];
+    std::fs::read(component).is_ok_and(|bytes| {
+        EXPORTS
+            .iter()
+            .any(|export| bytes.windows(export.len()).any(|w| w == *export))
+    })
 }
 
 fn write_process_types(build_dir: &Path, text: &str) -> Result<(), String> {
