@@ -59,6 +59,24 @@ impl BackendKind {
     }
 }
 
+/// A plan whose data lives on `backend`, attached under its service's name.
+const fn plan(
+    name: &'static str,
+    description: &'static str,
+    quota: u64,
+    default: bool,
+    backend: BackendKind,
+) -> Plan {
+    Plan {
+        name,
+        description,
+        quota,
+        default,
+        backend,
+        attachment: None,
+    }
+}
+
 /// A plan stored in a file of its own.
 const fn embedded(
     name: &'static str,
@@ -66,14 +84,7 @@ const fn embedded(
     quota: u64,
     default: bool,
 ) -> Plan {
-    Plan {
-        name,
-        description,
-        quota,
-        default,
-        backend: BackendKind::Embedded,
-        attachment: None,
-    }
+    plan(name, description, quota, default, BackendKind::Embedded)
 }
 
 /// A plan on the operator's PostgreSQL.
@@ -83,14 +94,7 @@ const fn postgres(
     quota: u64,
     default: bool,
 ) -> Plan {
-    Plan {
-        name,
-        description,
-        quota,
-        default,
-        backend: BackendKind::Postgres,
-        attachment: None,
-    }
+    plan(name, description, quota, default, BackendKind::Postgres)
 }
 
 /// A kind of add-on: one renga provides, or one a provider component
@@ -194,14 +198,13 @@ pub static SERVICES: &[Service] = &[
 
 /// The plans of every provider component's service: one, whose quota is
 /// the size of the provider's own database for each add-on.
-pub static PROVIDER_PLANS: &[Plan] = &[Plan {
-    name: "standard",
-    description: "64 MiB of the provider's own data per add-on",
-    quota: 64 * MIB,
-    default: true,
-    backend: BackendKind::Provider,
-    attachment: None,
-}];
+pub static PROVIDER_PLANS: &[Plan] = &[plan(
+    "standard",
+    "64 MiB of the provider's own data per add-on",
+    64 * MIB,
+    true,
+    BackendKind::Provider,
+)];
 
 /// A service renga provides, by name.
 pub fn service(name: &str) -> Option<&'static Service> {

@@ -233,13 +233,7 @@ impl HttpComponent {
 
         let result = match tokio::time::timeout_at(deadline.into(), answer_rx).await {
             Ok(Ok(Ok(response))) => {
-                let response = response.map(|inner| GuestBody {
-                    inner,
-                    idle: timeouts.idle,
-                    stall: None,
-                    late,
-                    _done: done_tx,
-                });
+                let response = response.map(|inner| GuestBody::new(inner, timeouts, late, done_tx));
                 // The task now ends on its own: when the guest returns, or a
                 // grace period after the body is finished or dropped.
                 task.detach();
@@ -578,6 +572,25 @@ pub struct GuestBody {
     late: Arc<Late>,
     /// Dropped with the body: tells the guest task the client is done.
     _done: tokio::sync::oneshot::Sender<()>,
+}
+
+impl GuestBody {
+    /// A guest's streaming body, cut short past the idle timeout; dropping
+    /// it (`done`) tells the guest's task the client is finished.
+    fn new(
+        inner: HyperOutgoingBody,
+        timeouts: &Timeouts,
+        late: Arc<Late>,
+        done: tokio::sync::oneshot::Sender<()>,
+    ) -> GuestBody {
+        GuestBody {
+            inner,
+            idle: timeouts.idle,
+            stall: None,
+            late,
+            _done: done,
+        }
+    }
 }
 
 impl Drop for GuestBody {

@@ -99,13 +99,7 @@ where
 
     match tokio::time::timeout_at(deadline.into(), answer_rx).await {
         Ok(Ok(Ok(response))) => {
-            let response = response.map(|inner| GuestBody {
-                inner,
-                idle: timeouts.idle,
-                stall: None,
-                late,
-                _done: done_tx,
-            });
+            let response = response.map(|inner| GuestBody::new(inner, timeouts, late, done_tx));
             task.detach();
             Ok(Served { response, connect })
         }
