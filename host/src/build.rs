@@ -102,6 +102,13 @@ fn expectation(buildpack: &str) -> &'static str {
         "javascript" => "a package.json, with the handler in its `main` file (default index.js)",
         "c" => "C sources (*.c) at the top of the app, with the handler in one of them",
         "wasm" => "a Procfile whose web: line names a .wasm component in the app",
+        "native-python" => {
+            "a requirements.txt or pyproject.toml with a Procfile of native commands (`web: gunicorn app:app`)"
+        }
+        "native-nodejs" => {
+            "a package.json with a Procfile of native commands (`web: node server.js`)"
+        }
+        "native" => "a Procfile of native commands (`web: bin/server`)",
         _ => "what its bin/detect looks for",
     }
 }
@@ -302,6 +309,15 @@ pub async fn run(
             "       Default types for buildpack -> {}",
             type_list(&defaults)
         ));
+    }
+    // Which backend runs each process type: the one decision of
+    // `backend::kind`, said where the developer sees it.
+    for (kind, command) in procfile.iter() {
+        let runs = match crate::backend::kind(command) {
+            crate::backend::Kind::Wasm { path, .. } => format!("component {path}"),
+            crate::backend::Kind::Native { .. } => "native process, sandboxed".to_string(),
+        };
+        output(format!("       {:<27} -> {runs}", kind.to_string()));
     }
     Ok(Built {
         dir: plan.build_dir.to_path_buf(),

@@ -37,8 +37,19 @@ static WIT: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../wit");
 static SDK: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../sdk");
 
 /// The order in which renga's own buildpacks are asked to detect an app:
-/// language buildpacks first, then prebuilt components.
-pub const DETECTION_ORDER: &[&str] = &["rust", "python", "javascript", "c", "wasm"];
+/// language buildpacks first (a Python or Node.js app whose Procfile runs
+/// native commands before the one that makes it a component), then
+/// prebuilt components, then a Procfile of native commands alone.
+pub const DETECTION_ORDER: &[&str] = &[
+    "rust",
+    "native-python",
+    "python",
+    "native-nodejs",
+    "javascript",
+    "c",
+    "wasm",
+    "native",
+];
 
 /// `bin/detect` and `bin/release` only look at files; they get a minute.
 const SHORT_SCRIPT_LIMIT: Duration = Duration::from_secs(60);

@@ -16,7 +16,14 @@
 //! when the [`Jailed`] handle is dropped); the disk it writes is counted
 //! while it runs.
 //!
-//! This module never decides what runs or what a jail sees: builds do.
+//! Long-running jails (native dynos) also get a handle on their network
+//! namespace ([`Jailed::connector`]), through which the router opens
+//! connections to the port the process listens on inside, a way to signal
+//! every process of the jail ([`Jailed::signal`]) for Heroku's graceful
+//! stop, and readings of their cgroup's memory.
+//!
+//! This module never decides what runs or what a jail sees: builds and
+//! dynos do.
 
 use std::ffi::{CString, OsString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -98,6 +105,9 @@ pub struct JailLimits {
     pub files: u64,
     /// Size of its private `/tmp`.
     pub tmp: u64,
+    /// Its share of the CPU against other cgroups, in cgroup v1's
+    /// `cpu.shares` (1024 is a full share; builds take a quarter).
+    pub cpu_shares: u32,
 }
 
 /// How a jail ended.
@@ -238,6 +248,20 @@ impl Sandbox {
         stdout: Stdio,
         stderr: Stdio,
     ) -> anyhow::Result<Jailed> {
+        self.spawn_with_stdin(jail, program, args, Stdio::null(), stdout, stderr)
+            .await
+    }
+
+    /// [`Sandbox::spawn`] with a standard input.
+    pub async fn spawn_with_stdin(
+        &self,
+        jail: &Jail,
+        program: &Path,
+        args: &[OsString],
+        stdin: Stdio,
+        stdout: Stdio,
+        stderr: Stdio,
+    ) -> anyhow::Result<Jailed> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let files = ScratchFiles::write(&self.scratch.join(&id), jail)?;
         let cgroup = match &self.cgroups {
@@ -321,19 +345,20 @@ impl Sandbox {
             command.arg("--setenv").arg(key).arg(value);
         }
 
-        // A jail with network waits, blocked, until slirp4netns has wired
-        // its namespace: bwrap reports the jail's pid on fd 3 and waits for
-        // a byte on fd 4.
-        let pipes = if jail.network {
+        // bwrap reports the jail's first process (its pid 1) on fd 3. A jail
+        // with network waits, blocked, until slirp4netns has wired its
+        // namespace: bwrap waits for a byte on fd 4.
+        command.args(["--unshare-net", "--info-fd", "3"]);
+        let info = pipe()?;
+        let block = if jail.network {
             let resolv = files.resolv_conf()?;
             command
-                .args(["--unshare-net", "--ro-bind"])
+                .arg("--ro-bind")
                 .arg(resolv)
                 .arg("/etc/resolv.conf")
-                .args(["--info-fd", "3", "--block-fd", "4"]);
-            Some((pipe()?, pipe()?))
+                .args(["--block-fd", "4"]);
+            Some(pipe()?)
         } else {
-            command.arg("--unshare-net");
             None
         };
 
@@ -365,15 +390,16 @@ impl Sandbox {
         }
         command.arg(program).args(args);
         command
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(stdout)
             .stderr(stderr)
             .kill_on_drop(true);
 
         let procs: Vec<CString> = cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default();
-        let child_fds = pipes
-            .as_ref()
-            .map(|((_, info_w), (block_r, _))| (info_w.as_raw_fd(), block_r.as_raw_fd()));
+        let child_fds = (
+            info.1.as_raw_fd(),
+            block.as_ref().map(|(block_r, _)| block_r.as_raw_fd()),
+        );
 
         let fsize = jail.limits.disk;
         // Per uid, so meaningful only when the jail has a uid of its own.
@@ -395,9 +421,9 @@ impl Sandbox {
                 // Every fd is first moved above 10, then onto its number, so
                 // that no move overwrites another that is still to move.
                 let mut moves: [(i32, i32); 8] = [(-1, -1); 8];
-                let mut count = 0;
-                if let Some((info, block)) = child_fds {
-                    moves[0] = (info, 3);
+                moves[0] = (child_fds.0, 3);
+                let mut count = 1;
+                if let Some(block) = child_fds.1 {
                     moves[1] = (block, 4);
                     count = 2;
                 }
@@ -450,11 +476,18 @@ impl Sandbox {
             over: Arc::new(Mutex::new(None)),
             watcher: None,
             files: Some(files),
+            init: None,
+            netns: None,
         };
-        if let Some(((info_r, info_w), (block_r, block_w))) = pipes {
-            drop(info_w);
+        let (info_r, info_w) = info;
+        drop(info_w);
+        let pid = read_child_pid(info_r).await?;
+        jailed.init = Some(pid);
+        // Opened while the jail's pid 1 surely runs (bwrap is blocked or
+        // has just started it): the namespace stays ours after that.
+        jailed.netns = std::fs::File::open(format!("/proc/{pid}/ns/net")).ok();
+        if let Some((block_r, block_w)) = block {
             drop(block_r);
-            let pid = read_child_pid(info_r).await?;
             wait_until_blocked(pid, 4).await;
             jailed.slirp = Some(self.connect(pid).await?);
             let mut block = tokio::fs::File::from_std(std::fs::File::from(block_w));
@@ -553,15 +586,44 @@ pub struct Jailed {
     over: Arc<Mutex<Option<String>>>,
     watcher: Option<tokio::task::JoinHandle<()>>,
     files: Option<ScratchFiles>,
+    /// The jail's pid 1 (bwrap's init inside it), as the host sees it.
+    init: Option<u32>,
+    /// The jail's network namespace.
+    netns: Option<std::fs::File>,
 }
 
 impl Jailed {
+    /// Opens connections inside the jail's network namespace (to a port its
+    /// process listens on), for as long as the connector lives.
+    pub fn connector(&self) -> std::io::Result<Connector> {
+        let netns = self
+            .netns
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("the jail's network namespace is not known"))?
+            .try_clone()?;
+        Connector::new(netns)
+    }
+
+    /// What signals the jail's processes and reads their memory, apart
+    /// from the jail (which [`Jailed::wait`] holds).
+    pub fn handle(&self) -> JailHandle {
+        JailHandle {
+            bwrap: self.child.id(),
+            init: self.init,
+            memory_dir: self.cgroup.as_ref().map(|c| (c.memory_dir.clone(), c.v2)),
+        }
+    }
+
     pub fn stdout(&mut self) -> Option<tokio::process::ChildStdout> {
         self.child.stdout.take()
     }
 
     pub fn stderr(&mut self) -> Option<tokio::process::ChildStderr> {
         self.child.stderr.take()
+    }
+
+    pub fn stdin(&mut self) -> Option<tokio::process::ChildStdin> {
+        self.child.stdin.take()
     }
 
     /// Waits for the jail's first process to end (and with it every other).
@@ -584,6 +646,158 @@ impl Jailed {
     /// Stops the jail now.
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;
+    }
+}
+
+/// Signals a jail's processes and reads their memory. Meaningless (and
+/// harmless: it signals nothing) once the jail is gone.
+#[derive(Clone, Debug)]
+pub struct JailHandle {
+    /// bwrap itself, outside the jail (in its cgroup too).
+    bwrap: Option<u32>,
+    init: Option<u32>,
+    memory_dir: Option<(PathBuf, bool)>,
+}
+
+impl JailHandle {
+    /// Sends `signal` to every process of the jail but its pid 1 (which
+    /// would take them all with it): Heroku's SIGTERM to all processes.
+    pub fn signal(&self, signal: i32) {
+        let Some(init) = self.init else { return };
+        let pids = match &self.memory_dir {
+            Some((dir, _)) => std::fs::read_to_string(dir.join("cgroup.procs"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect(),
+            None => descendants(init),
+        };
+        for pid in pids
+            .into_iter()
+            .filter(|p: &u32| *p != init && Some(*p) != self.bwrap)
+        {
+            // SAFETY: kill takes a pid and a signal number, no memory.
+            unsafe {
+                libc::kill(pid as libc::pid_t, signal);
+            }
+        }
+    }
+
+    /// The memory the jail's processes use now (page cache included, as
+    /// the cgroup counts it), when it has a cgroup.
+    pub fn memory_used(&self) -> Option<u64> {
+        let (dir, v2) = self.memory_dir.as_ref()?;
+        let file = if *v2 {
+            "memory.current"
+        } else {
+            "memory.usage_in_bytes"
+        };
+        std::fs::read_to_string(dir.join(file))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Whether the kernel has killed one of the jail's processes for going
+    /// over its memory limit.
+    pub fn ran_out_of_memory(&self) -> bool {
+        self.memory_dir
+            .as_ref()
+            .is_some_and(|(dir, v2)| oom_kills(dir, *v2) > 0)
+    }
+}
+
+/// Every descendant of `pid`, from `/proc/PID/task/TID/children`.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut next = vec![pid];
+    while let Some(parent) = next.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+                if found.len() < 100_000 && !found.contains(&child) {
+                    found.push(child);
+                    next.push(child);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Makes sockets inside one network namespace: a thread of its own enters
+/// the namespace once (`setns` changes only the calling thread's) and hands
+/// out sockets, which keep their namespace wherever they are used. The
+/// thread ends when the connector is dropped.
+pub struct Connector {
+    requests: std::sync::mpsc::Sender<tokio::sync::oneshot::Sender<std::io::Result<OwnedFd>>>,
+}
+
+impl Connector {
+    fn new(netns: std::fs::File) -> std::io::Result<Connector> {
+        let (requests, received) =
+            std::sync::mpsc::channel::<tokio::sync::oneshot::Sender<std::io::Result<OwnedFd>>>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("renga-netns".into())
+            .spawn(move || {
+                // SAFETY: setns takes an open namespace descriptor and a
+                // namespace type; it changes only this thread.
+                let entered = unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) };
+                let entered = if entered == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                };
+                let ok = entered.is_ok();
+                let _ = ready_tx.send(entered);
+                drop(netns);
+                if !ok {
+                    return;
+                }
+                while let Ok(reply) = received.recv() {
+                    // SAFETY: socket returns a new descriptor or -1.
+                    let fd = unsafe {
+                        libc::socket(
+                            libc::AF_INET,
+                            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                            0,
+                        )
+                    };
+                    let socket = if fd < 0 {
+                        Err(std::io::Error::last_os_error())
+                    } else {
+                        // SAFETY: the descriptor was just made and is owned
+                        // by nothing else.
+                        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+                    };
+                    let _ = reply.send(socket);
+                }
+            })?;
+        ready_rx
+            .recv()
+            .map_err(|_| std::io::Error::other("the namespace thread ended"))??;
+        Ok(Connector { requests })
+    }
+
+    /// Connects to `port` on the namespace's loopback.
+    pub async fn connect(&self, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+        let (reply, socket) = tokio::sync::oneshot::channel();
+        self.requests
+            .send(reply)
+            .map_err(|_| std::io::Error::other("the namespace thread ended"))?;
+        let fd = socket
+            .await
+            .map_err(|_| std::io::Error::other("the namespace thread ended"))??;
+        let socket = tokio::net::TcpSocket::from_std_stream(std::net::TcpStream::from(fd));
+        socket
+            .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+            .await
     }
 }
 
@@ -923,9 +1137,7 @@ impl Cgroups {
                     let cpu_dir = cpu.join(id);
                     std::fs::create_dir_all(&cpu_dir)?;
                     cgroup.dirs.push(cpu_dir.clone());
-                    // A quarter of the default weight: builds yield the
-                    // cores to the apps being served.
-                    write(&cpu_dir, "cpu.shares", "256".into())?;
+                    write(&cpu_dir, "cpu.shares", limits.cpu_shares.to_string())?;
                 }
                 Ok(cgroup)
             }
@@ -941,7 +1153,8 @@ impl Cgroups {
                 write(&dir, "memory.max", limits.memory.to_string())?;
                 let _ = write(&dir, "memory.swap.max", "0".into());
                 write(&dir, "pids.max", limits.processes.to_string())?;
-                let _ = write(&dir, "cpu.weight", "25".into());
+                let weight = (u64::from(limits.cpu_shares) * 100 / 1024).clamp(1, 10_000);
+                let _ = write(&dir, "cpu.weight", weight.to_string());
                 Ok(cgroup)
             }
         }
@@ -959,21 +1172,26 @@ impl Cgroup {
     }
 
     fn ran_out_of_memory(&self) -> bool {
-        let (file, key) = if self.v2 {
-            ("memory.events", "oom_kill")
-        } else {
-            ("memory.oom_control", "oom_kill")
-        };
-        std::fs::read_to_string(self.memory_dir.join(file))
-            .ok()
-            .and_then(|text| {
-                text.lines().find_map(|l| {
-                    let (k, v) = l.split_once(' ')?;
-                    (k == key).then(|| v.trim().parse::<u64>().ok())?
-                })
-            })
-            .is_some_and(|n| n > 0)
+        oom_kills(&self.memory_dir, self.v2) > 0
     }
+}
+
+/// Processes of a cgroup the kernel killed for memory.
+fn oom_kills(memory_dir: &Path, v2: bool) -> u64 {
+    let (file, key) = if v2 {
+        ("memory.events", "oom_kill")
+    } else {
+        ("memory.oom_control", "oom_kill")
+    };
+    std::fs::read_to_string(memory_dir.join(file))
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                let (k, v) = l.split_once(' ')?;
+                (k == key).then(|| v.trim().parse::<u64>().ok())?
+            })
+        })
+        .unwrap_or(0)
 }
 
 /// Kills whatever is left in the cgroup and removes it: off the async
@@ -1396,6 +1614,7 @@ mod tests {
             disk: u64::MAX,
             files: u64::MAX,
             tmp: 0,
+            cpu_shares: 1024,
         };
         let mut usage = Usage::default();
         usage.add_tree(&dir, limits);

@@ -416,8 +416,7 @@ pub fn pack_build(dir: &Path, dest: &Path, limit: u64) -> Result<(String, u64), 
             if relative.as_os_str().is_empty() {
                 continue;
             }
-            tar.append_path_with_name(entry.path(), relative)
-                .map_err(io)?;
+            append_normalized(&mut tar, entry.path(), relative).map_err(io)?;
         }
         let writer = tar.into_inner().map_err(io)?.finish().map_err(io)?;
         let size = writer.size;
@@ -434,6 +433,35 @@ pub fn pack_build(dir: &Path, dest: &Path, limit: u64) -> Result<(String, u64), 
         let _ = std::fs::remove_file(dest);
     }
     result
+}
+
+/// Adds one entry of a build to a slug with the modes a dyno needs: folders
+/// 0755, files 0644 (0755 when executable), whatever umask the build ran
+/// under (renga's own is 077), so that a native dyno's uid can read the
+/// slug it runs; never setuid or setgid.
+fn append_normalized<W: std::io::Write>(
+    tar: &mut tar::Builder<W>,
+    path: &Path,
+    relative: &Path,
+) -> std::io::Result<()> {
+    let meta = std::fs::symlink_metadata(path)?;
+    let mut header = tar::Header::new_gnu();
+    header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        header.set_mode(0o755);
+        header.set_size(0);
+        tar.append_data(&mut header, relative, std::io::empty())
+    } else if kind.is_symlink() {
+        header.set_mode(0o777);
+        let target = std::fs::read_link(path)?;
+        tar.append_link(&mut header, relative, target)
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        let executable = meta.permissions().mode() & 0o111 != 0;
+        header.set_mode(if executable { 0o755 } else { 0o644 });
+        tar.append_data(&mut header, relative, std::fs::File::open(path)?)
+    }
 }
 
 /// Hashes and counts what passes through; fails past `limit` bytes.

@@ -171,6 +171,7 @@ where
         stdin: Some(Box::new(stdin)),
         stdout: Some(Box::new(stdout)),
         stderr: Some(Box::new(stderr)),
+        terminate: None,
     };
     let run = dyno.run(io, None);
     tokio::select! {

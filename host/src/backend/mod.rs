@@ -6,10 +6,12 @@
 //! [`Failure`] that the router maps to Heroku's H-codes; a process run to
 //! its end, with an exit code or a plain [`ProcessFailure`]. A backend
 //! implements [`WebBackend`] (web dynos) and [`ProcessBackend`] (workers,
-//! one-off dynos, the release phase): the Wasm one ([`wasm`], WASI 0.2
-//! components on wasmtime) today. [`kind`] is the one place that decides
+//! one-off dynos, the release phase): the Wasm one ([`wasm`], WASI 0.2 and
+//! 0.3 components on wasmtime) and the native one ([`native`], sandboxed
+//! processes). [`kind`] is the one place that decides
 //! which backend a Procfile command gets.
 
+pub mod native;
 pub mod wasm;
 
 use std::pin::Pin;
@@ -89,6 +91,13 @@ pub trait WebBackend: Send + Sync {
     fn kept(&self) -> usize {
         0
     }
+
+    /// Where a dyno that runs a process is in its life (for `renga ps`);
+    /// `None` when it has no process of its own (a Wasm dyno is up while
+    /// it exists).
+    fn status(&self) -> Option<(crate::dyno::worker::Status, u64)> {
+        None
+    }
 }
 
 /// Why a process did not finish with an exit code.
@@ -127,16 +136,16 @@ pub enum Kind<'a> {
     /// A component inside the slug (`web: app.wasm --flag`), run on
     /// wasmtime: its path in the slug and its arguments.
     Wasm { path: &'a str, args: &'a [String] },
+    /// Any other command line (`gunicorn app:app`, `node server.js`,
+    /// `bin/server`), run by bash in a sandbox, with the slug at `/app`.
+    Native { line: &'a str },
 }
 
-/// The backend a process type's command gets, or why it has none, in
-/// renga's words (`what` names the process for the message: "the web
-/// process").
-pub fn kind<'a>(what: &str, command: &'a Command) -> Result<Kind<'a>, String> {
+/// The backend a process type's command gets: a `.wasm` path is a
+/// component, anything else a native process.
+pub fn kind(command: &Command) -> Kind<'_> {
     match command {
-        Command::Component { path, args } => Ok(Kind::Wasm { path, args }),
-        Command::Native(line) => Err(format!(
-            "{what} runs `{line}`, which is not a .wasm component; native processes are not supported yet"
-        )),
+        Command::Component { path, args } => Kind::Wasm { path, args },
+        Command::Native(line) => Kind::Native { line },
     }
 }

@@ -51,6 +51,7 @@ pub use keyvalue::{KeyValue, KvBackends, SERVICE as KV_SERVICE};
 pub use outbound::{ALLOWED_HOSTS_VAR, AllowedHosts, Outbound, OutboundConfig};
 pub use spin::Spin;
 pub use sql::{SERVICES as SQL_SERVICES, Sql, SqlBackends};
+pub(crate) use stdio::GuestOutput;
 pub use stdio::ProcessIo;
 
 /// What a release gives its capabilities.

@@ -25,6 +25,10 @@ pub struct ProcessIo {
     pub stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Sync + Unpin>>,
     pub stdout: Option<Box<dyn tokio::io::AsyncWrite + Send + Sync + Unpin>>,
     pub stderr: Option<Box<dyn tokio::io::AsyncWrite + Send + Sync + Unpin>>,
+    /// Becomes `true` when the platform asks the process to stop (a worker
+    /// scaled down or replaced). A native process gets SIGTERM then; a
+    /// component, which has no signals, sees its stdin closed.
+    pub terminate: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// One instance's stdout (or stderr). Every stream the guest opens on it

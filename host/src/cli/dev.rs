@@ -212,8 +212,12 @@ impl DevApp {
             }
             bail!("the app has no web process: add `web: app.wasm` to its Procfile");
         };
-        let Kind::Wasm { path, .. } = backend::kind("the web process", web)
-            .map_err(|why| anyhow::anyhow!("{why}; renga dev serves components (name one in the Procfile, e.g. `web: app.wasm`)"))?;
+        let path = match backend::kind(web) {
+            Kind::Wasm { path, .. } => path,
+            Kind::Native { line } => bail!(
+                "the web process runs `{line}`, a native process: renga dev serves components (name one in the Procfile, e.g. `web: app.wasm`); native apps run on `renga server`, whose sandbox they need"
+            ),
+        };
         let wasm = crate::slug::file_inside(&self.dirs.build, path)?;
         let component = tokio::task::block_in_place(|| self.runtime.load_http(&wasm))?;
         let cpu = self.cpu.clone();

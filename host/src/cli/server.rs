@@ -75,6 +75,10 @@ pub struct ServerCommand {
     /// Time one build (its buildpacks and its release phase) may take.
     #[arg(long, default_value = "15m")]
     build_timeout: HumanDuration,
+    /// How long a native web process has to accept connections on $PORT
+    /// before R10 (Boot timeout) and a restart.
+    #[arg(long, default_value = "60s")]
+    boot_timeout: HumanDuration,
 
     /// Unload an app's web dynos after this long without a request (the
     /// next request wakes them in milliseconds); `never` keeps them loaded.
@@ -198,6 +202,7 @@ impl ServerCommand {
                     files: crate::archive::Limits::DEFAULT.files,
                 },
                 build_time_limit: self.build_timeout.0,
+                boot_timeout: self.boot_timeout.0,
                 servers,
                 build_limits: JailLimits {
                     memory: self.build_memory.0,
@@ -205,6 +210,9 @@ impl ServerCommand {
                     disk: self.build_disk.0,
                     files: 500_000,
                     tmp: self.build_memory.0 / 2,
+                    // A quarter of a full share: builds yield the cores to
+                    // the apps being served.
+                    cpu_shares: 256,
                 },
             },
         )?);

@@ -81,6 +81,11 @@ impl WebDyno {
         self.concurrency
     }
 
+    /// Where its process is in its life, when it runs one (a native dyno).
+    pub fn status(&self) -> Option<(worker::Status, u64)> {
+        self.backend.status()
+    }
+
     /// Instances this dyno keeps for its next requests.
     pub fn kept_instances(&self) -> usize {
         self.backend.kept()

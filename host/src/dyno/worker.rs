@@ -133,10 +133,13 @@ async fn supervise(
             "Starting process with command `{}`",
             worker.command
         ));
-        // The worker's stdin: kept open while it runs, closed to ask it to stop.
+        // The worker's stdin: kept open while it runs, closed to ask it to
+        // stop (a native process gets SIGTERM instead).
         let (stdin, stdin_writer) = tokio::io::duplex(64);
+        let (terminate, terminated) = tokio::sync::watch::channel(false);
         let io = ProcessIo {
             stdin: Some(Box::new(stdin)),
+            terminate: Some(terminated),
             ..ProcessIo::default()
         };
         let started = Instant::now();
@@ -147,16 +150,20 @@ async fn supervise(
             outcome = &mut run => outcome,
             () = stop_requested(&mut stopped) => {
                 drop(stdin_writer);
+                let _ = terminate.send(true);
                 say(format!(
-                    "Stopping process: its stdin is closed; it has {} to exit",
+                    "Stopping process: SIGTERM (a component sees its stdin closed); it has {} to exit",
                     HumanDuration(STOP_GRACE)
                 ));
                 match tokio::time::timeout(STOP_GRACE, &mut run).await {
                     Ok(outcome) => say(ended(&outcome)),
-                    Err(_) => say(format!(
-                        "Process did not exit within {}: stopped",
-                        HumanDuration(STOP_GRACE)
-                    )),
+                    Err(_) => {
+                        say(format!(
+                            "Error R12 (Exit timeout) -> the process failed to exit within {} of being asked to stop",
+                            HumanDuration(STOP_GRACE)
+                        ));
+                        say("Stopping remaining processes with SIGKILL".into());
+                    }
                 }
                 set(Status::Down);
                 return;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::app::App;
 use crate::auth::User;
+use crate::backend::native::NativeProcess;
 use crate::backend::wasm::WasmProcess;
 use crate::backend::{self, Kind, ProcessBackend};
 use crate::build::{self, BuildPlan, BuildSandbox};
@@ -376,14 +377,37 @@ impl Platform {
         output: &Arc<BuildOutput>,
     ) -> Result<()> {
         output.push(format!("-----> Running release command: {command}"));
-        let Kind::Wasm { path, args } =
-            backend::kind("the release process", command).map_err(PlatformError::Invalid)?;
-        let caps = self.configure_capabilities(app, config)?;
-        let component = self.command_component(app, &caps, slug, path).await?;
         let process: crate::logplex::Process = Arc::from("release.1");
-        let mut argv = vec![path.to_string()];
-        argv.extend(args.iter().cloned());
         let log = self.logs.app(&app.id);
+        let time_limit = Some(self.config.build_time_limit);
+        let release: Box<dyn ProcessBackend> = match backend::kind(command) {
+            Kind::Native { line } => {
+                let spec = self
+                    .native_spec(app, slug, config, crate::size::Size::default())
+                    .await?;
+                Box::new(NativeProcess::new(spec, process.clone(), line.to_string()))
+            }
+            Kind::Wasm { path, args } => {
+                let caps = self.configure_capabilities(app, config)?;
+                let component = self.command_component(app, &caps, slug, path).await?;
+                let mut argv = vec![path.to_string()];
+                argv.extend(args.iter().cloned());
+                Box::new(WasmProcess::new(
+                    component,
+                    CommandSpec {
+                        caps: caps.dyno(&crate::capability::DynoInputs {
+                            name: &process,
+                            log: &log,
+                        }),
+                        args: argv,
+                        memory_limit: self.memory_of(crate::size::Size::default()),
+                        time_limit,
+                        log: log.clone(),
+                        cpu: self.cpu_of(app),
+                    },
+                ))
+            }
+        };
         // The release's output goes to the app's log; follow it there into
         // the build's output too.
         let (_, mut live) = log.tail(0);
@@ -392,21 +416,6 @@ impl Platform {
                 output.push_unlogged(format!("       {}", line.message));
             }
         };
-        let time_limit = Some(self.config.build_time_limit);
-        let release = WasmProcess::new(
-            component,
-            CommandSpec {
-                caps: caps.dyno(&crate::capability::DynoInputs {
-                    name: &process,
-                    log: &log,
-                }),
-                args: argv,
-                memory_limit: self.memory_of(crate::size::Size::default()),
-                time_limit,
-                log: log.clone(),
-                cpu: self.cpu_of(app),
-            },
-        );
         let run = release.run(crate::runtime::ProcessIo::default(), time_limit);
         tokio::pin!(run);
         let mut following = true;

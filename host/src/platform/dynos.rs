@@ -435,13 +435,14 @@ impl Platform {
                 }
             } else {
                 for dyno in &web.dynos {
+                    let (state, since) = dyno.status().unwrap_or((Status::Up, web.since));
                     dynos.push(RunningDyno {
                         name: dyno.name().to_string(),
                         kind: "web".into(),
                         command: command.clone(),
                         size,
-                        state: Status::Up,
-                        since: web.since,
+                        state,
+                        since,
                     });
                 }
             }
@@ -567,11 +568,31 @@ impl Platform {
         else {
             return Ok(WebState::new(Vec::new(), app.maintenance, timeouts));
         };
-        let Kind::Wasm { path, .. } =
-            backend::kind("the web process", web).map_err(PlatformError::Invalid)?;
         let slug = self.slugs.find(&app.id, slug_id)?.ok_or_else(|| {
             PlatformError::NotFound(format!("Couldn't find that slug: {slug_id}"))
         })?;
+        let limits = WebLimits {
+            memory: self.memory_of(size),
+            concurrency: size.concurrency(),
+            reuse: formation.reuse,
+        };
+        let path = match backend::kind(web) {
+            Kind::Wasm { path, .. } => path,
+            Kind::Native { line } => {
+                let spec = self.native_spec(app, &slug, &release.config, size).await?;
+                let recipe = Arc::new(super::native::NativeRecipe::new(
+                    spec,
+                    line.to_string(),
+                    formation.quantity,
+                    limits,
+                ));
+                if formation.quantity == 0 {
+                    return Ok(WebState::new(Vec::new(), app.maintenance, timeouts));
+                }
+                let dynos = recipe.start().await;
+                return Ok(WebState::waking(dynos, app.maintenance, timeouts, recipe));
+            }
+        };
         let checksum = slug.checksum.clone().ok_or(SlugError::NoBlob)?;
         let (slugs, cache, path) = (
             self.slugs.clone(),
@@ -636,11 +657,7 @@ impl Platform {
             digest,
             quantity: formation.quantity,
             caps: caps.clone(),
-            limits: WebLimits {
-                memory: self.memory_of(size),
-                concurrency: size.concurrency(),
-                reuse: formation.reuse,
-            },
+            limits,
             log,
             cpu: self.cpu_of(app),
         });

@@ -19,6 +19,7 @@ mod building;
 mod dynos;
 mod janitor;
 mod logs;
+mod native;
 mod oneoff;
 mod providers;
 mod releases;
@@ -76,6 +77,8 @@ pub struct PlatformConfig {
     pub unpacked: crate::archive::Limits,
     /// How long one build (and one release phase) may run.
     pub build_time_limit: Duration,
+    /// How long a native web process has to bind `$PORT`.
+    pub boot_timeout: Duration,
     /// What one build's sandbox may use.
     pub build_limits: JailLimits,
     /// The operator's PostgreSQL and Redis, for add-ons that live there.
@@ -237,6 +240,7 @@ impl Platform {
         self.db.flush().await?;
         let (slugs, builds) = (self.slugs.clone(), self.builds.clone());
         let sandbox = self.sandbox.clone().ok();
+        let native_scratch = self.native_scratch();
         // Leftovers that cannot be removed are reported, not fatal: the
         // apps serve either way.
         tokio::task::spawn_blocking(move || {
@@ -248,6 +252,9 @@ impl Platform {
             }
             if let Some(sandbox) = sandbox {
                 sandbox.clean_leftovers();
+            }
+            if native_scratch.exists() {
+                let _ = crate::sandbox::remove_tree(&native_scratch);
             }
         })
         .await?;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::app::App;
 use crate::auth::User;
+use crate::backend::native::NativeProcess;
 use crate::backend::wasm::WasmProcess;
 use crate::backend::{self, Kind};
 use crate::backend::{ProcessBackend, ProcessFailure};
@@ -152,46 +153,80 @@ impl Platform {
             .parse::<ProcessType>()
             .ok()
             .and_then(|kind| procfile.get(&kind).cloned());
-        let (path, mut args) = match &declared {
-            Some(command) => {
-                let Kind::Wasm { path, args } = backend::kind(&format!("`{first}`"), command)
-                    .map_err(PlatformError::Invalid)?;
-                (Some(path.to_string()), args.to_vec())
-            }
-            None => (None, Vec::new()),
-        };
-        args.extend(argv[1..].iter().cloned());
         let size = size.unwrap_or_default();
         self.check_one_off_room(&app)?;
-        let candidates = match &path {
-            Some(path) => vec![path.clone()],
-            None if first.ends_with(".wasm") => vec![first.clone()],
-            None => vec![format!("{first}.wasm"), format!("bin/{first}.wasm")],
+        // A native app's one-off runs a command line in a sandbox, as
+        // `heroku run` does: a process type's command with the arguments
+        // after it, or the words given (`python manage.py migrate`, `bash`).
+        let native_app = procfile
+            .iter()
+            .any(|(_, c)| matches!(backend::kind(c), Kind::Native { .. }));
+        let native_line = match declared.as_ref().map(backend::kind) {
+            Some(Kind::Native { line }) => Some(
+                std::iter::once(line.to_string())
+                    .chain(argv[1..].iter().map(|a| shell_quote(a)))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+            // One word is a command line of its own (`renga run 'a; b'`),
+            // several are words (as Heroku's CLI builds the command).
+            None if native_app && !first.ends_with(".wasm") => Some(if argv.len() == 1 {
+                first.clone()
+            } else {
+                argv.iter()
+                    .map(|a| shell_quote(a))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }),
+            _ => None,
         };
-        let found = {
-            let (slugs, slug, candidates) = (self.slugs.clone(), slug.clone(), candidates.clone());
-            tokio::task::spawn_blocking(move || -> Result<Option<String>> {
-                let dir = slugs.unpacked(&slug)?;
-                Ok(candidates.into_iter().find(|candidate| {
-                    crate::slug::file_inside(&dir, candidate).is_ok_and(|f| f.is_file())
-                }))
-            })
-            .await??
+        let runner = match native_line {
+            Some(line) => {
+                let spec = self.native_spec(&app, &slug, &release.config, size).await?;
+                Runner::Native(spec, line)
+            }
+            None => {
+                let (path, mut args) = match declared.as_ref().map(backend::kind) {
+                    Some(Kind::Wasm { path, args }) => (Some(path.to_string()), args.to_vec()),
+                    _ => (None, Vec::new()),
+                };
+                args.extend(argv[1..].iter().cloned());
+                let candidates = match &path {
+                    Some(path) => vec![path.clone()],
+                    None if first.ends_with(".wasm") => vec![first.clone()],
+                    None => vec![format!("{first}.wasm"), format!("bin/{first}.wasm")],
+                };
+                let found = {
+                    let (slugs, slug, candidates) =
+                        (self.slugs.clone(), slug.clone(), candidates.clone());
+                    tokio::task::spawn_blocking(move || -> Result<Option<String>> {
+                        let dir = slugs.unpacked(&slug)?;
+                        Ok(candidates.into_iter().find(|candidate| {
+                            crate::slug::file_inside(&dir, candidate).is_ok_and(|f| f.is_file())
+                        }))
+                    })
+                    .await??
+                };
+                let Some(relative) = found else {
+                    return Err(PlatformError::NotFound(format!(
+                        "Couldn't find `{first}`: it is neither a process type of {} nor a component in its slug (tried {})",
+                        release.version(),
+                        candidates.join(", ")
+                    )));
+                };
+                let caps = self.capabilities_of(&app, &release)?;
+                let component = self
+                    .command_component(&app, &caps, &slug, &relative)
+                    .await?;
+                let mut full = vec![relative];
+                full.extend(args);
+                Runner::Wasm(caps, component, full)
+            }
         };
-        let Some(relative) = found else {
-            return Err(PlatformError::NotFound(format!(
-                "Couldn't find `{first}`: it is neither a process type of {} nor a component in its slug (tried {})",
-                release.version(),
-                candidates.join(", ")
-            )));
+        let command = match &runner {
+            Runner::Native(_, line) => line.clone(),
+            Runner::Wasm(_, _, full) => full.join(" "),
         };
-        let caps = self.capabilities_of(&app, &release)?;
-        let component = self
-            .command_component(&app, &caps, &slug, &relative)
-            .await?;
-        let mut full = vec![relative];
-        full.extend(args);
-        let command = full.join(" ");
 
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
         let name = {
@@ -221,19 +256,27 @@ impl Platform {
             &app,
             format!("Starting {name} (`{command}`) by {}", user.name),
         );
-        let spec = CommandSpec {
-            caps: caps.dyno(&crate::capability::DynoInputs {
-                name: &Process::from(name.as_str()),
-                log: &log,
-            }),
-            args: full,
-            memory_limit: self.memory_of(size),
-            time_limit: None,
-            log,
-            cpu: self.cpu_of(&app),
+        let process: Box<dyn ProcessBackend> = match runner {
+            Runner::Native(spec, line) => {
+                Box::new(NativeProcess::new(spec, Process::from(name.as_str()), line))
+            }
+            Runner::Wasm(caps, component, full) => {
+                let spec = CommandSpec {
+                    caps: caps.dyno(&crate::capability::DynoInputs {
+                        name: &Process::from(name.as_str()),
+                        log: &log,
+                    }),
+                    args: full,
+                    memory_limit: self.memory_of(size),
+                    time_limit: None,
+                    log,
+                    cpu: self.cpu_of(&app),
+                };
+                Box::new(WasmProcess::new(component, spec))
+            }
         };
         Ok(OneOff {
-            process: Box::new(WasmProcess::new(component, spec)),
+            process,
             name,
             command,
             size,
@@ -326,5 +369,28 @@ impl Platform {
             .get(&app.id)
             .map(|o| o.running.iter().map(|(d, _)| d.clone()).collect())
             .unwrap_or_default()
+    }
+}
+
+/// What runs a one-off dyno.
+enum Runner {
+    Native(Arc<crate::backend::native::NativeSpec>, String),
+    Wasm(
+        Arc<crate::capability::ReleaseCapabilities>,
+        Arc<crate::runtime::CommandComponent>,
+        Vec<String>,
+    ),
+}
+
+/// `word` as one shell word.
+fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
     }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::app::App;
+use crate::backend::native::NativeProcess;
 use crate::backend::wasm::WasmProcess;
 use crate::backend::{self, Kind};
 use crate::capability::{DynoInputs, ReleaseCapabilities};
@@ -190,11 +191,19 @@ impl Platform {
         let command = procfile.get(&kind_parsed).ok_or_else(|| {
             PlatformError::NotFound(format!("the release does not declare a {kind} process"))
         })?;
-        let Kind::Wasm { path, args } = backend::kind(&format!("the {kind} process"), command)
-            .map_err(PlatformError::Invalid)?;
+        let name = Process::from(format!("{kind}.{index}"));
+        let (path, args) = match backend::kind(command) {
+            Kind::Wasm { path, args } => (path, args),
+            Kind::Native { line } => {
+                let spec = self.native_spec(app, slug, &release.config, size).await?;
+                return Ok(WorkerSpec {
+                    process: Box::new(NativeProcess::new(spec, name, line.to_string())),
+                    command: command.to_string(),
+                });
+            }
+        };
         let caps = self.capabilities_of(app, release)?;
         let component = self.command_component(app, &caps, slug, path).await?;
-        let name = Process::from(format!("{kind}.{index}"));
         let mut argv = vec![path.to_string()];
         argv.extend(args.iter().cloned());
         let log = self.logs.app(&app.id);
