@@ -37,7 +37,7 @@ use super::{
 };
 use crate::capability::GuestOutput;
 use crate::capability::ProcessIo;
-use crate::dyno::worker::{Status, backoff};
+use crate::dyno::worker::{Status, StatusCell, change_status, count_crash};
 use crate::logplex::{AppLog, Process, Source};
 use crate::sandbox::{Bind, Connector, Ended, Jail, JailHandle, JailLimits, Jailed, Sandbox};
 use crate::units::{ByteSize, HumanDuration};
@@ -265,7 +265,7 @@ pub struct NativeWeb {
     idle: Mutex<Vec<SendRequest<RequestBody>>>,
     /// Dropped with the dyno: its supervisor then stops the process.
     _stop: tokio::sync::oneshot::Sender<()>,
-    status: Arc<Mutex<(Status, u64)>>,
+    status: StatusCell,
 }
 
 impl NativeWeb {
@@ -410,22 +410,10 @@ async fn supervise_web(
     command: String,
     phase: tokio::sync::watch::Sender<Phase>,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
-    status: Arc<Mutex<(Status, u64)>>,
+    status: StatusCell,
 ) {
     let say = |message: String| spec.log.emit(Source::Renga, &name, message);
-    let set = |next: Status| {
-        let mut current = status.lock().unwrap_or_else(|e| e.into_inner());
-        if current.0 != next {
-            let previous = current.0;
-            *current = (next, crate::store::now_ms());
-            drop(current);
-            say(format!(
-                "State changed from {} to {}",
-                previous.as_str(),
-                next.as_str()
-            ));
-        }
-    };
+    let set = |next: Status| change_status(&status, next, &say);
     let grace = spec.lifecycle.grace;
     let mut crashes = 0u32;
     loop {
@@ -496,15 +484,7 @@ async fn supervise_web(
         }
         let _ = phase.send(Phase::Crashed);
         set(Status::Crashed);
-        if started.elapsed() >= crate::dyno::worker::STABLE_AFTER {
-            crashes = 0;
-        }
-        crashes += 1;
-        let delay = backoff(crashes);
-        say(format!(
-            "Restarting in {} (crash {crashes} in a row)",
-            HumanDuration(delay)
-        ));
+        let delay = count_crash(&mut crashes, started.elapsed(), &say);
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             _ = &mut stopped => {

@@ -38,6 +38,43 @@ pub fn backoff(crashes: u32) -> Duration {
     }
 }
 
+/// A supervised dyno's state and since when (ms since the epoch), shared
+/// with `renga ps`.
+pub type StatusCell = Arc<Mutex<(Status, u64)>>;
+
+/// Moves a dyno to `next`, saying so as Heroku does ("State changed from
+/// up to crashed") when it is a change.
+pub fn change_status(status: &StatusCell, next: Status, say: &dyn Fn(String)) {
+    let mut current = status.lock().unwrap_or_else(|e| e.into_inner());
+    if current.0 != next {
+        let previous = current.0;
+        *current = (next, crate::store::now_ms());
+        drop(current);
+        say(format!(
+            "State changed from {} to {}",
+            previous.as_str(),
+            next.as_str()
+        ));
+    }
+}
+
+/// Counts a crash of a process that ran for `up_for` (a process that was
+/// up long enough starts the count again) and says when it restarts:
+/// the delay before the restart.
+pub fn count_crash(crashes: &mut u32, up_for: Duration, say: &dyn Fn(String)) -> Duration {
+    if up_for >= STABLE_AFTER {
+        *crashes = 0;
+    }
+    *crashes += 1;
+    let delay = backoff(*crashes);
+    say(format!(
+        "Restarting in {} (crash {} in a row)",
+        HumanDuration(delay),
+        *crashes
+    ));
+    delay
+}
+
 /// A dyno's state, as `renga ps` shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -109,24 +146,12 @@ impl Worker {
 
 async fn supervise(
     worker: WorkerSpec,
-    status: Arc<Mutex<(Status, u64)>>,
+    status: StatusCell,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     let process = &worker.process;
     let say = |message: String| process.log().emit(Source::Renga, process.name(), message);
-    let set = |next: Status| {
-        let mut current = status.lock().unwrap_or_else(|e| e.into_inner());
-        if current.0 != next {
-            let previous = current.0;
-            *current = (next, crate::store::now_ms());
-            drop(current);
-            say(format!(
-                "State changed from {} to {}",
-                previous.as_str(),
-                next.as_str()
-            ));
-        }
-    };
+    let set = |next: Status| change_status(&status, next, &say);
     let mut crashes = 0u32;
     loop {
         say(format!(
@@ -172,15 +197,7 @@ async fn supervise(
         drop(stdin_writer);
         say(ended(&outcome));
         set(Status::Crashed);
-        if started.elapsed() >= STABLE_AFTER {
-            crashes = 0;
-        }
-        crashes += 1;
-        let delay = backoff(crashes);
-        say(format!(
-            "Restarting in {} (crash {crashes} in a row)",
-            HumanDuration(delay)
-        ));
+        let delay = count_crash(&mut crashes, started.elapsed(), &say);
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = stop_requested(&mut stopped) => {

@@ -95,6 +95,12 @@ impl Platform {
                 app.name
             ))
         })?;
+        if !sandbox.is_root() {
+            return Err(PlatformError::Invalid(format!(
+                "{} runs native processes, which need renga server to run as root (for each dyno's uid, cgroup and network namespace)",
+                app.name
+            )));
+        }
         let slug_dir = {
             let (slugs, slug) = (self.slugs.clone(), slug.clone());
             tokio::task::spawn_blocking(move || -> Result<std::path::PathBuf> {
