@@ -348,20 +348,11 @@ impl WebBackend for NativeWeb {
                     return Err(Failure::Start(why.into()));
                 }
             };
-        let mut sender = match self.kept() {
+        let kept = self.kept();
+        let reused = kept.is_some();
+        let mut sender = match kept {
             Some(sender) => sender,
-            None => {
-                let stream = tokio::time::timeout_at(deadline, connector.connect(PORT))
-                    .await
-                    .map_err(|_| Failure::Timeout)?
-                    .map_err(|e| Failure::Crashed(format!("connecting to $PORT: {e}")))?;
-                let (sender, connection) =
-                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                        .await
-                        .map_err(|e| Failure::Crashed(format!("connecting to $PORT: {e}")))?;
-                tokio::spawn(connection);
-                sender
-            }
+            None => open(&connector, deadline).await?,
         };
         let connect = started.elapsed();
         let (mut parts, body) = request.into_parts();
@@ -380,14 +371,32 @@ impl WebBackend for NativeWeb {
             parts.headers.remove(hop);
         }
         parts.headers.remove("keep-alive");
-        let request = http::Request::from_parts(parts, body);
-        let response = match tokio::time::timeout_at(deadline, sender.send_request(request)).await {
-            Err(_) => return Err(Failure::Timeout),
-            Ok(Err(e)) if e.is_incomplete_message() || e.is_closed() || e.is_canceled() => {
-                return Err(Failure::NoResponse);
+        let mut request = http::Request::from_parts(parts, body);
+        // A kept connection the process closed meanwhile fails before the
+        // request leaves: then it goes once more, on a new connection.
+        let mut retried = !reused;
+        let response = loop {
+            match tokio::time::timeout_at(deadline, sender.try_send_request(request)).await {
+                Err(_) => return Err(Failure::Timeout),
+                Ok(Ok(response)) => break response,
+                Ok(Err(mut e)) => match e.take_message() {
+                    Some(unsent) if !retried => {
+                        retried = true;
+                        request = unsent;
+                        sender = open(&connector, deadline).await?;
+                    }
+                    _ => {
+                        let e = e.into_error();
+                        return Err(
+                            if e.is_incomplete_message() || e.is_closed() || e.is_canceled() {
+                                Failure::NoResponse
+                            } else {
+                                Failure::Crashed(e.to_string())
+                            },
+                        );
+                    }
+                },
             }
-            Ok(Err(e)) => return Err(Failure::Crashed(e.to_string())),
-            Ok(Ok(response)) => response,
         };
         self.keep(sender);
         Ok(Served {
@@ -399,6 +408,23 @@ impl WebBackend for NativeWeb {
     fn status(&self) -> Option<(Status, u64)> {
         Some(NativeWeb::status(self))
     }
+}
+
+/// A new HTTP/1.1 connection to the process's `$PORT`.
+async fn open(
+    connector: &Connector,
+    deadline: tokio::time::Instant,
+) -> Result<SendRequest<RequestBody>, Failure> {
+    let stream = tokio::time::timeout_at(deadline, connector.connect(PORT))
+        .await
+        .map_err(|_| Failure::Timeout)?
+        .map_err(|e| Failure::Crashed(format!("connecting to $PORT: {e}")))?;
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| Failure::Crashed(format!("connecting to $PORT: {e}")))?;
+    tokio::spawn(connection);
+    Ok(sender)
 }
 
 /// Runs a web dyno's process for as long as the dyno lives: starts it,
