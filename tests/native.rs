@@ -1,7 +1,8 @@
 //! Native dynos: apps that are not components (a gunicorn app, a Node.js
 //! server, a script named by a Procfile) pushed with the real `git`, built
 //! by renga's native buildpacks, and run as sandboxed processes behind the
-//! router: served, restarted after a crash with backoff, stopped with
+//! router: served, restarted after a crash with backoff, R10 when the web
+//! process never binds its port, stopped with
 //! SIGTERM then SIGKILL and R12, stopped with R14/R15 past their memory
 //! while other apps keep serving, put to sleep and woken, and unable to
 //! reach the data folder, the host's processes or the API port.
@@ -230,7 +231,7 @@ fn a_native_python_app_is_served_sandboxed_restarted_and_woken() {
 #[test]
 fn a_native_node_app_deploys_without_downtime_and_stops_with_sigterm_then_sigkill() {
     let tmp = TempDir::new("native-node");
-    let server = Server::start(&tmp.join("data"));
+    let server = Server::start_with(&tmp.join("data"), &["--boot-timeout", "3s"]);
     let app = "noder";
     let pushed = push(&server, &tmp, "examples/native-node", app);
     assert!(pushed.contains("Node.js (native) app detected"), "{pushed}");
@@ -306,6 +307,25 @@ fn a_native_node_app_deploys_without_downtime_and_stops_with_sigterm_then_sigkil
         .cli(&["run", "-a", app, "--", "echo one; echo two"])
         .ok();
     assert!(ran.stdout.contains("one\ntwo"), "{ran}");
+
+    // A web process that never binds $PORT: R10 after the boot timeout,
+    // stopped, and started again.
+    let sleeper = tmp.join("sleeper");
+    std::fs::create_dir_all(&sleeper).unwrap();
+    std::fs::write(sleeper.join("Procfile"), "web: sleep 600\n").unwrap();
+    server.git(&sleeper, &["init", "-q", "-b", "main"]).ok();
+    server.commit_all(&sleeper, "never binds");
+    server.cli(&["apps:create", "sleeper"]).ok();
+    server
+        .cli_in(&sleeper, &["git:remote", "-a", "sleeper"])
+        .ok();
+    server.git(&sleeper, &["push", "renga", "main"]).ok();
+    server.wait_for_log("sleeper", Duration::from_secs(20), |l| {
+        l.contains(
+            "Error R10 (Boot timeout) -> Web process failed to bind to $PORT within 3s of launch",
+        ) && l.contains("Restarting in")
+    });
+    assert_eq!(server.app_get(app, "/").status, 200);
 
     // A Procfile alone: its command runs as it is.
     let pushed = push(&server, &tmp, "tests/guests/native-procfile", "plain");
