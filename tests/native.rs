@@ -166,6 +166,22 @@ fn a_native_python_app_is_served_sandboxed_restarted_and_woken() {
         l.contains("State changed from up to crashed")
             && l.contains("Restarting in 0s (crash 1 in a row)")
     });
+    // A second crash in a row waits a second before its restart; a request
+    // meanwhile gets H10 at once.
+    wait_for_body(&server, app, "/", "Howdy", Duration::from_secs(30));
+    let _ = server.app_get(app, "/crash");
+    for _ in 0..10 {
+        if server.app_get(app, "/?while=crashed").status == 503 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.wait_for_log(app, Duration::from_secs(10), |l| {
+        l.contains("Restarting in 1s (crash 2 in a row)")
+            && l.contains(
+                "at=error code=H10 desc=\"App crashed\" method=GET path=\"/?while=crashed\"",
+            )
+    });
     wait_for_body(&server, app, "/", "Howdy", Duration::from_secs(30));
 
     // Memory: past the quota is R14, past twice the quota the dyno is

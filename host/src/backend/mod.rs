@@ -75,6 +75,13 @@ pub enum Failure {
     /// It answered with an error instead of a response.
     #[error("the dyno answered with an error: {0}")]
     ErrorResponse(String),
+    /// Its process crashed and waits to be restarted (Heroku's H10).
+    #[error("the dyno crashed: {0}")]
+    AppCrashed(String),
+    /// Its process was starting and did not accept connections within the
+    /// request's wait (Heroku's H20).
+    #[error("the dyno did not boot in time")]
+    BootTimeout,
 }
 
 /// What serves one web dyno's requests.

@@ -328,8 +328,13 @@ impl WebBackend for NativeWeb {
     ) -> Result<Served, Failure> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + timeouts.response;
-        // A process that is starting (after a crash) is waited for, within
-        // the response timeout.
+        // A crashed process answers at once (H10); one that is starting is
+        // waited for, within the response timeout (else H20).
+        if matches!(&*self.phase.borrow(), Phase::Crashed) {
+            return Err(Failure::AppCrashed(
+                "its process exited and is restarted after a backoff".into(),
+            ));
+        }
         let mut phase = self.phase.clone();
         let connector =
             match tokio::time::timeout_at(deadline, phase.wait_for(|p| matches!(p, Phase::Up(_))))
@@ -340,13 +345,7 @@ impl WebBackend for NativeWeb {
                     _ => unreachable!("waited for up"),
                 },
                 Ok(Err(_)) => return Err(Failure::Start("the dyno was stopped".into())),
-                Err(_) => {
-                    let why = match &*self.phase.borrow() {
-                        Phase::Crashed => "its process crashed and is waiting to restart",
-                        _ => "its process has not bound $PORT yet",
-                    };
-                    return Err(Failure::Start(why.into()));
-                }
+                Err(_) => return Err(Failure::BootTimeout),
             };
         let kept = self.kept();
         let reused = kept.is_some();

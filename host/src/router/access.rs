@@ -31,6 +31,10 @@ pub(super) struct ErrorCode {
     pub desc: &'static str,
 }
 
+pub(super) const H10: ErrorCode = ErrorCode {
+    code: "H10",
+    desc: "App crashed",
+};
 pub(super) const H11: ErrorCode = ErrorCode {
     code: "H11",
     desc: "Backlog too deep",
@@ -50,6 +54,10 @@ pub(super) const H14: ErrorCode = ErrorCode {
 pub(super) const H18: ErrorCode = ErrorCode {
     code: "H18",
     desc: "Server Request Interrupted",
+};
+pub(super) const H20: ErrorCode = ErrorCode {
+    code: "H20",
+    desc: "App boot timeout",
 };
 pub(super) const H80: ErrorCode = ErrorCode {
     code: "H80",

@@ -12,7 +12,9 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
-use super::access::{Access, AccessBody, ErrorCode, H11, H12, H13, H14, H80, H99, R14, error_page};
+use super::access::{
+    Access, AccessBody, ErrorCode, H10, H11, H12, H13, H14, H20, H80, H99, R14, error_page,
+};
 use super::{NoDyno, RouteTable, RouterConfig};
 use crate::backend::{BodyError, Failure};
 use crate::dyno::WebDyno;
@@ -204,6 +206,12 @@ impl Proxy {
                     Failure::Start(_) => {
                         (StatusCode::SERVICE_UNAVAILABLE, H99, "Application error")
                     }
+                    Failure::AppCrashed(_) => {
+                        (StatusCode::SERVICE_UNAVAILABLE, H10, "Application error")
+                    }
+                    Failure::BootTimeout => {
+                        (StatusCode::SERVICE_UNAVAILABLE, H20, "Application error")
+                    }
                 };
                 report(&route, dyno.as_ref(), &request_id, &failure);
                 fail(access, status, code, title)
@@ -237,6 +245,12 @@ fn report(route: &super::AppRoute, dyno: &WebDyno, request_id: &str, failure: &F
         Failure::Start(reason) => {
             format!("Error (Instance failed to start): request {request_id}: {reason}")
         }
+        Failure::AppCrashed(reason) => {
+            format!("Error H10 (App crashed): request {request_id}: {reason}")
+        }
+        Failure::BootTimeout => format!(
+            "Error H20 (App boot timeout): request {request_id}: the web process did not accept connections on $PORT in time"
+        ),
     };
     route
         .log()
