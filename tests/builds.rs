@@ -5,6 +5,7 @@
 mod support;
 
 use std::path::Path;
+use std::time::Duration;
 
 use support::{Server, TempDir, built_component};
 
@@ -317,14 +318,103 @@ fn push_example(
     (server, repo, tmp)
 }
 
+/// The Python worker: a Heroku-style script, run as `python worker.py`.
+const PYTHON_WORKER: &str = r#"import os
+import time
+
+
+def main():
+    for tick in range(1, 1000):
+        print(f"worker.py says {os.environ.get('GREETING', 'hello')}, tick {tick}", flush=True)
+        time.sleep(1)
+
+
+if __name__ == "__main__":
+    main()
+"#;
+
+/// A Python one-off command: arguments, stdin, stderr and the exit code.
+const PYTHON_COMMAND: &str = r#"import sys
+
+data = sys.stdin.read()
+print("count", ",".join(sys.argv[1:]), f"read {len(data)} bytes")
+if "--fail" in sys.argv:
+    print("failing on purpose", file=sys.stderr)
+    sys.exit(3)
+"#;
+
+const JS_WORKER: &str = r#"import { getEnvironment } from "wasi:cli/environment@0.2.10";
+import { subscribeDuration } from "wasi:clocks/monotonic-clock@0.2.10";
+
+export default function main() {
+  const greeting = getEnvironment().find(([k]) => k === "GREETING")?.[1] ?? "hello";
+  for (let tick = 1; tick < 1000; tick++) {
+    console.log(`worker.js says ${greeting}, tick ${tick}`);
+    subscribeDuration(1_000_000_000n).block();
+  }
+}
+"#;
+
+const JS_COMMAND: &str = r#"export default function main(args) {
+  console.log("count", args.join(","));
+  if (args.includes("--fail")) throw new Error("failing on purpose");
+}
+"#;
+
+/// Pushes `worker.EXT` and `bin/count.EXT` to an app built by push_example:
+/// they become command components, the worker a process type that runs
+/// when scaled, `count` a one-off with its arguments and exit status.
+fn commands_become_workers_and_one_offs(
+    server: &Server,
+    repo: &Path,
+    app: &str,
+    (ext, worker, command): (&str, &str, &str),
+) {
+    std::fs::create_dir_all(repo.join("bin")).unwrap();
+    std::fs::write(repo.join(format!("worker.{ext}")), worker).unwrap();
+    std::fs::write(repo.join(format!("bin/count.{ext}")), command).unwrap();
+    server.commit_all(repo, "a worker and a command");
+    let push = server.git(repo, &["push", "renga", "main"]).ok();
+    let text = all(&push);
+    for built in [
+        format!("Building worker.wasm from worker.{ext} (a wasi:cli/command component)"),
+        format!("Building count.wasm from bin/count.{ext} (a wasi:cli/command component)"),
+        "-> component worker.wasm".to_string(),
+    ] {
+        assert!(text.contains(&built), "{built}: {text}");
+    }
+    assert_eq!(server.app_get(app, "/").body, "hello from renga\n");
+
+    server.cli(&["config:set", "GREETING=Hej", "-a", app]).ok();
+    server.cli(&["ps:scale", "worker=1", "-a", app]).ok();
+    server.wait_for_log(app, Duration::from_secs(30), |l| {
+        l.contains(&format!("app[worker.1]: worker.{ext} says Hej, tick 2"))
+    });
+    server.cli(&["ps:scale", "worker=0", "-a", app]).ok();
+
+    let ran = server.cli_with_stdin(&["run", "-a", app, "--", "count", "a", "b"], b"four");
+    assert_eq!(ran.status.code(), Some(0), "{ran}");
+    assert!(ran.stdout.contains("count a,b"), "{ran}");
+    let failed = server.cli_with_stdin(&["run", "-a", app, "--", "count", "--fail"], b"");
+    assert_eq!(failed.status.code(), Some(1), "{failed}");
+    assert!(failed.stderr.contains("failing on purpose"), "{failed}");
+}
+
 #[test]
 fn git_push_builds_the_python_example() {
-    let _ = push_example("python", "examples/hello-python", "Python");
+    let (server, repo, _tmp) = push_example("python", "examples/hello-python", "Python");
+    commands_become_workers_and_one_offs(
+        &server,
+        &repo,
+        "hello-python",
+        ("py", PYTHON_WORKER, PYTHON_COMMAND),
+    );
 }
 
 #[test]
 fn git_push_builds_the_javascript_example() {
-    let _ = push_example("js", "examples/hello-js", "JavaScript");
+    let (server, repo, _tmp) = push_example("js", "examples/hello-js", "JavaScript");
+    commands_become_workers_and_one_offs(&server, &repo, "hello-js", ("js", JS_WORKER, JS_COMMAND));
 }
 
 #[test]
