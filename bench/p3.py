@@ -9,11 +9,16 @@ Builds, with the real Rust buildpack, examples/hello-rust (WASI 0.2,
 `wasi:http/service`, with wasip3): both answer one line of text. Deploys
 both to one `renga server`, one web dyno each, a fresh instance per
 request, and loads each with wrk -t2 -c32, then at one connection,
-alternating twice.
+alternating twice. Then the same with instance reuse (`--reuse 128`): a
+WASI 0.2 instance serves one request at a time, a WASI 0.3 one several at
+once; and a handler that waits 20 ms (`/sleep/20`, WASI 0.3 only), with a
+fresh instance per request and with shared ones, counting the instances
+alive at the end of each run.
 """
 import os
 import sys
 import tempfile
+import threading
 
 from benchlib import Server, wrk
 from addons import build, row
@@ -44,6 +49,40 @@ def main():
                     row(f"{label}, -c{connections}",
                         wrk(server.url("/"), threads=threads, connections=connections,
                             seconds=d, host=f"{app}.localhost"))
+
+        for app in ["wasi-p2", "wasi-p3"]:
+            server.cli("ps:type", "web=standard-1x", "--reuse", "128", "-a", app)
+        print(f"\n## With --reuse 128 ({seconds}s each)\n")
+        print("| component | requests/s | p50 | p99 | non-2xx |")
+        print("| --- | ---: | ---: | ---: | ---: |")
+        for _ in range(2):
+            for connections, threads in [(32, 2), (1, 1)]:
+                for app, label in [("wasi-p2", "WASI 0.2, kept, one request at a time"),
+                                   ("wasi-p3", "WASI 0.3, shared, several at once")]:
+                    row(f"{label}, -c{connections}",
+                        wrk(server.url("/"), threads=threads, connections=connections,
+                            seconds=d, host=f"{app}.localhost"))
+
+        print(f"\n## WASI 0.3 handler waiting 20 ms, -c32 ({seconds}s each)\n")
+        print("| instances | requests/s | p50 | p99 | non-2xx | instances alive, mean of samples |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for reuse, label in [("0", "fresh per request"), ("128", "shared (--reuse 128)")]:
+            server.cli("ps:type", "web=standard-1x", "--reuse", reuse, "-a", "wasi-p3")
+            samples, done = [], threading.Event()
+
+            def sample():
+                while not done.wait(0.1):
+                    samples.append(server.call("GET", "/server/stats")[1]["live"]["instances"])
+
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+            figures = wrk(server.url("/sleep/20"), threads=2, connections=32, seconds=d,
+                          host="wasi-p3.localhost")
+            done.set()
+            sampler.join()
+            alive = sum(samples) / max(len(samples), 1)
+            rps, p50, p99, bad, _ = figures
+            print(f"| {label} | {rps:,.0f} | {p50:,.0f} µs | {p99:,.0f} µs | {bad} | {alive:.1f} |")
     finally:
         server.stop()
 

@@ -223,6 +223,124 @@ fn reuse_keeps_an_instance_until_it_traps() {
 }
 
 #[test]
+fn a_kept_wasi_0_3_instance_serves_several_requests_at_once() {
+    const HELLO_P3: &str = "tests/guests/hello-p3";
+    let tmp = TempDir::new("p3-shared");
+    let server = Server::start_with(tmp.path(), &["--timeout", "2s"]);
+    server.deploy_component("shared", HELLO_P3);
+    let port = server.http_port;
+    let sleepers = |n: usize| -> Vec<String> {
+        let threads: Vec<_> = (0..n)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    request(
+                        "GET",
+                        &format!("http://127.0.0.1:{port}/sleep/700"),
+                        &[("Host", "shared.localhost")],
+                        None,
+                    )
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| {
+                let reply = t.join().unwrap();
+                assert_eq!(reply.status, 200, "{reply:?}");
+                reply.body
+            })
+            .collect()
+    };
+    // The default: an instance of its own for each request.
+    let alone = sleepers(4);
+    assert!(
+        alone
+            .iter()
+            .all(|b| b.contains("held 1 requests at once at most and served 1\n")),
+        "{alone:?}"
+    );
+
+    // With reuse, an instance takes the next request while others wait.
+    server
+        .cli(&[
+            "ps:type",
+            "web=standard-1x",
+            "--reuse",
+            "100",
+            "-a",
+            "shared",
+        ])
+        .ok();
+    let together = sleepers(6);
+    let most = together
+        .iter()
+        .map(|b| {
+            let held = b.split("held ").nth(1).unwrap();
+            held.split(' ').next().unwrap().parse::<u32>().unwrap()
+        })
+        .max()
+        .unwrap();
+    assert!(most >= 2, "{together:?}");
+    let stats = server.stats();
+    assert!(
+        stats["live"]["instances"].as_u64().unwrap() >= 1,
+        "{stats:#}"
+    );
+
+    // A trap ends the instance and the requests it held, the log says why,
+    // and the next request is served (by another instance, or a new one).
+    let trapped = server.app_get("shared", "/trap");
+    assert_eq!(trapped.status, 500, "{trapped:?}");
+    server.wait_for_log("shared", Duration::from_secs(10), |l| {
+        l.contains("a shared instance stopped, with the requests it held, because it trapped")
+    });
+    let after = server.app_get("shared", "/sleep/1");
+    assert_eq!(after.status, 200, "{after:?}");
+
+    // A request past its timeout gets H12 while the others in its
+    // instance are answered; a client that goes away takes nothing along.
+    let late = std::thread::spawn(move || {
+        request(
+            "GET",
+            &format!("http://127.0.0.1:{port}/sleep/5000"),
+            &[("Host", "shared.localhost")],
+            None,
+        )
+    });
+    let others = sleepers(3);
+    assert!(
+        others.iter().all(|b| b.starts_with("slept 700 ms")),
+        "{others:?}"
+    );
+    let late = late.join().unwrap();
+    assert_eq!(late.status, 503, "{late:?}");
+    assert!(
+        server.logs("shared").contains("code=H12"),
+        "{}",
+        server.logs("shared")
+    );
+    for _ in 0..4 {
+        let mut gone = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        std::io::Write::write_all(
+            &mut gone,
+            b"GET /sleep/1500 HTTP/1.1\r\nHost: shared.localhost\r\n\r\n",
+        )
+        .unwrap();
+    }
+
+    // Idle instances are let go: instances and guest tasks back to none.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = server.stats();
+        if stats["live"]["instances"] == 0 && stats["live"]["guest_tasks"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "instances stayed: {stats:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
 fn deploys_under_load_lose_no_request() {
     let tmp = TempDir::new("zerodown");
     let server = Server::start(tmp.path());

@@ -15,29 +15,48 @@ use super::{
 use crate::capability::ProcessIo;
 use crate::logplex::{AppLog, Process};
 use crate::runtime::{
-    CommandComponent, CommandFailure, CommandSpec, GuestFailure, HttpComponent, InstanceSpec, Reuse,
+    CommandComponent, CommandFailure, CommandSpec, GuestFailure, HttpComponent, InstanceSpec,
+    Reuse, SharedInstances,
 };
 
 /// One web dyno's component, and what each of its instances gets.
 pub struct WasmWeb {
     component: Arc<HttpComponent>,
     spec: InstanceSpec,
-    reuse: Option<Arc<Reuse>>,
+    instances: Instances,
+}
+
+/// Which instance serves a request.
+enum Instances {
+    /// A fresh one for every request.
+    Fresh,
+    /// WASI 0.2 with reuse: a kept instance, one request at a time.
+    Kept(Arc<Reuse>),
+    /// WASI 0.3 with reuse: a kept instance, several requests at once.
+    Shared(SharedInstances),
 }
 
 impl WasmWeb {
     /// `reuse`: requests one instance may serve (0: a fresh one for each),
-    /// with `concurrency` requests at once.
+    /// with `concurrency` requests at once in the dyno (and, for a WASI 0.3
+    /// component, in one instance, as far as the component accepts them).
     pub fn new(
         component: Arc<HttpComponent>,
         spec: InstanceSpec,
         reuse: u32,
         concurrency: usize,
     ) -> WasmWeb {
+        let instances = if reuse == 0 {
+            Instances::Fresh
+        } else if let Some(shared) = component.shared(spec.clone(), reuse, concurrency) {
+            Instances::Shared(shared)
+        } else {
+            Instances::Kept(Arc::new(Reuse::new(reuse, concurrency)))
+        };
         WasmWeb {
             component,
             spec,
-            reuse: (reuse > 0).then(|| Arc::new(Reuse::new(reuse, concurrency))),
+            instances,
         }
     }
 }
@@ -50,11 +69,20 @@ impl WebBackend for WasmWeb {
         timeouts: &Timeouts,
     ) -> Result<Served, Failure> {
         let request = request.map(|body| body.map_err(wasi_error));
-        let served = self
-            .component
-            .serve(&self.spec, request, timeouts, self.reuse.as_ref())
-            .await
-            .map_err(failure)?;
+        let served = match &self.instances {
+            Instances::Fresh => {
+                let component = &self.component;
+                component.serve(&self.spec, request, timeouts, None).await
+            }
+            Instances::Kept(reuse) => {
+                let component = &self.component;
+                component
+                    .serve(&self.spec, request, timeouts, Some(reuse))
+                    .await
+            }
+            Instances::Shared(shared) => shared.serve(request, timeouts).await,
+        }
+        .map_err(failure)?;
         Ok(Served {
             response: served
                 .response
@@ -64,7 +92,11 @@ impl WebBackend for WasmWeb {
     }
 
     fn kept(&self) -> usize {
-        self.reuse.as_ref().map_or(0, |r| r.kept())
+        match &self.instances {
+            Instances::Fresh => 0,
+            Instances::Kept(reuse) => reuse.kept(),
+            Instances::Shared(shared) => shared.alive(),
+        }
     }
 }
 

@@ -139,8 +139,11 @@ pub(super) struct AccessBody {
     inner: Inner,
     access: Option<Box<Access>>,
     bytes: u64,
-    /// Keeps the dyno's in-flight count until the body is done.
-    _slot: Option<Slot>,
+    /// Keeps the dyno's in-flight count until the body is done: given back
+    /// at its last frame, not when hyper drops the body (which on a kept
+    /// connection can come after the client's next request has arrived and
+    /// found every slot taken).
+    slot: Option<Slot>,
 }
 
 enum Inner {
@@ -154,7 +157,7 @@ impl AccessBody {
             inner: Inner::Dyno(body),
             access: Some(Box::new(access)),
             bytes: 0,
-            _slot: Some(slot),
+            slot: Some(slot),
         }
     }
 
@@ -163,11 +166,12 @@ impl AccessBody {
             inner: Inner::Page(Full::new(body.into())),
             access: access.map(Box::new),
             bytes: 0,
-            _slot: None,
+            slot: None,
         }
     }
 
     fn finish(&mut self) {
+        self.slot.take();
         if let Some(access) = self.access.take() {
             access.emit(self.bytes);
         }

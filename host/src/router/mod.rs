@@ -113,8 +113,10 @@ pub struct WebState {
     /// One permit per request slot of every dyno: a request holding one is
     /// sure to find a dyno with a free slot.
     slots: Arc<tokio::sync::Semaphore>,
-    /// Requests waiting for a slot.
-    waiting: AtomicUsize,
+    /// Requests holding a slot or waiting for one. A slot given back
+    /// leaves this count at once, so a kept connection's next request never
+    /// finds its own previous one still counted.
+    admitted: Arc<AtomicUsize>,
     /// Where the next search for the least busy dyno starts, so that equally
     /// busy dynos take turns.
     next: AtomicUsize,
@@ -132,21 +134,25 @@ pub enum NoDyno {
     BacklogTooDeep,
 }
 
-/// A request's place in an app's backlog; given back when dropped.
-struct Waiting<'a> {
-    count: &'a AtomicUsize,
-    /// Requests that were waiting before this one.
+/// A request counted in its app (holding a slot or waiting for one);
+/// uncounted when dropped.
+struct Admitted {
+    count: Arc<AtomicUsize>,
+    /// Requests that were counted before this one.
     ahead: usize,
 }
 
-impl<'a> Waiting<'a> {
-    fn take(count: &'a AtomicUsize) -> Waiting<'a> {
+impl Admitted {
+    fn take(count: &Arc<AtomicUsize>) -> Admitted {
         let ahead = count.fetch_add(1, Ordering::AcqRel);
-        Waiting { count, ahead }
+        Admitted {
+            count: count.clone(),
+            ahead,
+        }
     }
 }
 
-impl Drop for Waiting<'_> {
+impl Drop for Admitted {
     fn drop(&mut self) {
         self.count.fetch_sub(1, Ordering::AcqRel);
     }
@@ -156,6 +162,7 @@ impl Drop for Waiting<'_> {
 pub struct Slot {
     in_flight: InFlight,
     _permit: tokio::sync::OwnedSemaphorePermit,
+    _admitted: Admitted,
 }
 
 impl Slot {
@@ -195,7 +202,7 @@ impl WebState {
             asleep,
             since: crate::store::now_ms(),
             slots: Arc::new(tokio::sync::Semaphore::new(slots)),
-            waiting: AtomicUsize::new(0),
+            admitted: Arc::new(AtomicUsize::new(0)),
             next: AtomicUsize::new(0),
         }
     }
@@ -241,19 +248,20 @@ impl WebState {
             return Err(NoDyno::NoneRunning);
         }
         let deadline = tokio::time::Instant::now() + BACKLOG_WAIT;
+        // Counted until its slot is given back, or its wait ends however it
+        // ends (a client that goes away while waiting too).
+        let admitted = Admitted::take(&self.admitted);
+        let capacity: usize = self.dynos.iter().map(|d| d.concurrency()).sum();
         let permit = match self.slots.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                let capacity: usize = self.dynos.iter().map(|d| d.concurrency()).sum();
-                // Its place in the backlog, given back however the wait
-                // ends: a client that goes away while waiting too.
-                let place = Waiting::take(&self.waiting);
-                if place.ahead >= capacity {
+                // Every slot taken, and as many requests as there are slots
+                // already waiting.
+                if admitted.ahead >= 2 * capacity {
                     return Err(NoDyno::BacklogTooDeep);
                 }
                 let waited =
                     tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned()).await;
-                drop(place);
                 match waited {
                     Ok(Ok(permit)) => permit,
                     _ => return Err(NoDyno::BacklogTooDeep),
@@ -275,6 +283,7 @@ impl WebState {
                 return Ok(Slot {
                     in_flight,
                     _permit: permit,
+                    _admitted: admitted,
                 });
             }
             if least.is_none() {
@@ -620,19 +629,19 @@ mod tests {
             let state = state.clone();
             async move { state.acquire().await.map(|_| ()) }
         });
-        while state.waiting.load(Ordering::Acquire) == 0 {
+        while state.admitted.load(Ordering::Acquire) < 2 {
             tokio::task::yield_now().await;
         }
         assert_eq!(state.acquire().await.err(), Some(NoDyno::BacklogTooDeep));
         // A waiting client that goes away gives its place back.
         waiter.abort();
         assert!(waiter.await.unwrap_err().is_cancelled());
-        assert_eq!(state.waiting.load(Ordering::Acquire), 0);
+        assert_eq!(state.admitted.load(Ordering::Acquire), 1);
         let next = tokio::spawn({
             let state = state.clone();
             async move { state.acquire().await.map(|_| ()) }
         });
-        while state.waiting.load(Ordering::Acquire) == 0 {
+        while state.admitted.load(Ordering::Acquire) < 2 {
             tokio::task::yield_now().await;
         }
         drop(_busy);

@@ -36,6 +36,9 @@ use crate::capability::{DynoCapabilities, InstanceInputs};
 use crate::logplex::{AppLog, Source};
 
 mod p3;
+mod shared;
+
+pub use shared::SharedInstances;
 
 /// The interface a WASI 0.2 web process exports.
 const INCOMING_HANDLER: &str = "wasi:http/incoming-handler@0.2";
@@ -123,6 +126,27 @@ impl HttpComponent {
         matches!(self.pre, Pre::P3(_))
     }
 
+    /// For a WASI 0.3 component: instances kept for up to `max_uses`
+    /// requests each, serving up to `concurrency` of them at once (a WASI
+    /// 0.2 component serves one request at a time: see [`Reuse`]).
+    pub fn shared(
+        &self,
+        spec: InstanceSpec,
+        max_uses: u32,
+        concurrency: usize,
+    ) -> Option<SharedInstances> {
+        match &self.pre {
+            Pre::P3(pre) => Some(SharedInstances::new(
+                pre.clone(),
+                self.scheduler.clone(),
+                spec,
+                max_uses,
+                concurrency,
+            )),
+            Pre::P2(_) => None,
+        }
+    }
+
     /// Serves one request: in a fresh instance, or in a kept one when the
     /// dyno reuses instances and has one ready (WASI 0.2 components; a
     /// WASI 0.3 one gets a fresh instance for every request).
@@ -162,14 +186,7 @@ impl HttpComponent {
         let (mut store, kept_proxy, uses) = match kept {
             Some(kept) => (kept.store, Some(kept.proxy), kept.uses),
             None => {
-                let store = new_store(
-                    pre.engine(),
-                    DynoState::new(&spec.caps, spec.memory_limit, InstanceInputs::default()),
-                    Cpu {
-                        scheduler: self.scheduler.clone(),
-                        app: spec.cpu.clone(),
-                    },
-                );
+                let store = web_store(pre.engine(), spec, &self.scheduler);
                 (store, None, 0)
             }
         };
@@ -263,6 +280,25 @@ impl HttpComponent {
         }
         result
     }
+}
+
+/// A new store for an instance of a web dyno: its capabilities, memory
+/// limit and CPU turns.
+pub(super) fn web_store(
+    engine: &wasmtime::Engine,
+    spec: &InstanceSpec,
+    scheduler: &Arc<CpuScheduler>,
+) -> Store<DynoState> {
+    let mut store = new_store(
+        engine,
+        DynoState::new(&spec.caps, spec.memory_limit, InstanceInputs::default()),
+        Cpu {
+            scheduler: scheduler.clone(),
+            app: spec.cpu.clone(),
+        },
+    );
+    store.set_epoch_deadline(1);
+    store
 }
 
 /// An instance started within the request's deadline, or why not.
@@ -566,12 +602,23 @@ pub enum GuestFailure {
 /// A guest's response body, as it streams. Ends with an error if the guest
 /// stalls for longer than the idle timeout, or failed before finishing it.
 pub struct GuestBody {
-    inner: HyperOutgoingBody,
+    inner: Inner,
     idle: Duration,
     stall: Option<Pin<Box<tokio::time::Sleep>>>,
     late: Arc<Late>,
-    /// Dropped with the body: tells the guest task the client is done.
-    _done: tokio::sync::oneshot::Sender<()>,
+    /// Dropped with the body: tells the guest task the client is done (a
+    /// shared instance's guest runs on, for its other requests).
+    _done: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Counted while it streams, for a shared instance.
+    _streaming: Option<shared::Streaming>,
+}
+
+/// The body as the guest's instance streams it.
+enum Inner {
+    /// From an instance of its own (WASI 0.2, or 0.3 without reuse).
+    Own(HyperOutgoingBody),
+    /// From a WASI 0.3 instance shared with other requests.
+    Shared(wasmtime_wasi_http::WasiBody),
 }
 
 impl GuestBody {
@@ -584,11 +631,29 @@ impl GuestBody {
         done: tokio::sync::oneshot::Sender<()>,
     ) -> GuestBody {
         GuestBody {
-            inner,
+            inner: Inner::Own(inner),
             idle: timeouts.idle,
             stall: None,
             late,
-            _done: done,
+            _done: Some(done),
+            _streaming: None,
+        }
+    }
+
+    /// A body streamed by a shared WASI 0.3 instance.
+    fn shared(
+        inner: wasmtime_wasi_http::WasiBody,
+        timeouts: &Timeouts,
+        late: Arc<Late>,
+        streaming: shared::Streaming,
+    ) -> GuestBody {
+        GuestBody {
+            inner: Inner::Shared(inner),
+            idle: timeouts.idle,
+            stall: None,
+            late,
+            _done: None,
+            _streaming: Some(streaming),
         }
     }
 }
@@ -608,7 +673,11 @@ impl Body for GuestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let frame = match &mut this.inner {
+            Inner::Own(body) => Pin::new(body).poll_frame(cx),
+            Inner::Shared(body) => Pin::new(body).poll_frame(cx),
+        };
+        match frame {
             Poll::Pending => {
                 let idle = this.idle;
                 let stall = this
@@ -642,11 +711,17 @@ impl Body for GuestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            Inner::Own(body) => body.is_end_stream(),
+            Inner::Shared(body) => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Inner::Own(body) => body.size_hint(),
+            Inner::Shared(body) => body.size_hint(),
+        }
     }
 }
 

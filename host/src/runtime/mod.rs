@@ -26,7 +26,8 @@ pub use artefact::Provenance;
 pub use command::{CommandComponent, CommandFailure, CommandSpec};
 pub use cpu::{AppCpu, CpuScheduler};
 pub use http::{
-    GuestBody, GuestFailure, HttpComponent, InstanceSpec, Reuse, Served, Timeouts, live_guest_tasks,
+    GuestBody, GuestFailure, HttpComponent, InstanceSpec, Reuse, Served, SharedInstances, Timeouts,
+    live_guest_tasks,
 };
 pub use provider::{ProviderComponent, ProviderKv, Providers};
 pub use state::{DynoState, live_instances};

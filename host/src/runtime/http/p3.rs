@@ -23,11 +23,10 @@ use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 use super::{
     AbortOnDrop, GuestBody, GuestFailure, GuestTask, InstanceSpec, Late, Outcome, Served, Timeouts,
-    abandoned, instantiated,
+    abandoned, instantiated, web_store,
 };
-use crate::capability::InstanceInputs;
 use crate::runtime::cpu::CpuScheduler;
-use crate::runtime::state::{Cpu, DynoState, new_store};
+use crate::runtime::state::DynoState;
 
 /// What the guest answered: a response whose body may still stream, or its
 /// error code.
@@ -47,15 +46,7 @@ where
     let started = Instant::now();
     let deadline = started + timeouts.response;
     let request_id = request.headers().get("x-request-id").cloned();
-    let mut store = new_store(
-        pre.engine(),
-        DynoState::new(&spec.caps, spec.memory_limit, InstanceInputs::default()),
-        Cpu {
-            scheduler: scheduler.clone(),
-            app: spec.cpu.clone(),
-        },
-    );
-    store.set_epoch_deadline(1);
+    let mut store = web_store(pre.engine(), spec, scheduler);
 
     let instance =
         tokio::time::timeout_at(deadline.into(), pre.instantiate_async(&mut store)).await;
@@ -115,7 +106,7 @@ where
 /// WASI 0.3 reads the scheme and authority from the request's URI only (the
 /// `Host` header is not passed on), and HTTP/1.1 requests carry just a
 /// path: give the URI `http://HOST`, as WASI 0.2's handler sees it.
-fn with_authority<B>(request: hyper::Request<B>) -> hyper::Request<B> {
+pub(super) fn with_authority<B>(request: hyper::Request<B>) -> hyper::Request<B> {
     let (mut parts, body) = request.into_parts();
     if parts.uri.authority().is_none()
         && let Some(host) = parts.headers.get(HOST).and_then(|h| h.to_str().ok())
