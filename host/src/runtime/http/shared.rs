@@ -42,6 +42,11 @@ use crate::runtime::state::DynoState;
 /// How long an instance with nothing to do is kept for the next request.
 pub const IDLE_KEEP: Duration = Duration::from_secs(10);
 
+/// How long an instance may take to start. The request that asked for it
+/// has its own deadline; this bounds the instance's worker, which outlives
+/// that request.
+const START_LIMIT: Duration = Duration::from_secs(30);
+
 /// How long past the last deadline of the requests it holds an instance
 /// whose guest keeps its store busy is given before it is dropped.
 const BUSY_GRACE: Duration = Duration::from_secs(1);
@@ -191,10 +196,17 @@ impl HandlerState for Host {
 
     async fn instantiate(&self) -> wasmtime::Result<Instance<DynoState, Expiry, Worker>> {
         let mut store = web_store(self.pre.engine(), &self.spec, &self.scheduler);
-        let service = match self.pre.instantiate_async(&mut store).await {
-            Ok(service) => service,
-            Err(_) if store.data().limits.exceeded => return Err(OutOfMemory.into()),
-            Err(e) => return Err(e),
+        let started = tokio::time::timeout(START_LIMIT, self.pre.instantiate_async(&mut store));
+        let service = match started.await {
+            Ok(Ok(service)) => service,
+            Ok(Err(_)) if store.data().limits.exceeded => return Err(OutOfMemory.into()),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(wasmtime::format_err!(
+                    "the instance did not start within {}s",
+                    START_LIMIT.as_secs()
+                ));
+            }
         };
         let due = Arc::new(Mutex::new(None));
         Ok(Instance {
