@@ -110,6 +110,7 @@ impl ScaleCommand {
 /// (see the README for what each gives). By default every request gets a
 /// fresh instance; `--reuse N` keeps an instance for up to N requests, which
 /// pays off for components that carry an interpreter (Python, JavaScript).
+/// A WASI 0.3 component's kept instances serve several requests at once.
 /// `--reuse 0` goes back to a fresh instance per request.
 ///
 /// Example:
