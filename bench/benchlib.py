@@ -28,11 +28,13 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-def wrk(url, threads=2, connections=32, seconds=10, host=None, script=None):
+def wrk(url, threads=2, connections=32, seconds=10, host=None, script=None, headers=()):
     """Runs wrk; returns (requests/s, p50 µs, p99 µs, non-2xx, total requests)."""
     args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     if host:
         args += ["-H", f"Host: {host}"]
+    for header in headers:
+        args += ["-H", header]
     if script:
         args += ["-s", script]
     out = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout

@@ -1,275 +1,378 @@
-//! Add-on routes, in Heroku's shapes: `addon-services` (and their plans),
-//! `addons` (an app's, or every one the user can reach) and
-//! `addon-attachments`.
+//! Add-on routes, in Heroku's shapes: `addon-services` (and their plans,
+//! and the providers an admin registers), `addons` (an app's, or every one
+//! the user can reach) and `addon-attachments`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use http::Method;
-use hyper::body::Incoming;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::routing::get;
 use serde_json::{Value, json};
 
 use crate::addon::{Plan, Service};
-use crate::auth::User;
 use crate::platform::{
     AddonInfo, AttachmentInfo, MAX_PROVIDER_BYTES, Platform, PlatformError, Registration,
 };
 
-use super::body::{created, ok, read_json, read_json_or_default, receive_blob};
+use super::auth::Caller;
+use super::body::{ApiResult, JsonBody, JsonOrDefault, created, ok, receive_blob};
+use super::extract::Param;
 use super::views::timestamp;
-use super::{ApiError, ApiResult};
+use super::{Api, ApiError};
 
-/// Whether a route is one of these.
-pub(super) fn owns(segments: &[&str]) -> bool {
-    matches!(
-        segments,
-        ["addon-services", ..]
-            | ["addons", ..]
-            | ["addon-attachments", ..]
-            | ["apps", _, "addons", ..]
-            | ["apps", _, "addon-attachments", ..]
-    )
+pub(super) fn routes() -> Router<Api> {
+    Router::new()
+        .route("/addon-services", get(services))
+        .route(
+            "/addon-services/{name}",
+            get(service_info).put(register).delete(remove),
+        )
+        .route("/addon-services/{name}/plans", get(plans))
+        .route("/addons", get(all_addons))
+        .route("/addons/{which}", get(addon_info))
+        .route("/addons/{which}/addon-attachments", get(addon_attachments))
+        .route("/apps/{app}/addons", get(app_addons).post(create))
+        .route(
+            "/apps/{app}/addons/{which}",
+            get(app_addon_info).patch(change_plan).delete(destroy),
+        )
+        .route("/apps/{app}/addons/{which}/database", get(database))
+        .route("/apps/{app}/addon-attachments", get(app_attachments))
+        .route(
+            "/apps/{app}/addon-attachments/{which}",
+            get(app_attachment_info).delete(detach),
+        )
+        .route("/addon-attachments", get(all_attachments).post(attach))
+        .route(
+            "/addon-attachments/{id}",
+            axum::routing::delete(detach_by_id),
+        )
 }
 
-pub(super) async fn route(
-    platform: &Platform,
-    user: &User,
-    method: &Method,
-    segments: &[&str],
-    query: &str,
-    body: Incoming,
+async fn services(State(platform): State<Arc<Platform>>) -> ApiResult {
+    ok(Value::Array(
+        platform.addon_services()?.iter().map(service).collect(),
+    ))
+}
+
+async fn service_info(
+    State(platform): State<Arc<Platform>>,
+    Param(name): Param<String>,
 ) -> ApiResult {
-    match (method, segments) {
-        (&Method::GET, ["addon-services"]) => ok(Value::Array(
-            platform.addon_services()?.iter().map(service).collect(),
-        )),
-        (&Method::GET, ["addon-services", name]) => ok(service(&find_service(platform, name)?)),
-        (&Method::GET, ["addon-services", name, "plans"]) => {
-            let found = find_service(platform, name)?;
-            ok(Value::Array(
-                found.plans.iter().map(|p| plan(&found, p)).collect(),
-            ))
-        }
-        // `addons:services:add FILE.wasm --name NAME`: the component is the
-        // body; `description` and `outbound` come in the query.
-        (&Method::PUT, ["addon-services", name]) => {
-            if !user.admin {
-                return Err(PlatformError::Forbidden(
-                    "Only the admin can register add-on providers".to_string(),
-                )
-                .into());
-            }
-            let mut registration = Registration {
-                name: name.to_string(),
-                description: String::new(),
-                outbound: String::new(),
-            };
-            for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-                match key.as_ref() {
-                    "description" => registration.description = value.into_owned(),
-                    "outbound" => registration.outbound = value.into_owned(),
-                    _ => {}
-                }
-            }
-            let (upload, _, _) = receive_blob(
-                body,
-                platform.provider_upload_path()?,
-                MAX_PROVIDER_BYTES,
-                "provider component",
-            )
-            .await?;
-            ok(service(
-                &platform
-                    .register_provider(user, registration, upload)
-                    .await?,
-            ))
-        }
-        (&Method::DELETE, ["addon-services", name]) => {
-            ok(service(&platform.remove_provider(user, name).await?))
-        }
+    ok(service(&find_service(&platform, &name)?))
+}
 
-        (&Method::GET, ["addons"]) => ok(Value::Array(
-            platform
-                .list_addons(user, None)?
-                .iter()
-                .map(addon)
-                .collect(),
-        )),
-        (&Method::GET, ["addons", which]) => {
-            let found = platform.find_addon(user, None, which)?;
-            ok(addon(&platform.addon_info(found)?))
-        }
-        (&Method::GET, ["addons", which, "addon-attachments"]) => {
-            let found = platform.find_addon(user, None, which)?;
-            ok(Value::Array(
-                platform
-                    .addon_info(found)?
-                    .attachments
-                    .iter()
-                    .map(attachment)
-                    .collect(),
-            ))
-        }
-        (&Method::GET, ["apps", app, "addons"]) => ok(Value::Array(
-            platform
-                .list_addons(user, Some(app))?
-                .iter()
-                .map(addon)
-                .collect(),
-        )),
-        (&Method::POST, ["apps", app, "addons"]) => {
-            #[derive(serde::Deserialize)]
-            struct Create {
-                plan: String,
-                #[serde(default)]
-                attachment: Option<AttachmentName>,
-                #[serde(default)]
-                name: Option<String>,
-                /// Options for its provider, as Heroku's CLI sends what
-                /// follows `--`.
-                #[serde(default)]
-                config: BTreeMap<String, Value>,
-            }
-            #[derive(serde::Deserialize)]
-            struct AttachmentName {
-                name: Option<String>,
-            }
-            let create: Create = read_json(body).await?;
-            let attachment = create.attachment.and_then(|a| a.name);
-            let options = create
-                .config
-                .into_iter()
-                .map(|(key, value)| {
-                    let value = match value {
-                        Value::String(s) => s,
-                        Value::Bool(true) => "true".to_string(),
-                        other => other.to_string(),
-                    };
-                    (key, value)
-                })
-                .collect();
-            let made = platform
-                .create_addon(
-                    user,
-                    app,
-                    &create.plan,
-                    attachment.as_deref(),
-                    create.name.as_deref(),
-                    options,
-                )
-                .await?;
-            created(addon(&platform.addon_info(made.addon)?))
-        }
-        (&Method::GET, ["apps", app, "addons", which]) => {
-            let found = platform.find_addon(user, Some(app), which)?;
-            ok(addon(&platform.addon_info(found)?))
-        }
-        (&Method::GET, ["apps", app, "addons", which, "database"]) => {
-            let (info, database) = platform.database_info(user, app, which).await?;
-            let mut shown = addon(&info);
-            shown["database"] = serde_json::to_value(&database).unwrap_or_default();
-            ok(shown)
-        }
-        (&Method::PATCH, ["apps", app, "addons", which]) => {
-            #[derive(serde::Deserialize)]
-            struct Update {
-                plan: Value,
-            }
-            let update: Update = read_json(body).await?;
-            // Heroku sends `{"plan": "service:plan"}` or `{"plan": {"name": ...}}`.
-            let plan = match &update.plan {
-                Value::String(s) => s.clone(),
-                Value::Object(o) => o
-                    .get("name")
-                    .or_else(|| o.get("id"))
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-                _ => String::new(),
-            };
-            if plan.is_empty() {
-                return Err(ApiError::invalid(
-                    "plan is a plan's name, renga-kv:standard",
-                ));
-            }
-            ok(addon(
-                &platform.change_addon_plan(user, app, which, &plan).await?,
-            ))
-        }
-        (&Method::DELETE, ["apps", app, "addons", which]) => {
-            ok(addon(&platform.destroy_addon(user, app, which).await?))
-        }
+async fn plans(State(platform): State<Arc<Platform>>, Param(name): Param<String>) -> ApiResult {
+    let found = find_service(&platform, &name)?;
+    ok(Value::Array(
+        found.plans.iter().map(|p| plan(&found, p)).collect(),
+    ))
+}
 
-        (&Method::GET, ["apps", app, "addon-attachments"]) => ok(Value::Array(
-            platform
-                .addon_attachments(user, app)?
-                .iter()
-                .map(attachment)
-                .collect(),
-        )),
-        (&Method::GET, ["apps", app, "addon-attachments", which]) => {
-            let found = platform
-                .addon_attachments(user, app)?
-                .into_iter()
-                .find(|a| a.attachment.name == *which || a.attachment.id == *which)
-                .ok_or_else(|| {
-                    PlatformError::NotFound(format!(
-                        "Couldn't find that add-on attachment: {which}"
-                    ))
-                })?;
-            ok(attachment(&found))
-        }
-        (&Method::DELETE, ["apps", app, "addon-attachments", which]) => {
-            ok(attachment(&platform.detach_addon(user, app, which).await?))
-        }
-        (&Method::GET, ["addon-attachments"]) => {
-            let mut all = Vec::new();
-            for app in platform.list_apps(user)? {
-                all.extend(platform.addon_attachments(user, app.name.as_str())?);
-            }
-            ok(Value::Array(all.iter().map(attachment).collect()))
-        }
-        (&Method::POST, ["addon-attachments"]) => {
-            #[derive(serde::Deserialize, Default)]
-            struct Attach {
-                addon: Option<String>,
-                app: Option<String>,
-                name: Option<String>,
-            }
-            let attach: Attach = read_json_or_default(body).await?;
-            let (Some(which), Some(app)) = (attach.addon, attach.app) else {
-                return Err(ApiError::invalid("an attachment needs an addon and an app"));
-            };
-            created(attachment(
-                &platform
-                    .attach_addon(user, &which, &app, attach.name.as_deref())
-                    .await?,
-            ))
-        }
-        (&Method::DELETE, ["addon-attachments", id]) => {
-            let found = platform
-                .list_apps(user)?
-                .into_iter()
-                .find_map(|app| {
-                    platform
-                        .addon_attachments(user, app.name.as_str())
-                        .ok()?
-                        .into_iter()
-                        .find(|a| a.attachment.id == *id)
-                })
-                .ok_or_else(|| {
-                    PlatformError::NotFound(format!("Couldn't find that add-on attachment: {id}"))
-                })?;
-            ok(attachment(
-                &platform
-                    .detach_addon(user, &found.app_name, &found.attachment.name)
-                    .await?,
-            ))
-        }
-        _ => Err(ApiError::not_found(&format!(
-            "{method} /{}",
-            segments.join("/")
-        ))),
+/// `addons:services:add FILE.wasm --name NAME`: the component is the body;
+/// `description` and `outbound` come in the query.
+async fn register(
+    State(platform): State<Arc<Platform>>,
+    Caller(user): Caller,
+    Param(name): Param<String>,
+    RawQuery(query): RawQuery,
+    body: Body,
+) -> ApiResult {
+    if !user.admin {
+        return Err(PlatformError::Forbidden(
+            "Only the admin can register add-on providers".to_string(),
+        )
+        .into());
     }
+    let mut registration = Registration {
+        name,
+        description: String::new(),
+        outbound: String::new(),
+    };
+    let query = query.unwrap_or_default();
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        match key.as_ref() {
+            "description" => registration.description = value.into_owned(),
+            "outbound" => registration.outbound = value.into_owned(),
+            _ => {}
+        }
+    }
+    let (upload, _, _) = receive_blob(
+        body,
+        platform.provider_upload_path()?,
+        MAX_PROVIDER_BYTES,
+        "provider component",
+    )
+    .await?;
+    ok(service(
+        &platform
+            .register_provider(&user, registration, upload)
+            .await?,
+    ))
+}
+
+async fn remove(
+    State(platform): State<Arc<Platform>>,
+    Caller(user): Caller,
+    Param(name): Param<String>,
+) -> ApiResult {
+    ok(service(&platform.remove_provider(&user, &name).await?))
+}
+
+async fn all_addons(State(platform): State<Arc<Platform>>, Caller(user): Caller) -> ApiResult {
+    ok(Value::Array(
+        platform
+            .list_addons(&user, None)?
+            .iter()
+            .map(addon)
+            .collect(),
+    ))
+}
+
+async fn addon_info(
+    State(platform): State<Arc<Platform>>,
+    Caller(user): Caller,
+    Param(which): Param<String>,
+) -> ApiResult {
+    let found = platform.find_addon(&user, None, &which)?;
+    ok(addon(&platform.addon_info(found)?))
+}
+
+async fn addon_attachments(
+    State(platform): State<Arc<Platform>>,
+    Caller(user): Caller,
+    Param(which): Param<String>,
+) -> ApiResult {
+    let found = platform.find_addon(&user, None, &which)?;
+    ok(Value::Array(
+        platform
+            .addon_info(found)?
+            .attachments
+            .iter()
+            .map(attachment)
+            .collect(),
+    ))
+}
+
+async fn app_addons(
+    State(platform): State<Arc<Platform>>,
+    Caller(user): Caller,
+    Param(app): Param<String>,
+) -> ApiResult {
+    ok(Value::Array(
+        platform
+            .list_addons(&user, Some(&app))?
+            .iter()
+            .map(addon)
+            .collect(),
+    ))
+}
+
+#[derive(serde::Deserialize)]
+struct Create {
+    plan: String,
+    #[serde(default)]
+    attachment: Option<AttachmentName>,
+    #[serde(default)]
+    name: Option<String>,
+    /// Options for its provider, as Heroku's CLI sends what follows `--`.
+    #[serde(default)]
+    config: BTreeMap<String, Value>,
+}
+
+#[derive(serde::Deserialize)]
+struct AttachmentName {
+    name: Option<String>,
+}
+
+async fn create(
+    State(platform): State<Arc<Platform>>,
+    Caller(user): Caller,
+    Param(app): Param<String>,
+    JsonBody(create): JsonBody<Create>,
+) -> ApiResult {
+    let attachment = create.attachment.and_then(|a| a.name);
+    let options = create
+        .config
+        .into_iter()
+        .map(|(key, value)| {
+            let value = match value {
+                Value::String(s) => s,
+                Value::Bool(true) => "true".to_string(),
+                other => other.to_string(),
+            };
+            (key, value)
+        })
+        .collect();
+    let made = platform
+        .create_addon(
+            &user,
+            &app,
+            &create.plan,
+            attachment.as_deref(),
+            create.name.as_deref(),
+            options,
+        )
+        .await?;
+    created(addon(&platform.addon_info(made.addon)?))
+}
+
+async fn app_addon_info(
+    State(platform): State<Arc<Platform>>,
+    Caller(user): Caller,
+    Param((app, which)): Param<(String, String)>,
+) -> ApiResult {
+    let found = platform.find_addon(&user, Some(&app), &which)?;
+    ok(addon(&platform.addon_info(found)?))
+}
+
+async fn database(
+    State(platform): State<Arc<Platform>>,
+    Caller(user): Caller,
+    Param((app, which)): Param<(String, String)>,
+) -> ApiResult {
+    let (info, database) = platform.database_info(&user, &app, &which).await?;
+    let mut shown = addon(&info);
+    shown["database"] = serde_json::to_value(&database).unwrap_or_default();
+    ok(shown)
+}
+
+#[derive(serde::Deserialize)]
+struct Update {
+    plan: Value,
+}
+
+async fn change_plan(
+    State(platform): State<Arc<Platform>>,
+    Caller(user): Caller,
+    Param((app, which)): Param<(String, String)>,
+    JsonBody(update): JsonBody<Update>,
+) -> ApiResult {
+    // Heroku sends `{"plan": "service:plan"}` or `{"plan": {"name": ...}}`.
+    let plan = match &update.plan {
+        Value::String(s) => s.clone(),
+        Value::Object(o) => o
+            .get("name")
+            .or_else(|| o.get("id"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        _ => String::new(),
+    };
+    if plan.is_empty() {
+        return Err(ApiError::invalid(
+            "plan is a plan's name, renga-kv:standard",
+        ));
+    }
+    ok(addon(
+        &platform
+            .change_addon_plan(&user, &app, &which, &plan)
+            .await?,
+    ))
+}
+
+async fn destroy(
+    State(platform): State<Arc<Platform>>,
+    Caller(user): Caller,
+    Param((app, which)): Param<(String, String)>,
+) -> ApiResult {
+    ok(addon(&platform.destroy_addon(&user, &app, &which).await?))
+}
+
+async fn app_attachments(
+    State(platform): State<Arc<Platform>>,
+    Caller(user): Caller,
+    Param(app): Param<String>,
+) -> ApiResult {
+    ok(Value::Array(
+        platform
+            .addon_attachments(&user, &app)?
+            .iter()
+            .map(attachment)
+            .collect(),
+    ))
+}
+
+async fn app_attachment_info(
+    State(platform): State<Arc<Platform>>,
+    Caller(user): Caller,
+    Param((app, which)): Param<(String, String)>,
+) -> ApiResult {
+    let found = platform
+        .addon_attachments(&user, &app)?
+        .into_iter()
+        .find(|a| a.attachment.name == which || a.attachment.id == which)
+        .ok_or_else(|| {
+            PlatformError::NotFound(format!("Couldn't find that add-on attachment: {which}"))
+        })?;
+    ok(attachment(&found))
+}
+
+async fn detach(
+    State(platform): State<Arc<Platform>>,
+    Caller(user): Caller,
+    Param((app, which)): Param<(String, String)>,
+) -> ApiResult {
+    ok(attachment(
+        &platform.detach_addon(&user, &app, &which).await?,
+    ))
+}
+
+async fn all_attachments(State(platform): State<Arc<Platform>>, Caller(user): Caller) -> ApiResult {
+    let mut all = Vec::new();
+    for app in platform.list_apps(&user)? {
+        all.extend(platform.addon_attachments(&user, app.name.as_str())?);
+    }
+    ok(Value::Array(all.iter().map(attachment).collect()))
+}
+
+#[derive(serde::Deserialize, Default)]
+struct Attach {
+    addon: Option<String>,
+    app: Option<String>,
+    name: Option<String>,
+}
+
+async fn attach(
+    State(platform): State<Arc<Platform>>,
+    Caller(user): Caller,
+    JsonOrDefault(attach): JsonOrDefault<Attach>,
+) -> ApiResult {
+    let (Some(which), Some(app)) = (attach.addon, attach.app) else {
+        return Err(ApiError::invalid("an attachment needs an addon and an app"));
+    };
+    created(attachment(
+        &platform
+            .attach_addon(&user, &which, &app, attach.name.as_deref())
+            .await?,
+    ))
+}
+
+async fn detach_by_id(
+    State(platform): State<Arc<Platform>>,
+    Caller(user): Caller,
+    Param(id): Param<String>,
+) -> ApiResult {
+    let found = platform
+        .list_apps(&user)?
+        .into_iter()
+        .find_map(|app| {
+            platform
+                .addon_attachments(&user, app.name.as_str())
+                .ok()?
+                .into_iter()
+                .find(|a| a.attachment.id == id)
+        })
+        .ok_or_else(|| {
+            PlatformError::NotFound(format!("Couldn't find that add-on attachment: {id}"))
+        })?;
+    ok(attachment(
+        &platform
+            .detach_addon(&user, &found.app_name, &found.attachment.name)
+            .await?,
+    ))
 }
 
 fn find_service(platform: &Platform, name: &str) -> Result<Service, ApiError> {

@@ -1,30 +1,75 @@
-//! Request and response bodies: JSON with a size limit, uploads streamed to
-//! a file, and text streamed for as long as a log or a build goes on.
+//! Request and response bodies: JSON within the router's size limit, uploads
+//! streamed to a file, and text streamed for as long as a log or a build
+//! goes on.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use bytes::Bytes;
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Request};
+use axum::response::Response;
+use futures::{Stream, StreamExt};
+use http::StatusCode;
 use http::header::CONTENT_TYPE;
-use http::{Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
-use hyper::body::{Frame, Incoming};
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::{ApiBody, ApiError, ApiResult, BoxError};
-use crate::auth::User;
-use crate::builds::BuildOutput;
-use crate::platform::{Platform, PlatformError};
+use super::ApiError;
+use crate::platform::PlatformError;
 
-/// JSON request bodies larger than this are refused with 413.
-const MAX_JSON_BYTES: usize = 1 << 20;
+/// JSON request bodies larger than this are refused with 413 (the router's
+/// `DefaultBodyLimit`; uploads have their own limits).
+pub(super) const MAX_JSON_BYTES: usize = 1 << 20;
+
+/// A handler's answer, or its refusal.
+pub(super) type ApiResult = Result<Response, ApiError>;
+
+/// A JSON request body.
+pub(super) struct JsonBody<T>(pub T);
+
+/// A JSON request body, or `T::default()` when there is none (Heroku's CLI
+/// sends none where every field is optional).
+pub(super) struct JsonOrDefault<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<JsonBody<T>, ApiError> {
+        let bytes = Bytes::from_request(request, state).await?;
+        parse(&bytes).map(JsonBody)
+    }
+}
+
+impl<S, T> FromRequest<S> for JsonOrDefault<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Default,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<JsonOrDefault<T>, ApiError> {
+        let bytes = Bytes::from_request(request, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonOrDefault(T::default()));
+        }
+        parse(&bytes).map(JsonOrDefault)
+    }
+}
+
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("Invalid JSON body: {e}")))
+}
 
 /// Streams an upload to `path` while hashing it, refusing it past `limit`.
 pub(super) async fn receive_blob(
-    mut body: Incoming,
+    mut body: Body,
     path: PathBuf,
     limit: u64,
     what: &str,
@@ -36,20 +81,14 @@ pub(super) async fn receive_blob(
     let mut size = 0u64;
     let result: Result<(), ApiError> = async {
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| {
-                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
-            })?;
+            let frame = frame.map_err(|e| ApiError::bad_request(e.to_string()))?;
             if let Some(data) = frame.data_ref() {
                 size += data.len() as u64;
                 if size > limit {
-                    return Err(ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload_too_large",
-                        format!(
-                            "The {what} is larger than the {} limit",
-                            crate::units::ByteSize(limit)
-                        ),
-                    ));
+                    return Err(ApiError::too_large(format!(
+                        "The {what} is larger than the {} limit",
+                        crate::units::ByteSize(limit)
+                    )));
                 }
                 hasher.update(data);
                 file.write_all(data)
@@ -70,109 +109,16 @@ pub(super) async fn receive_blob(
     Ok((path, hex::encode(hasher.finalize()), size))
 }
 
-pub(super) fn stream_logs(platform: &Platform, user: &User, id: &str) -> ApiResult {
-    let (session, log) = platform.open_log_session(user, id)?;
-    let (lines, mut live) = log.tail(session.lines);
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
-    tokio::spawn(async move {
-        for line in lines {
-            if tx.send(Bytes::from(format!("{line}\n"))).await.is_err() {
-                return;
-            }
-        }
-        if !session.tail {
-            return;
-        }
-        loop {
-            let text = match live.recv().await {
-                Ok(line) => format!("{line}\n"),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    format!("(renga: {n} log lines dropped: this tail fell behind)\n")
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            };
-            if tx.send(Bytes::from(text)).await.is_err() {
-                return;
-            }
-        }
-    });
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|chunk| (Ok::<_, BoxError>(Frame::data(chunk)), rx))
-    });
-    let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    Ok(response)
-}
-
-/// A build's output as plain text, following it until the build ends.
-pub(super) fn stream_build_output(output: Arc<BuildOutput>) -> Response<ApiBody> {
-    let stream = futures::stream::unfold((output, 0usize), |(output, read)| async move {
-        let lines = output.next(read).await?;
-        let read = read + lines.len();
-        let mut text = lines.join("\n");
-        text.push('\n');
-        Some((
-            Ok::<_, BoxError>(Frame::data(Bytes::from(text))),
-            (output, read),
-        ))
-    });
-    let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
+/// Plain text, sent as `chunks` come; dropped (and with it whatever feeds
+/// it) when the client goes away.
+pub(super) fn text_stream(chunks: impl Stream<Item = Bytes> + Send + 'static) -> Response {
+    let body = Body::from_stream(chunks.map(Ok::<_, std::convert::Infallible>));
+    let mut response = Response::new(body);
     response.headers_mut().insert(
         CONTENT_TYPE,
         http::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
-}
-
-async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
-    match Limited::new(body, MAX_JSON_BYTES).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!(
-                "Request bodies are limited to {}",
-                crate::units::ByteSize(MAX_JSON_BYTES as u64)
-            ),
-        )),
-        Err(e) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            e.to_string(),
-        )),
-    }
-}
-
-pub(super) async fn read_json<T: DeserializeOwned>(body: Incoming) -> Result<T, ApiError> {
-    let bytes = read_body(body).await?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("Invalid JSON body: {e}"),
-        )
-    })
-}
-
-pub(super) async fn read_json_or_default<T: DeserializeOwned + Default>(
-    body: Incoming,
-) -> Result<T, ApiError> {
-    let bytes = read_body(body).await?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("Invalid JSON body: {e}"),
-        )
-    })
 }
 
 pub(super) fn ok(value: Value) -> ApiResult {
@@ -183,13 +129,9 @@ pub(super) fn created(value: Value) -> ApiResult {
     Ok(json_response(StatusCode::CREATED, &value))
 }
 
-pub(super) fn json_response(status: StatusCode, value: &Value) -> Response<ApiBody> {
+pub(super) fn json_response(status: StatusCode, value: &Value) -> Response {
     let body = serde_json::to_vec_pretty(value).unwrap_or_default();
-    let mut response = Response::new(
-        Full::new(Bytes::from(body))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
+    let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,

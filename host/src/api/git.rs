@@ -12,16 +12,21 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::{Frame, Incoming};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::response::Response;
+use axum::routing::any;
+use futures::StreamExt;
+use http::StatusCode;
+use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
-use super::{ApiBody, ApiError, ApiResult, BoxError};
+use super::auth::{Caller, Token};
+use super::body::ApiResult;
+use super::{Api, ApiError};
 use crate::app::App;
-use crate::auth::User;
 use crate::platform::Platform;
 
 /// The hook every app repository runs before it accepts a push.
@@ -40,11 +45,16 @@ const SERVICES: &[&str] = &["info/refs", "git-receive-pack", "git-upload-pack", 
 /// A CGI response head larger than this is not git's.
 const MAX_HEAD_BYTES: usize = 16 << 10;
 
-pub(super) async fn serve(
-    platform: &Arc<Platform>,
-    user: &User,
-    token: &str,
-    request: Request<Incoming>,
+pub(super) fn routes() -> Router<Api> {
+    Router::new().route("/git/{*repository}", any(serve))
+}
+
+/// One request of git's, for any method, answered by `git http-backend`.
+async fn serve(
+    State(platform): State<Arc<Platform>>,
+    Caller(user): Caller,
+    Token(token): Token,
+    request: Request,
 ) -> ApiResult {
     let path = request.uri().path().to_string();
     let rest = path.strip_prefix("/git/").unwrap_or_default();
@@ -54,7 +64,7 @@ pub(super) async fn serve(
     if !SERVICES.contains(&service) {
         return Err(ApiError::not_found(&path));
     }
-    let app = platform.app(user, repo)?;
+    let app = platform.app(&user, repo)?;
     let root = platform.config().data.join("repos");
     prepare_repository(&root, &app)
         .await
@@ -85,7 +95,7 @@ pub(super) async fn serve(
         // What the hook needs to build through the API as the pusher.
         .env("RENGA_EXE", std::env::current_exe().unwrap_or_default())
         .env("RENGA_API_URL", &platform.config().api_url)
-        .env("RENGA_API_KEY", token)
+        .env("RENGA_API_KEY", &token)
         .env("RENGA_APP", app.name.as_str())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -149,19 +159,19 @@ pub(super) async fn serve(
         (Some(Bytes::from(rest)), stdout, child),
         |(first, mut stdout, child)| async move {
             if let Some(first) = first.filter(|b| !b.is_empty()) {
-                return Some((Ok::<_, BoxError>(Frame::data(first)), (None, stdout, child)));
+                return Some((first, (None, stdout, child)));
             }
             let mut buf = vec![0u8; 16 << 10];
             match stdout.read(&mut buf).await {
                 Ok(0) | Err(_) => None,
                 Ok(n) => {
                     buf.truncate(n);
-                    Some((Ok(Frame::data(Bytes::from(buf))), (None, stdout, child)))
+                    Some((Bytes::from(buf), (None, stdout, child)))
                 }
             }
         },
     );
-    let body: ApiBody = StreamBody::new(stream).boxed_unsync();
+    let body = Body::from_stream(stream.map(Ok::<_, std::convert::Infallible>));
     response
         .body(body)
         .map_err(|e| crate::platform::PlatformError::Internal(e.into()).into())

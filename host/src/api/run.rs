@@ -3,19 +3,20 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Request, State};
+use axum::response::Response;
 use http::header::{CONNECTION, UPGRADE};
-use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use http::{HeaderValue, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use super::body::{created, read_json};
-use super::{ApiError, ApiResult};
+use super::ApiError;
+use super::auth::Caller;
+use super::body::{ApiResult, JsonBody, created};
+use super::extract::AppRef;
 use crate::attach;
-use crate::auth::User;
 use crate::platform::{DETACHED_TIME_LIMIT, OneOff, Platform};
 use crate::runtime::ProcessIo;
 
@@ -30,11 +31,13 @@ struct Create {
     attach: bool,
 }
 
+/// The upgrade is taken before the body is read (which consumes the
+/// request); hyper hands the connection over once the 101 has gone.
 pub(super) async fn create(
-    platform: &Arc<Platform>,
-    user: &User,
-    app: &str,
-    mut request: Request<Incoming>,
+    State(platform): State<Arc<Platform>>,
+    Caller(user): Caller,
+    AppRef { name, app }: AppRef,
+    mut request: Request,
 ) -> ApiResult {
     let upgrade = request
         .headers()
@@ -42,7 +45,7 @@ pub(super) async fn create(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case(attach::PROTOCOL));
     let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
-    let create: Create = read_json(request.into_body()).await?;
+    let JsonBody(create) = JsonBody::<Create>::from_request(request, &()).await?;
     let argv = match (create.argv, create.command) {
         (Some(argv), _) => argv,
         (None, Some(command)) => command.split_whitespace().map(str::to_string).collect(),
@@ -61,8 +64,7 @@ pub(super) async fn create(
             attach::PROTOCOL
         )));
     }
-    let dyno = platform.prepare_run(user, app, &argv, size).await?;
-    let found = platform.app(user, app)?;
+    let dyno = platform.prepare_run(&user, &name, &argv, size).await?;
     let view = json!({
         "name": dyno.name(),
         "type": "run",
@@ -70,7 +72,7 @@ pub(super) async fn create(
         "command": dyno.command(),
         "size": dyno.size(),
         "attach_url": null,
-        "app": { "id": found.id, "name": found.name },
+        "app": { "id": app.id, "name": app.name },
     });
     match on_upgrade {
         None => {
@@ -89,11 +91,7 @@ pub(super) async fn create(
                     Err(e) => tracing::debug!(error = %e, "attach upgrade failed"),
                 }
             });
-            let mut response = Response::new(
-                http_body_util::Empty::<Bytes>::new()
-                    .map_err(|never| match never {})
-                    .boxed_unsync(),
-            );
+            let mut response = Response::new(Body::empty());
             *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
             let headers = response.headers_mut();
             headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));

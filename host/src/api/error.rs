@@ -1,0 +1,123 @@
+//! Refusals: a status, Heroku's error id and a message, answered as
+//! `{"id", "message"}`. Platform errors and the rejections of axum's own
+//! extractors become one of these, so no answer is ever axum's plain text.
+
+use axum::extract::rejection::{BytesRejection, PathRejection, RawPathParamsRejection};
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use serde_json::json;
+
+use super::body::json_response;
+use crate::platform::PlatformError;
+
+/// A refusal: status, Heroku error id, message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    id: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    pub(super) fn new(
+        status: StatusCode,
+        id: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            status,
+            id,
+            message: message.into(),
+        }
+    }
+
+    pub(super) fn unauthorized() -> ApiError {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Invalid credentials provided: send `Authorization: Bearer TOKEN`",
+        )
+    }
+
+    pub(super) fn not_found(what: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("No such route: {what}"),
+        )
+    }
+
+    pub(super) fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_params", message)
+    }
+
+    pub(super) fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub(super) fn too_large(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = json_response(
+            self.status,
+            &json!({ "id": self.id, "message": self.message }),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            // git asks for credentials only when told how.
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Basic realm=\"renga\""),
+            );
+        }
+        response
+    }
+}
+
+impl From<PlatformError> for ApiError {
+    fn from(e: PlatformError) -> ApiError {
+        match e {
+            PlatformError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found", m),
+            PlatformError::Invalid(m) => ApiError::invalid(m),
+            PlatformError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
+            other => {
+                tracing::error!(error = %other, "API request failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_server_error",
+                    other.to_string(),
+                )
+            }
+        }
+    }
+}
+
+/// A body that could not be read: too long for the router's limit, or cut off.
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> ApiError {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(format!(
+                "Request bodies are limited to {}",
+                crate::units::ByteSize(super::body::MAX_JSON_BYTES as u64)
+            ))
+        } else {
+            ApiError::bad_request(rejection.body_text())
+        }
+    }
+}
+
+/// A path parameter that is not text once percent-decoded.
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> ApiError {
+        ApiError::bad_request(rejection.body_text())
+    }
+}
+
+impl From<RawPathParamsRejection> for ApiError {
+    fn from(rejection: RawPathParamsRejection) -> ApiError {
+        ApiError::bad_request(rejection.body_text())
+    }
+}
