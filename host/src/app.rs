@@ -1,7 +1,8 @@
-//! app: a name, an owner and a maintenance flag.
+//! app: a name, an owner, its collaborators and a maintenance flag.
 //!
-//! Owns app records and the rule for app names. It never touches releases,
-//! config or dynos; the platform composes those.
+//! Owns app records, the rule for app names and who else may work on an app
+//! (Heroku's collaborators). It never touches releases, config or dynos; the
+//! platform composes those.
 
 use std::fmt;
 use std::str::FromStr;
@@ -177,9 +178,135 @@ impl Apps {
         Ok(app)
     }
 
+    /// Gives `app` a new name; `None` if the name is taken. The record is
+    /// written under the new name before the old one is removed, so a crash
+    /// in between leaves a stale copy that [`Apps::repair`] removes.
+    pub fn rename(&self, app: &App, name: AppName) -> Result<Option<App>, StoreError> {
+        let mut renamed = app.clone();
+        renamed.name = name;
+        renamed.updated_at = now_ms();
+        if !self.by_name.put_new(renamed.name.as_str(), &renamed)? {
+            return Ok(None);
+        }
+        self.names_by_id.put(
+            &app.id,
+            &NameRef {
+                name: renamed.name.clone(),
+            },
+        )?;
+        self.by_name.remove(app.name.as_str())?;
+        Ok(Some(renamed))
+    }
+
+    /// Removes records left under an old name by a rename that did not
+    /// finish. Linear in the number of apps; run once at start.
+    pub fn repair(&self) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for (key, app) in self.by_name.scan_with_keys::<App>("")? {
+            let current = self.names_by_id.get::<NameRef>(&app.id)?;
+            if current.is_some_and(|r| r.name.as_str() != key) {
+                self.by_name.remove(&key)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     pub fn delete(&self, app: &App) -> Result<(), StoreError> {
         self.names_by_id.remove(&app.id)?;
         self.by_name.remove(app.name.as_str())
+    }
+}
+
+/// At most this many collaborators per app.
+pub const MAX_COLLABORATORS: usize = 100;
+
+/// Another user given access to an app (Heroku's collaborator): they may do
+/// everything with it except rename it, delete it or change who else may.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Collaborator {
+    pub id: String,
+    /// The app's id.
+    pub app: String,
+    pub user_id: String,
+    pub user_name: String,
+    pub created_at: u64,
+}
+
+/// Collaborators, by app (`APP_ID/USER_ID`) and by user (`USER_ID/APP_ID`).
+#[derive(Clone)]
+pub struct Collaborators {
+    by_app: Tree,
+    by_user: Tree,
+}
+
+impl Collaborators {
+    pub fn open(db: &Db) -> anyhow::Result<Collaborators> {
+        Ok(Collaborators {
+            by_app: db.tree("collaborators")?,
+            by_user: db.tree("collaborations")?,
+        })
+    }
+
+    /// Adds one; `None` if the user already is one.
+    pub fn add(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        user_name: &str,
+    ) -> Result<Option<Collaborator>, StoreError> {
+        let collaborator = Collaborator {
+            id: new_id(),
+            app: app_id.to_string(),
+            user_id: user_id.to_string(),
+            user_name: user_name.to_string(),
+            created_at: now_ms(),
+        };
+        if !self
+            .by_app
+            .put_new(format!("{app_id}/{user_id}"), &collaborator)?
+        {
+            return Ok(None);
+        }
+        self.by_user
+            .put(format!("{user_id}/{app_id}"), &collaborator)?;
+        Ok(Some(collaborator))
+    }
+
+    pub fn is_collaborator(&self, app_id: &str, user_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .by_app
+            .get::<Collaborator>(format!("{app_id}/{user_id}"))?
+            .is_some())
+    }
+
+    /// An app's collaborators, by user id.
+    pub fn of_app(&self, app_id: &str) -> Result<Vec<Collaborator>, StoreError> {
+        self.by_app.scan(format!("{app_id}/"))
+    }
+
+    /// The ids of the apps a user collaborates on.
+    pub fn apps_of(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .by_user
+            .scan::<Collaborator>(format!("{user_id}/"))?
+            .into_iter()
+            .map(|c| c.app)
+            .collect())
+    }
+
+    pub fn remove(&self, collaborator: &Collaborator) -> Result<(), StoreError> {
+        self.by_user
+            .remove(format!("{}/{}", collaborator.user_id, collaborator.app))?;
+        self.by_app
+            .remove(format!("{}/{}", collaborator.app, collaborator.user_id))
+    }
+
+    pub fn delete_app(&self, app_id: &str) -> Result<(), StoreError> {
+        for collaborator in self.of_app(app_id)? {
+            self.remove(&collaborator)?;
+        }
+        Ok(())
     }
 }
 

@@ -13,10 +13,54 @@ pub const MAX_QUANTITY: u32 = 100;
 /// The most requests one instance may serve when reuse is on.
 pub const MAX_REUSE: u32 = 100_000;
 
+/// A process type's new quantity: a number, or a step from the current one
+/// (Heroku's `ps:scale web+1`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quantity {
+    Exactly(u32),
+    More(u32),
+    Fewer(u32),
+}
+
+impl Quantity {
+    /// The quantity this makes of `current` (never below 0).
+    pub fn of(self, current: u32) -> u32 {
+        match self {
+            Quantity::Exactly(n) => n,
+            Quantity::More(n) => current.saturating_add(n),
+            Quantity::Fewer(n) => current.saturating_sub(n),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid quantity {0:?}: use a number such as 2, or a step such as +1 or -1")]
+pub struct InvalidQuantity(pub String);
+
+impl std::str::FromStr for Quantity {
+    type Err = InvalidQuantity;
+
+    fn from_str(s: &str) -> Result<Quantity, InvalidQuantity> {
+        let invalid = || InvalidQuantity(s.to_string());
+        let number = |digits: &str| {
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(invalid());
+            }
+            digits.parse::<u32>().map_err(|_| invalid())
+        };
+        let s = s.trim();
+        match (s.strip_prefix('+'), s.strip_prefix('-')) {
+            (Some(step), _) => number(step).map(Quantity::More),
+            (_, Some(step)) => number(step).map(Quantity::Fewer),
+            _ => number(s).map(Quantity::Exactly),
+        }
+    }
+}
+
 /// A change to one process type's formation; what is `None` stays.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Change {
-    pub quantity: Option<u32>,
+    pub quantity: Option<Quantity>,
     pub size: Option<Size>,
     pub reuse: Option<u32>,
 }
@@ -82,7 +126,7 @@ impl Formations {
             updated_at: now,
         });
         if let Some(quantity) = change.quantity {
-            formation.quantity = quantity;
+            formation.quantity = quantity.of(formation.quantity);
         }
         if let Some(size) = change.size {
             formation.size = size;
@@ -101,5 +145,23 @@ impl Formations {
 
     pub fn delete_app(&self, app: &str) -> Result<(), StoreError> {
         self.tree.remove_prefix(format!("{app}/"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_are_numbers_or_steps() {
+        assert_eq!("2".parse(), Ok(Quantity::Exactly(2)));
+        assert_eq!("+1".parse(), Ok(Quantity::More(1)));
+        assert_eq!("-3".parse(), Ok(Quantity::Fewer(3)));
+        for bad in ["", "+", "-", "two", "1.5", "+-1", "99999999999", " 2x"] {
+            assert!(bad.parse::<Quantity>().is_err(), "{bad:?}");
+        }
+        assert_eq!(Quantity::Fewer(3).of(1), 0);
+        assert_eq!(Quantity::More(1).of(u32::MAX), u32::MAX);
+        assert_eq!(Quantity::Exactly(4).of(9), 4);
     }
 }

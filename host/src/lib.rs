@@ -17,6 +17,7 @@ pub mod builds;
 pub mod capability;
 pub mod cli;
 pub mod config;
+pub mod domain;
 pub mod dyno;
 pub mod formation;
 pub mod logplex;

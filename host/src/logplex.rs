@@ -63,6 +63,31 @@ pub fn timestamp(time: SystemTime) -> String {
         .unwrap_or_else(|_| "0000-00-00T00:00:00.000000+00:00".to_string())
 }
 
+impl LogLine {
+    /// Whether the line passes Heroku's log filters: `source` is `app` or
+    /// the platform (`renga`, or `heroku` as Heroku's clients say), `dyno` a
+    /// process (`web.1`, `router`) or a process type (`web`: every web dyno).
+    pub fn matches(&self, source: Option<&str>, dyno: Option<&str>) -> bool {
+        let source_ok = match source {
+            None | Some("") => true,
+            Some("app") => self.source == Source::App,
+            Some("renga" | "heroku") => self.source == Source::Renga,
+            Some(_) => false,
+        };
+        let dyno_ok = match dyno {
+            None | Some("") => true,
+            Some(dyno) => {
+                let process: &str = &self.process;
+                process == dyno
+                    || process
+                        .strip_prefix(dyno)
+                        .is_some_and(|rest| rest.starts_with('.'))
+            }
+        };
+        source_ok && dyno_ok
+    }
+}
+
 impl fmt::Display for LogLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::addon::{Plan, Service};
@@ -19,6 +19,7 @@ use crate::platform::{
 use super::auth::Caller;
 use super::body::{ApiResult, JsonBody, JsonOrDefault, created, ok, receive_blob};
 use super::extract::Param;
+use super::range::{Range, paged};
 use super::views::timestamp;
 use super::{Api, ApiError};
 
@@ -45,6 +46,11 @@ pub(super) fn routes() -> Router<Api> {
             get(app_attachment_info).delete(detach),
         )
         .route("/addon-attachments", get(all_attachments).post(attach))
+        .route("/actions/addons/resolve", post(resolve_addon))
+        .route(
+            "/actions/addon-attachments/resolve",
+            post(resolve_attachment),
+        )
         .route(
             "/addon-attachments/{id}",
             axum::routing::delete(detach_by_id),
@@ -160,19 +166,41 @@ async fn app_addons(
     State(platform): State<Arc<Platform>>,
     Caller(user): Caller,
     Param(app): Param<String>,
+    range: Option<Range>,
 ) -> ApiResult {
-    ok(Value::Array(
+    paged(
         platform
             .list_addons(&user, Some(&app))?
             .iter()
             .map(addon)
             .collect(),
-    ))
+        range,
+    )
+}
+
+/// A plan as Heroku's clients name it: `"service:plan"`, `"service"`, or
+/// `{"name": ...}` (or `{"id": ...}`).
+fn plan_name(plan: &Value) -> Result<String, ApiError> {
+    let name = match plan {
+        Value::String(s) => s.as_str(),
+        Value::Object(o) => o
+            .get("name")
+            .or_else(|| o.get("id"))
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+        _ => "",
+    };
+    if name.is_empty() {
+        return Err(ApiError::invalid(
+            "plan is a plan's name, renga-kv:standard",
+        ));
+    }
+    Ok(name.to_string())
 }
 
 #[derive(serde::Deserialize)]
 struct Create {
-    plan: String,
+    plan: Value,
     #[serde(default)]
     attachment: Option<AttachmentName>,
     #[serde(default)]
@@ -193,6 +221,7 @@ async fn create(
     Param(app): Param<String>,
     JsonBody(create): JsonBody<Create>,
 ) -> ApiResult {
+    let plan = plan_name(&create.plan)?;
     let attachment = create.attachment.and_then(|a| a.name);
     let options = create
         .config
@@ -210,7 +239,7 @@ async fn create(
         .create_addon(
             &user,
             &app,
-            &create.plan,
+            &plan,
             attachment.as_deref(),
             create.name.as_deref(),
             options,
@@ -250,22 +279,7 @@ async fn change_plan(
     Param((app, which)): Param<(String, String)>,
     JsonBody(update): JsonBody<Update>,
 ) -> ApiResult {
-    // Heroku sends `{"plan": "service:plan"}` or `{"plan": {"name": ...}}`.
-    let plan = match &update.plan {
-        Value::String(s) => s.clone(),
-        Value::Object(o) => o
-            .get("name")
-            .or_else(|| o.get("id"))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-        _ => String::new(),
-    };
-    if plan.is_empty() {
-        return Err(ApiError::invalid(
-            "plan is a plan's name, renga-kv:standard",
-        ));
-    }
+    let plan = plan_name(&update.plan)?;
     ok(addon(
         &platform
             .change_addon_plan(&user, &app, &which, &plan)
@@ -421,6 +435,101 @@ fn plan(service: &Service, plan: &Plan) -> Value {
     })
 }
 
+#[derive(serde::Deserialize)]
+struct ResolveAddon {
+    addon: String,
+    #[serde(default)]
+    app: Option<String>,
+    #[serde(default)]
+    addon_service: Option<String>,
+}
+
+/// `POST /actions/addons/resolve`: the add-ons a name means (in an app, or
+/// among every one the caller can reach), as Heroku's CLI finds the add-on
+/// a command names: by the add-on's name or id, else by an attachment's
+/// name or the service's (`renga-kv`), which may match several.
+async fn resolve_addon(
+    State(platform): State<Arc<Platform>>,
+    Caller(user): Caller,
+    JsonBody(resolve): JsonBody<ResolveAddon>,
+) -> ApiResult {
+    let wanted = |service: &str| {
+        resolve
+            .addon_service
+            .as_deref()
+            .is_none_or(|s| s == service)
+    };
+    let named = resolve.addon.as_str();
+    let found: Vec<Value> = match platform.find_addon(&user, resolve.app.as_deref(), named) {
+        Ok(found) => vec![addon(&platform.addon_info(found)?)],
+        Err(PlatformError::NotFound(_)) => platform
+            .list_addons(&user, resolve.app.as_deref())?
+            .iter()
+            .filter(|info| {
+                info.addon.service == named
+                    || info.attachments.iter().any(|a| a.attachment.name == named)
+            })
+            .map(addon)
+            .collect(),
+        Err(e) => return Err(e.into()),
+    };
+    let found: Vec<Value> = found
+        .into_iter()
+        .filter(|a| wanted(a["addon_service"]["name"].as_str().unwrap_or_default()))
+        .collect();
+    if found.is_empty() {
+        return Err(PlatformError::NotFound(format!("Couldn't find that add-on: {named}")).into());
+    }
+    ok(Value::Array(found))
+}
+
+#[derive(serde::Deserialize)]
+struct ResolveAttachment {
+    addon_attachment: String,
+    #[serde(default)]
+    app: Option<String>,
+    #[serde(default)]
+    addon_service: Option<String>,
+}
+
+/// `POST /actions/addon-attachments/resolve`: the attachments a name or id
+/// means, in an app or in every app the caller can reach.
+async fn resolve_attachment(
+    State(platform): State<Arc<Platform>>,
+    Caller(user): Caller,
+    JsonBody(resolve): JsonBody<ResolveAttachment>,
+) -> ApiResult {
+    let apps = match &resolve.app {
+        Some(app) => vec![platform.app(&user, app)?],
+        None => platform.list_apps(&user)?,
+    };
+    let mut found = Vec::new();
+    for app in apps {
+        found.extend(
+            platform
+                .addon_attachments(&user, &app.id)?
+                .into_iter()
+                .filter(|a| {
+                    (a.attachment.name == resolve.addon_attachment
+                        || a.attachment.id == resolve.addon_attachment)
+                        && resolve
+                            .addon_service
+                            .as_deref()
+                            .is_none_or(|s| s == a.addon.service)
+                })
+                .map(|a| attachment(&a)),
+        );
+    }
+    if found.is_empty() {
+        return Err(PlatformError::NotFound(format!(
+            "Couldn't find that add-on attachment: {}",
+            resolve.addon_attachment
+        ))
+        .into());
+    }
+    ok(Value::Array(found))
+}
+
 fn addon(info: &AddonInfo) -> Value {
     let addon = &info.addon;
     let mut vars: Vec<String> = info
@@ -434,13 +543,17 @@ fn addon(info: &AddonInfo) -> Value {
         "id": addon.id,
         "name": addon.name,
         "addon_service": { "id": addon.service, "name": addon.service },
-        "plan": { "id": addon.plan_name(), "name": addon.plan_name() },
+        "plan": {
+            "id": addon.plan_name(),
+            "name": addon.plan_name(),
+            "price": { "cents": 0, "unit": "month" },
+        },
         "app": { "id": addon.app, "name": info.app_name },
         "state": "provisioned",
         "config_vars": vars,
         "quota": addon.quota(),
         "provider_id": addon.id,
-        "billed_price": null,
+        "billed_price": { "cents": 0, "contract": false, "unit": "month" },
         "web_url": null,
         "actions": [],
         "attachments": info.attachments.iter().map(attachment).collect::<Vec<_>>(),

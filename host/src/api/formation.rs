@@ -12,8 +12,10 @@ use serde_json::{Value, json};
 use super::auth::Caller;
 use super::body::{ApiResult, JsonBody, ok};
 use super::extract::{AppRef, Param};
+use super::range::{Range, paged};
 use super::{Api, ApiError, run, views};
 use crate::auth::User;
+use crate::formation::{InvalidQuantity, Quantity};
 use crate::platform::Platform;
 
 pub(super) fn routes() -> Router<Api> {
@@ -32,14 +34,16 @@ async fn list(
     State(platform): State<Arc<Platform>>,
     Caller(user): Caller,
     AppRef { name, app }: AppRef,
+    range: Option<Range>,
 ) -> ApiResult {
     let list = platform.formation(&user, &name)?;
     let commands = process_commands(&platform, &user, &name);
-    ok(Value::Array(
+    paged(
         list.iter()
             .map(|f| views::formation(&app, f, command_of(&commands, &f.kind)))
             .collect(),
-    ))
+        range,
+    )
 }
 
 #[derive(serde::Deserialize)]
@@ -99,15 +103,17 @@ async fn dynos(
     State(platform): State<Arc<Platform>>,
     Caller(user): Caller,
     AppRef { name, app }: AppRef,
+    range: Option<Range>,
 ) -> ApiResult {
     let running = platform.dynos(&user, &name)?;
-    ok(Value::Array(
+    paged(
         running
             .dynos
             .iter()
             .map(|d| views::dyno(&app, d, &running.release))
             .collect(),
-    ))
+        range,
+    )
 }
 
 async fn restart_all(
@@ -147,12 +153,13 @@ fn command_of<'a>(commands: &'a BTreeMap<String, String>, kind: &str) -> &'a str
 }
 
 /// One process type's change in `PATCH /apps/{app}/formation`: Heroku's
-/// `quantity` and `size`, and renga's `reuse`.
+/// `quantity` (a number, or a string: `"2"`, or a step, `"+1"`, `"-1"`, as
+/// Heroku's CLI sends) and `size`, and renga's `reuse`.
 #[derive(serde::Deserialize)]
 pub(crate) struct FormationUpdate {
     #[serde(rename = "type")]
     kind: Option<String>,
-    quantity: Option<u32>,
+    quantity: Option<Value>,
     size: Option<String>,
     reuse: Option<u32>,
 }
@@ -166,13 +173,30 @@ impl FormationUpdate {
             ),
             None => None,
         };
-        if self.quantity.is_none() && size.is_none() && self.reuse.is_none() {
+        let quantity = match &self.quantity {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => Some(Quantity::Exactly(
+                n.as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| ApiError::invalid(InvalidQuantity(n.to_string()).to_string()))?,
+            )),
+            Some(Value::String(s)) => Some(
+                s.parse::<Quantity>()
+                    .map_err(|e| ApiError::invalid(e.to_string()))?,
+            ),
+            Some(other) => {
+                return Err(ApiError::invalid(
+                    InvalidQuantity(other.to_string()).to_string(),
+                ));
+            }
+        };
+        if quantity.is_none() && size.is_none() && self.reuse.is_none() {
             return Err(ApiError::invalid(
                 "each update needs a quantity, a size or a reuse count",
             ));
         }
         Ok(crate::formation::Change {
-            quantity: self.quantity,
+            quantity,
             size,
             reuse: self.reuse,
         })

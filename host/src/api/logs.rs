@@ -1,6 +1,7 @@
-//! `log-sessions`: a session is made for an app, then read once at its
-//! `logplex_url`, as Heroku's CLI does; a tail goes on until the client goes
-//! away.
+//! `log-sessions`: a session is made for an app, then read at its
+//! `logplex_url` (no token needed: the URL's random id is the credential,
+//! until the session expires), as Heroku's CLI does; a tail goes on until
+//! the client goes away.
 
 use std::sync::Arc;
 
@@ -10,22 +11,31 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use serde_json::json;
 
+use http::HeaderMap;
+use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
+
 use super::auth::Caller;
 use super::body::{ApiResult, JsonOrDefault, created, text_stream};
 use super::extract::Param;
 use super::{Api, views};
-use crate::platform::Platform;
+use crate::logplex::LogLine;
+use crate::platform::{LogRequest, Platform};
 
 pub(super) fn routes() -> Router<Api> {
-    Router::new()
-        .route("/apps/{app}/log-sessions", post(create))
-        .route("/log-sessions/{id}", get(read))
+    Router::new().route("/apps/{app}/log-sessions", post(create))
+}
+
+/// Outside the token check: a session's URL is its own credential.
+pub(super) fn public_routes() -> Router<Api> {
+    Router::new().route("/log-sessions/{id}", get(read))
 }
 
 #[derive(serde::Deserialize, Default)]
 struct Create {
     lines: Option<usize>,
     tail: Option<bool>,
+    source: Option<String>,
+    dyno: Option<String>,
 }
 
 async fn create(
@@ -37,29 +47,62 @@ async fn create(
     let id = platform.create_log_session(
         &user,
         &app,
-        create.lines.unwrap_or(100),
-        create.tail.unwrap_or(false),
+        LogRequest {
+            lines: create.lines,
+            tail: create.tail.unwrap_or(false),
+            source: create.source,
+            dyno: create.dyno,
+        },
     )?;
     created(json!({
         "id": id,
         "logplex_url": format!("{}/log-sessions/{id}", platform.public_url()),
         "created_at": views::timestamp(crate::store::now_ms()),
+        "updated_at": views::timestamp(crate::store::now_ms()),
     }))
 }
 
-/// The session's last lines, then (for a tail) new ones as they come. The
-/// task that feeds the response ends when the client goes away.
+/// The session's last lines, then (for a tail) new ones as they come: plain
+/// lines, or server-sent events (one `data:` event per line) when the
+/// client accepts `text/event-stream`, as Heroku's CLI does. The task that
+/// feeds the response ends when the client goes away.
 async fn read(
     State(platform): State<Arc<Platform>>,
-    Caller(user): Caller,
     Param(id): Param<String>,
+    headers: HeaderMap,
 ) -> ApiResult {
-    let (session, log) = platform.open_log_session(&user, &id)?;
-    let (lines, mut live) = log.tail(session.lines);
+    let (session, log) = platform.open_log_session(&id)?;
+    let events = headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/event-stream"));
+    let frame = move |text: &str| {
+        if events {
+            Bytes::from(format!("data: {text}\n\n"))
+        } else {
+            Bytes::from(format!("{text}\n"))
+        }
+    };
+    let wanted = {
+        let session = session.clone();
+        move |line: &LogLine| line.matches(session.source.as_deref(), session.dyno.as_deref())
+    };
+    let filtered = session.source.is_some() || session.dyno.is_some();
+    // Filters look further back, so that `-n 50 --dyno router` shows up to
+    // 50 router lines.
+    let (lines, mut live) = log.tail(if filtered {
+        crate::logplex::DEFAULT_BUFFER_LINES
+    } else {
+        session.lines
+    });
+    let mut recent: Vec<_> = lines.into_iter().filter(|l| wanted(l)).collect();
+    let skip = recent.len().saturating_sub(session.lines);
+    recent.drain(..skip);
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(256);
     tokio::spawn(async move {
-        for line in lines {
-            if tx.send(Bytes::from(format!("{line}\n"))).await.is_err() {
+        for line in recent {
+            if tx.send(frame(&line.to_string())).await.is_err() {
                 return;
             }
         }
@@ -68,13 +111,14 @@ async fn read(
         }
         loop {
             let text = match live.recv().await {
-                Ok(line) => format!("{line}\n"),
+                Ok(line) if wanted(&line) => line.to_string(),
+                Ok(_) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    format!("(renga: {n} log lines dropped: this tail fell behind)\n")
+                    format!("(renga: {n} log lines dropped: this tail fell behind)")
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             };
-            if tx.send(Bytes::from(text)).await.is_err() {
+            if tx.send(frame(&text)).await.is_err() {
                 return;
             }
         }
@@ -82,5 +126,15 @@ async fn read(
     let chunks = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|chunk| (chunk, rx))
     });
-    Ok(text_stream(chunks))
+    let mut response = text_stream(chunks);
+    if events {
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            http::HeaderValue::from_static("text/event-stream"),
+        );
+        response
+            .headers_mut()
+            .insert(CACHE_CONTROL, http::HeaderValue::from_static("no-cache"));
+    }
+    Ok(response)
 }

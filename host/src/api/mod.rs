@@ -22,6 +22,7 @@ mod logs;
 pub mod range;
 mod releases;
 mod run;
+mod sharing;
 mod stats;
 mod views;
 
@@ -99,9 +100,9 @@ pub async fn serve(
     Ok(())
 }
 
-/// Every endpoint, each resource's from its own file, behind the token check.
-/// A route that needs no token belongs in a router merged after the
-/// `authenticate` layer, which covers only what is added before it.
+/// Every endpoint, each resource's from its own file, behind the token check,
+/// except log-session URLs (their random id is their credential), merged
+/// after the `authenticate` layer, which covers only what is added before it.
 fn router(platform: Arc<Platform>) -> Router {
     let api = Api { platform };
     Router::new()
@@ -110,6 +111,7 @@ fn router(platform: Arc<Platform>) -> Router {
         .merge(config::routes())
         .merge(releases::routes())
         .merge(formation::routes())
+        .merge(sharing::routes())
         .merge(logs::routes())
         .merge(addons::routes())
         .merge(git::routes())
@@ -122,6 +124,7 @@ fn router(platform: Arc<Platform>) -> Router {
             api.clone(),
             auth::authenticate,
         ))
+        .merge(logs::public_routes())
         .with_state(api)
 }
 

@@ -2,19 +2,22 @@
 //! their blobs, `sources`, `builds` (and their output, streamed) and
 //! `buildpack-installations`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::routing::{get, post, put};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::auth::Caller;
 use super::body::{ApiResult, JsonBody, created, ok, receive_blob, text_stream};
 use super::extract::{AppRef, Param};
+use super::range::{Range, paged};
 use super::{Api, ApiError, views};
+use crate::app::App;
+use crate::auth::User;
 use crate::builds::BuildOutput;
 use crate::platform::Platform;
 
@@ -22,6 +25,7 @@ pub(super) fn routes() -> Router<Api> {
     Router::new()
         .route("/apps/{app}/releases", get(list).post(create))
         .route("/apps/{app}/releases/{which}", get(info))
+        .route("/apps/{app}/releases/{which}/config-vars", get(config_vars))
         .route("/apps/{app}/slugs", post(create_slug))
         .route("/apps/{app}/slugs/{slug}", get(slug_info))
         .route("/apps/{app}/slugs/{slug}/blob", put(upload_slug))
@@ -36,19 +40,40 @@ pub(super) fn routes() -> Router<Api> {
         )
 }
 
+/// Where each release's build printed its output (the release phase's
+/// included), by release id: Heroku's `output_stream_url`.
+fn build_outputs(platform: &Platform, user: &User, app: &App) -> HashMap<String, String> {
+    let base = platform.public_url();
+    platform
+        .builds(user, &app.id)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|b| {
+            let release = b.release?;
+            Some((
+                release.id,
+                format!("{base}/apps/{}/builds/{}/output", app.name, b.id),
+            ))
+        })
+        .collect()
+}
+
 async fn list(
     State(platform): State<Arc<Platform>>,
     Caller(user): Caller,
     AppRef { name, app }: AppRef,
+    range: Option<Range>,
 ) -> ApiResult {
     let releases = platform.releases(&user, &name)?;
     let current = releases.last().map_or(0, |r| r.version);
-    ok(Value::Array(
+    let outputs = build_outputs(&platform, &user, &app);
+    paged(
         releases
             .iter()
-            .map(|r| views::release(&app, r, current))
+            .map(|r| views::release(&app, r, current, outputs.get(&r.id)))
             .collect(),
-    ))
+        range,
+    )
 }
 
 async fn info(
@@ -59,7 +84,31 @@ async fn info(
 ) -> ApiResult {
     let release = platform.find_release(&user, &name, &which)?;
     let current = platform.current_release(&app)?.version;
-    ok(views::release(&app, &release, current))
+    let outputs = build_outputs(&platform, &user, &app);
+    ok(views::release(
+        &app,
+        &release,
+        current,
+        outputs.get(&release.id),
+    ))
+}
+
+/// The config vars a release was made with; refused for one too old to
+/// keep them.
+async fn config_vars(
+    State(platform): State<Arc<Platform>>,
+    Caller(user): Caller,
+    AppRef { name, .. }: AppRef,
+    Param((_, which)): Param<(String, String)>,
+) -> ApiResult {
+    let release = platform.find_release(&user, &name, &which)?;
+    if release.expired {
+        return Err(ApiError::invalid(format!(
+            "{} is too old to have kept its config vars",
+            release.version()
+        )));
+    }
+    ok(serde_json::to_value(&release.config).unwrap_or_default())
 }
 
 #[derive(serde::Deserialize)]
@@ -88,7 +137,7 @@ async fn create(
             ));
         }
     };
-    created(views::release(&app, &release, release.version))
+    created(views::release(&app, &release, release.version, None))
 }
 
 #[derive(serde::Deserialize)]
@@ -200,15 +249,17 @@ async fn list_builds(
     State(platform): State<Arc<Platform>>,
     Caller(user): Caller,
     AppRef { name, app }: AppRef,
+    range: Option<Range>,
 ) -> ApiResult {
     let base = platform.public_url();
-    ok(Value::Array(
+    paged(
         platform
             .builds(&user, &name)?
             .iter()
             .map(|b| views::build(&app, b, base))
             .collect(),
-    ))
+        range,
+    )
 }
 
 async fn build_info(

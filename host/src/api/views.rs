@@ -21,11 +21,46 @@ pub fn timestamp(ms: u64) -> String {
         .unwrap_or_default()
 }
 
-pub fn app(platform: &Platform, app: &App, owner_name: &str, api_base: &str) -> Value {
+/// The one region and stack a renga server has (Heroku's `/regions` and
+/// `/stacks`, and every app's `region` and `stack`).
+pub const REGION: &str = "local";
+pub const STACK: &str = "renga-1";
+
+/// Ids for the region and the stack: fixed, because clients compare them.
+const REGION_ID: &str = "8c2f9f3e-0c8e-4f0a-9e1d-72656e676131";
+const STACK_ID: &str = "4b2e8f6a-1d3c-4e5f-8a7b-72656e676132";
+
+pub fn region() -> Value {
+    json!({
+        "id": REGION_ID,
+        "name": REGION,
+        "description": "This renga server",
+        "country": "",
+        "locale": "",
+        "private_capable": false,
+        "provider": { "name": "renga", "region": REGION },
+        "created_at": timestamp(0),
+        "updated_at": timestamp(0),
+    })
+}
+
+pub fn stack() -> Value {
+    json!({
+        "id": STACK_ID,
+        "name": STACK,
+        "state": "public",
+        "default": true,
+        "created_at": timestamp(0),
+        "updated_at": timestamp(0),
+    })
+}
+
+pub fn app(platform: &Platform, app: &App, api_base: &str) -> Value {
     let released_at = platform
         .current_release(app)
         .ok()
         .map(|r| timestamp(r.created_at));
+    let stack = json!({ "id": STACK_ID, "name": STACK });
     json!({
         "id": app.id,
         "name": app.name,
@@ -34,19 +69,34 @@ pub fn app(platform: &Platform, app: &App, owner_name: &str, api_base: &str) -> 
         "released_at": released_at,
         "maintenance": app.maintenance,
         "idle_after": platform.app_idle_after(app).map(|d| d.as_secs()),
-        "owner": { "id": app.owner, "email": owner_name },
+        "owner": { "id": app.owner, "email": platform.owner_name(app) },
         "web_url": platform.web_url(app),
         "git_url": format!("{api_base}/git/{}.git", app.name),
-        "stack": { "name": "renga-1" },
-        "build_stack": { "name": "renga-1" },
+        "region": { "id": REGION_ID, "name": REGION },
+        "stack": stack,
+        "build_stack": stack,
+        "buildpack_provided_description": app.buildpacks.first(),
+        "slug_size": platform.slug_size(app),
+        "repo_size": null,
+        "archived_at": null,
+        "acm": false,
+        "internal_routing": null,
+        "organization": null,
+        "team": null,
+        "space": null,
     })
 }
 
-pub fn release(app: &App, release: &Release, current: u32) -> Value {
+/// A release; `output` is where its build printed (the release phase's
+/// output included), for a release a build made.
+pub fn release(app: &App, release: &Release, current: u32, output: Option<&String>) -> Value {
     json!({
         "id": release.id,
         "version": release.version,
         "description": release.description,
+        // The ledger holds only releases that went live: one whose release
+        // phase fails is never written (its build says `failed`), so
+        // Heroku's `pending` and `failed` never apply to a listed release.
         "status": "succeeded",
         "current": release.version == current,
         "eligible_for_rollback": !release.expired,
@@ -56,6 +106,7 @@ pub fn release(app: &App, release: &Release, current: u32) -> Value {
         "user": { "id": release.user_id, "email": release.user_name },
         "app": { "id": app.id, "name": app.name },
         "addon_plan_names": release.addons.plan_names,
+        "output_stream_url": output,
     })
 }
 

@@ -280,7 +280,11 @@ impl Platform {
                     "Couldn't find that process type ({kind}): the current release does not declare it"
                 )));
             }
-            if let Some(quantity) = change.quantity
+            let current = self
+                .formations
+                .get(&app.id, &kind)?
+                .map_or(0, |f| f.quantity);
+            if let Some(quantity) = change.quantity.map(|q| q.of(current))
                 && quantity > MAX_QUANTITY
             {
                 return Err(PlatformError::Invalid(format!(
@@ -322,7 +326,9 @@ impl Platform {
                     planned.last_mut().expect("just pushed")
                 }
             };
-            entry.quantity = change.quantity.unwrap_or(entry.quantity);
+            entry.quantity = change
+                .quantity
+                .map_or(entry.quantity, |q| q.of(entry.quantity));
             entry.size = change.size.unwrap_or(entry.size);
         }
         let share = self.instance_share();

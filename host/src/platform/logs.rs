@@ -1,4 +1,5 @@
-//! Log sessions: who may read an app's log, and what.
+//! Log sessions: a URL that shows an app's log, made for a user who may
+//! read it.
 
 use std::time::{Duration, Instant};
 
@@ -7,61 +8,93 @@ use crate::logplex::AppLog;
 
 use super::{Platform, PlatformError, Result};
 
-/// A live log session: who may read it, and what.
+/// A log session: what its URL shows, for as long as it may be opened.
 #[derive(Clone, Debug)]
 pub struct LogSession {
     pub app_id: String,
-    pub user_id: String,
     pub lines: usize,
     pub tail: bool,
+    /// Heroku's filters: `app` or `renga`/`heroku`; a dyno or process type.
+    pub source: Option<String>,
+    pub dyno: Option<String>,
     pub created: Instant,
 }
 
-/// Log sessions must be opened soon after they are created.
+/// What a client asks a log session to show.
+#[derive(Clone, Debug, Default)]
+pub struct LogRequest {
+    pub lines: Option<usize>,
+    pub tail: bool,
+    pub source: Option<String>,
+    pub dyno: Option<String>,
+}
+
+/// A log session's URL opens for this long after it is made (a tail that
+/// is open goes on for as long as its client stays).
 const LOG_SESSION_TTL: Duration = Duration::from_secs(300);
+
+/// At most this many sessions wait to be opened, server-wide; the oldest
+/// make room.
+const MAX_LOG_SESSIONS: usize = 10_000;
 
 impl Platform {
     // ---- logs --------------------------------------------------------------
 
+    /// Makes a session for an app's log; its id (64 random hex digits) is
+    /// the only credential its URL needs.
     pub fn create_log_session(
         &self,
         user: &User,
         name_or_id: &str,
-        lines: usize,
-        tail: bool,
+        request: LogRequest,
     ) -> Result<String> {
         let app = self.app(user, name_or_id)?;
         let id = crate::auth::new_token();
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         sessions.retain(|_, s| s.created.elapsed() < LOG_SESSION_TTL);
+        if sessions.len() >= MAX_LOG_SESSIONS
+            && let Some(oldest) = sessions
+                .iter()
+                .min_by_key(|(_, s)| s.created)
+                .map(|(id, _)| id.clone())
+        {
+            sessions.remove(&oldest);
+        }
         sessions.insert(
             id.clone(),
             LogSession {
                 app_id: app.id,
-                user_id: user.id.clone(),
-                lines: lines.min(crate::logplex::DEFAULT_BUFFER_LINES),
-                tail,
+                lines: request
+                    .lines
+                    .unwrap_or(100)
+                    .min(crate::logplex::DEFAULT_BUFFER_LINES),
+                tail: request.tail,
+                source: request.source.filter(|s| !s.is_empty()),
+                dyno: request.dyno.filter(|d| !d.is_empty()),
                 created: Instant::now(),
             },
         );
         Ok(id)
     }
 
-    /// Opens a log session (once): the app's log, if the session is the
-    /// user's. Another user's attempt leaves the session untouched.
-    pub fn open_log_session(&self, user: &User, id: &str) -> Result<(LogSession, AppLog)> {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        let theirs = sessions
+    /// Opens a log session by its id, while it has not expired and its app
+    /// still exists. It may be opened again (a client reconnecting), until
+    /// it expires.
+    pub fn open_log_session(&self, id: &str) -> Result<(LogSession, AppLog)> {
+        let session = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
             .get(id)
-            .is_some_and(|s| s.user_id == user.id && s.created.elapsed() < LOG_SESSION_TTL);
-        let session = if theirs { sessions.remove(id) } else { None };
+            .filter(|s| s.created.elapsed() < LOG_SESSION_TTL)
+            .cloned();
         match session {
-            Some(session) => {
+            Some(session) if self.apps.find(&session.app_id)?.is_some() => {
                 let log = self.logs.app(&session.app_id);
                 Ok((session, log))
             }
-            None => Err(PlatformError::NotFound(
-                "Couldn't find that log session".into(),
+            _ => Err(PlatformError::NotFound(
+                "Couldn't find that log session (it may have expired)".into(),
             )),
         }
     }

@@ -23,21 +23,23 @@ mod native;
 mod oneoff;
 mod providers;
 mod releases;
+mod sharing;
 mod workers;
 
 pub use addons::{AddonInfo, AttachmentInfo, MAX_ADDONS, MAX_ATTACHMENTS};
 pub use dynos::{Running, RunningDyno};
-pub use logs::LogSession;
+pub use logs::{LogRequest, LogSession};
 pub use oneoff::{DETACHED_TIME_LIMIT, MAX_ONE_OFFS, OneOff};
 pub use providers::{MAX_PROVIDER_BYTES, Registration};
 pub use releases::{KEPT_RELEASES, LISTED_RELEASES};
 
 use crate::addon::Addons;
-use crate::app::{App, AppName, Apps};
+use crate::app::{App, AppName, Apps, Collaborators};
 use crate::auth::{Auth, User};
 use crate::builds::Builds;
 use crate::capability::{ImportProblem, ReleaseCapabilities, ReleaseInputs};
 use crate::config::{ConfigKey, ConfigVars};
+use crate::domain::Domains;
 use crate::formation::Formations;
 use crate::logplex::{Logplex, Process, Source};
 use crate::procfile::{Command, ProcessType, Procfile};
@@ -137,6 +139,8 @@ const IDLE_CHECK: Duration = Duration::from_millis(250);
 pub struct Platform {
     db: Db,
     apps: Apps,
+    collaborators: Collaborators,
+    domains: Domains,
     addons: Addons,
     auth: Auth,
     ledger: Ledger,
@@ -183,6 +187,8 @@ impl Platform {
         tokio::spawn(crate::router::sleep_idle_apps(weak, IDLE_CHECK));
         let platform = Platform {
             apps: Apps::open(&db)?,
+            collaborators: Collaborators::open(&db)?,
+            domains: Domains::open(&db)?,
             addons: Addons::open(&db)?,
             auth: Auth::open(&db)?,
             ledger: Ledger::open(&db)?,
@@ -259,6 +265,7 @@ impl Platform {
         })
         .await?;
         self.start_janitor();
+        self.apps.repair()?;
         let apps = self.apps.all()?;
         for app in &apps {
             let log = self.logs.app(&app.id);
@@ -270,6 +277,7 @@ impl Platform {
                     self.empty_web(app),
                 )),
             );
+            self.route_domains(app)?;
             if let Some(release) = self.ledger.current(&app.id)?
                 && let Err(e) = self.activate(app, &release).await
             {
@@ -318,31 +326,66 @@ impl Platform {
         Ok(app)
     }
 
-    /// An app the user owns, by name or id. Another user's app is reported
-    /// as missing, so that names do not leak through the API.
+    /// An app the user owns or collaborates on, by name or id. Another
+    /// user's app is reported as missing, so that names do not leak through
+    /// the API.
     pub fn app(&self, user: &User, name_or_id: &str) -> Result<App> {
         match self.apps.find(name_or_id)? {
-            Some(app) if app.owner == user.id => Ok(app),
+            Some(app)
+                if app.owner == user.id
+                    || self.collaborators.is_collaborator(&app.id, &user.id)? =>
+            {
+                Ok(app)
+            }
             _ => Err(PlatformError::NotFound(format!(
                 "Couldn't find that app: {name_or_id}"
             ))),
         }
     }
 
+    /// An app the user owns: what only its owner may do (`doing`, such as
+    /// "delete") is refused to a collaborator with the reason.
+    pub fn owned_app(&self, user: &User, name_or_id: &str, doing: &str) -> Result<App> {
+        let app = self.app(user, name_or_id)?;
+        if app.owner != user.id {
+            return Err(PlatformError::Forbidden(format!(
+                "Only the owner of {} can {doing} it; you are a collaborator",
+                app.name
+            )));
+        }
+        Ok(app)
+    }
+
+    /// The apps a user owns or collaborates on, by name.
     pub fn list_apps(&self, user: &User) -> Result<Vec<App>> {
+        let shared = self.collaborators.apps_of(&user.id)?;
         Ok(self
             .apps
             .all()?
             .into_iter()
-            .filter(|a| a.owner == user.id)
+            .filter(|a| a.owner == user.id || shared.contains(&a.id))
             .collect())
     }
 
+    /// The name of the user who owns an app (empty if they are gone).
+    pub fn owner_name(&self, app: &App) -> String {
+        self.auth
+            .find(&app.owner)
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or_default()
+    }
+
     pub async fn delete_app(&self, user: &User, name_or_id: &str) -> Result<App> {
-        let app = self.app(user, name_or_id)?;
+        let app = self.owned_app(user, name_or_id, "delete")?;
         self.remove_app_addons(user, &app).await?;
         let _lock = self.lock(&app.id).await;
         self.routes.remove(app.name.as_str());
+        for domain in self.domains.delete_app(&app.id)? {
+            self.routes.remove_domain(domain.hostname.as_str());
+        }
+        self.collaborators.delete_app(&app.id)?;
         self.stop_workers(&app, None);
         self.stop_one_offs(&app, None);
         self.one_offs
@@ -402,9 +445,15 @@ impl Platform {
 
     pub fn web_url(&self, app: &App) -> String {
         format!(
-            "http://{}.{}:{}/",
-            app.name, self.config.domain, self.config.http_port
+            "http://{}:{}/",
+            self.default_hostname(app),
+            self.config.http_port
         )
+    }
+
+    /// `APP.DOMAIN`: the hostname every app answers for.
+    pub fn default_hostname(&self, app: &App) -> String {
+        format!("{}.{}", app.name, self.config.domain)
     }
 
     // ---- config vars ------------------------------------------------------
@@ -686,10 +735,14 @@ pub(super) fn procfile_of(slug: &Slug) -> Result<Procfile> {
     Ok(Procfile::from_map(map))
 }
 
-/// Routes `NAME.DOMAIN` to the app called NAME.
+/// Routes `NAME.DOMAIN` to the app called NAME, and each app's own
+/// domains to it.
 pub struct ServerRoutes {
     suffix: String,
     apps: ArcSwap<HashMap<String, Arc<AppRoute>>>,
+    /// Hostnames outside `DOMAIN`, each to its app's route (the same one
+    /// `apps` holds, so a rename leaves them be).
+    domains: ArcSwap<HashMap<String, Arc<AppRoute>>>,
 }
 
 impl ServerRoutes {
@@ -697,7 +750,40 @@ impl ServerRoutes {
         ServerRoutes {
             suffix: format!(".{}", domain.trim_start_matches('.').to_ascii_lowercase()),
             apps: ArcSwap::from_pointee(HashMap::new()),
+            domains: ArcSwap::from_pointee(HashMap::new()),
         }
+    }
+
+    /// Whether `host` is under the platform's own domain (and so never an
+    /// app's custom domain).
+    fn is_own(&self, host: &str) -> bool {
+        host.ends_with(&self.suffix) || host == &self.suffix[1..]
+    }
+
+    fn rename(&self, from: &str, to: &str) {
+        self.apps.rcu(|apps| {
+            let mut apps = HashMap::clone(apps);
+            if let Some(route) = apps.remove(from) {
+                apps.insert(to.to_string(), route);
+            }
+            apps
+        });
+    }
+
+    fn insert_domain(&self, hostname: &str, route: Arc<AppRoute>) {
+        self.domains.rcu(|domains| {
+            let mut domains = HashMap::clone(domains);
+            domains.insert(hostname.to_string(), route.clone());
+            domains
+        });
+    }
+
+    fn remove_domain(&self, hostname: &str) {
+        self.domains.rcu(|domains| {
+            let mut domains = HashMap::clone(domains);
+            domains.remove(hostname);
+            domains
+        });
     }
 
     fn get(&self, name: &str) -> Option<Arc<AppRoute>> {
@@ -729,7 +815,9 @@ impl AllRoutes for ServerRoutes {
 
 impl RouteTable for ServerRoutes {
     fn lookup(&self, host: &str) -> Option<Arc<AppRoute>> {
-        let name = host.strip_suffix(&self.suffix)?;
-        self.apps.load().get(name).cloned()
+        match host.strip_suffix(&self.suffix) {
+            Some(name) => self.apps.load().get(name).cloned(),
+            None => self.domains.load().get(host).cloned(),
+        }
     }
 }

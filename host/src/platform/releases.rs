@@ -101,7 +101,7 @@ impl Platform {
                 &app.id,
                 &ProcessType::web(),
                 crate::formation::Change {
-                    quantity: Some(1),
+                    quantity: Some(crate::formation::Quantity::Exactly(1)),
                     ..Default::default()
                 },
             )?;
