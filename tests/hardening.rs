@@ -967,7 +967,7 @@ fn a_log_session_opens_by_its_url_only_while_its_app_exists() {
     assert_eq!(mine.status, 200, "{}", mine.body);
     assert!(mine.body.contains("Release v1 created"), "{}", mine.body);
     server
-        .cli(&["apps:destroy", "watched", "--confirm", "watched"])
+        .cli(&["apps:destroy", "-a", "watched", "--confirm", "watched"])
         .ok();
     let gone = request("GET", url, &[], None);
     assert_eq!(gone.status, 404, "{}", gone.body);

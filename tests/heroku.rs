@@ -226,6 +226,10 @@ fn the_heroku_cli_runs_an_app_on_renga() {
         tailed.text()
     );
 
+    // An attached one-off is refused with the way that works.
+    let run = heroku.run(&["run", "-a", "demo", "--", "ls"]);
+    assert!(!run.ok && run.out.contains("heroku run:detached"), "{run}");
+
     // Maintenance.
     heroku.run(&["maintenance:on", "-a", "demo"]).says("done");
     assert_eq!(app_get(&server, "demo.localhost").0, 503);
@@ -251,6 +255,27 @@ fn the_heroku_cli_runs_an_app_on_renga() {
         .run(&["domains:remove", "www.example.com", "-a", "demo"])
         .says("done");
     assert_eq!(app_get(&server, "www.example.com").0, 404);
+    // renga's own CLI does the same; a hostname belongs to one app, and the
+    // platform's own domain to no app.
+    server
+        .cli(&["domains:add", "api.example.org", "-a", "demo"])
+        .ok();
+    let listed = server.cli(&["domains", "-a", "demo"]).ok();
+    assert!(listed.stdout.contains("api.example.org"), "{listed}");
+    assert_eq!(app_get(&server, "api.example.org").0, 200);
+    server.cli(&["apps:create", "other"]).ok();
+    let taken = server
+        .cli(&["domains:add", "api.example.org", "-a", "other"])
+        .failed();
+    assert!(taken.stderr.contains("already taken"), "{taken}");
+    let own = server
+        .cli(&["domains:add", "demo.localhost", "-a", "other"])
+        .failed();
+    assert!(own.stderr.contains("renga names apps with"), "{own}");
+    server
+        .cli(&["domains:remove", "api.example.org", "-a", "demo"])
+        .ok();
+    assert_eq!(app_get(&server, "api.example.org").0, 404);
 
     // Rename: the new name serves, the old one is free.
     heroku
@@ -292,6 +317,16 @@ fn the_heroku_cli_runs_an_app_on_renga() {
     assert!(
         !hidden.ok && hidden.out.contains("Couldn't find that app"),
         "{hidden}"
+    );
+    let listed = server.cli(&["access", "-a", "demo-two"]).ok();
+    assert!(listed.stdout.contains("ann@example.com"), "{listed}");
+    server
+        .cli(&["access:remove", "ann@example.com", "-a", "demo-two"])
+        .ok();
+    let gone = ann.run(&["apps:info", "-a", "demo-two"]);
+    assert!(
+        !gone.ok && gone.out.contains("Couldn't find that app"),
+        "{gone}"
     );
 
     heroku

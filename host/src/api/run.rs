@@ -59,8 +59,12 @@ pub(super) async fn create(
         None => None,
     };
     if create.attach && on_upgrade.is_none() {
+        // Heroku's CLI asks for an attached dyno this way, then expects a
+        // TLS rendezvous address, which renga does not serve.
         return Err(ApiError::invalid(format!(
-            "an attached dyno needs `Connection: Upgrade` and `Upgrade: {}` (use `renga run`)",
+            "an attached dyno needs `Connection: Upgrade` and `Upgrade: {}`: use `renga run`, \
+             or `heroku run:detached` and read its output with `heroku logs --dyno run.N` \
+             (renga has no TLS rendezvous for `heroku run`)",
             attach::PROTOCOL
         )));
     }

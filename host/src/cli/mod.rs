@@ -17,6 +17,7 @@ mod ps;
 mod releases;
 mod run;
 mod server;
+mod sharing;
 
 pub use dev::DevCommand;
 
@@ -105,6 +106,18 @@ pub enum Commands {
     AppsInfo(apps::InfoCommand),
     #[command(name = "apps:destroy", alias = "destroy")]
     AppsDestroy(apps::DestroyCommand),
+    #[command(name = "apps:rename", alias = "rename")]
+    AppsRename(sharing::RenameCommand),
+    Domains(sharing::DomainsCommand),
+    #[command(name = "domains:add")]
+    DomainsAdd(sharing::DomainsAddCommand),
+    #[command(name = "domains:remove")]
+    DomainsRemove(sharing::DomainsRemoveCommand),
+    Access(sharing::AccessCommand),
+    #[command(name = "access:add")]
+    AccessAdd(sharing::AccessAddCommand),
+    #[command(name = "access:remove")]
+    AccessRemove(sharing::AccessRemoveCommand),
     Deploy(releases::DeployCommand),
     Builds(builds::BuildsCommand),
     #[command(name = "builds:info")]
@@ -262,6 +275,13 @@ impl Commands {
             Commands::Run(c) => c.run(),
             Commands::RunDetached(c) => c.run(),
             Commands::Logs(c) => c.run(),
+            Commands::AppsRename(c) => c.run(),
+            Commands::Domains(c) => c.run(),
+            Commands::DomainsAdd(c) => c.run(),
+            Commands::DomainsRemove(c) => c.run(),
+            Commands::Access(c) => c.run(),
+            Commands::AccessAdd(c) => c.run(),
+            Commands::AccessRemove(c) => c.run(),
             Commands::MaintenanceOn(c) => c.run(true),
             Commands::MaintenanceOff(c) => c.run(false),
             Commands::Login(c) => c.run(),
