@@ -966,6 +966,38 @@ fn a_log_session_opens_by_its_url_only_while_its_app_exists() {
     let mine = request("GET", url, &[], None);
     assert_eq!(mine.status, 200, "{}", mine.body);
     assert!(mine.body.contains("Release v1 created"), "{}", mine.body);
+
+    // Tails that no line passes, plain and event-stream, end when their
+    // clients hang up.
+    let before = wait_for_stats(&server, "the baseline", |_| true);
+    for accept in ["text/plain", "text/event-stream"] {
+        for _ in 0..5 {
+            use std::io::{Read as _, Write as _};
+            let session = server.api_request(
+                "POST",
+                "/apps/watched/log-sessions",
+                Some(ADMIN_TOKEN),
+                Some(br#"{"tail": true, "dyno": "nosuch"}"#),
+            );
+            let session: Value = serde_json::from_str(&session.body).unwrap();
+            let path = session["logplex_url"].as_str().unwrap();
+            let path = &path[path.find("/log-sessions/").unwrap()..];
+            let port: u16 = server.api.rsplit(':').next().unwrap().parse().unwrap();
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            write!(
+                stream,
+                "GET {path} HTTP/1.1\r\nHost: x\r\nAccept: {accept}\r\n\r\n"
+            )
+            .unwrap();
+            let mut head = [0u8; 12];
+            stream.read_exact(&mut head).unwrap();
+            assert_eq!(&head, b"HTTP/1.1 200", "{accept}");
+        }
+    }
+    wait_for_stats(&server, "tasks after abandoned tails", |s| {
+        s["live"]["tasks"].as_u64() <= before["live"]["tasks"].as_u64()
+    });
+
     server
         .cli(&["apps:destroy", "-a", "watched", "--confirm", "watched"])
         .ok();

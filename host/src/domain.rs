@@ -39,7 +39,13 @@ impl FromStr for Hostname {
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         };
-        if name.len() <= 253 && name.contains('.') && name.split('.').all(label_ok) {
+        // A numeric last label is an IP address, never a name an app owns.
+        let numeric_top = name
+            .rsplit('.')
+            .next()
+            .is_some_and(|top| top.bytes().all(|b| b.is_ascii_digit()));
+        if name.len() <= 253 && name.contains('.') && !numeric_top && name.split('.').all(label_ok)
+        {
             Ok(Hostname(name))
         } else {
             Err(InvalidHostname(s.to_string()))
@@ -125,6 +131,23 @@ impl Domains {
         self.by_hostname.remove(domain.hostname.as_str())
     }
 
+    /// Removes hostnames whose app index was never written (a crash between
+    /// the two writes of [`Domains::add`]). Linear in the number of
+    /// domains; run once at start.
+    pub fn repair(&self) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for domain in self.all()? {
+            let indexed = self
+                .by_app
+                .get::<Domain>(format!("{}/{}", domain.app, domain.hostname))?;
+            if indexed.is_none_or(|d| d.id != domain.id) {
+                self.by_hostname.remove(domain.hostname.as_str())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     pub fn delete_app(&self, app_id: &str) -> Result<Vec<Domain>, StoreError> {
         let domains = self.of_app(app_id)?;
         for domain in &domains {
@@ -157,6 +180,8 @@ mod tests {
             "a-.example.com",
             "a..example.com",
             "*.example.com",
+            "127.0.0.1",
+            "10.0.0.7.",
             "under_score.example.com",
             "ex ample.com",
             "",

@@ -96,7 +96,10 @@ async fn serve(
         .env("RENGA_EXE", std::env::current_exe().unwrap_or_default())
         .env("RENGA_API_URL", &platform.config().api_url)
         .env("RENGA_API_KEY", &token)
-        .env("RENGA_APP", app.name.as_str())
+        // By id: a rename during the push must not send the build to
+        // whichever app takes the old name.
+        .env("RENGA_APP", &app.id)
+        .env("RENGA_APP_NAME", app.name.as_str())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

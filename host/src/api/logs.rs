@@ -21,6 +21,9 @@ use super::{Api, views};
 use crate::logplex::LogLine;
 use crate::platform::{LogRequest, Platform};
 
+/// How often an event-stream tail with nothing to say sends a comment.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
 pub(super) fn routes() -> Router<Api> {
     Router::new().route("/apps/{app}/log-sessions", post(create))
 }
@@ -79,7 +82,16 @@ async fn read(
         .any(|v| v.contains("text/event-stream"));
     let frame = move |text: &str| {
         if events {
-            Bytes::from(format!("data: {text}\n\n"))
+            // One `data:` field per line: a line ending inside a message
+            // must not end the event or start a forged one.
+            let mut event = String::with_capacity(text.len() + 8);
+            for line in text.split(['\r', '\n']) {
+                event.push_str("data: ");
+                event.push_str(line);
+                event.push('\n');
+            }
+            event.push('\n');
+            Bytes::from(event)
         } else {
             Bytes::from(format!("{text}\n"))
         }
@@ -109,8 +121,24 @@ async fn read(
         if !session.tail {
             return;
         }
+        let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
+        keep_alive.reset();
         loop {
-            let text = match live.recv().await {
+            // Ends as soon as the client is gone, even when no line passes
+            // the filters.
+            let received = tokio::select! {
+                () = tx.closed() => return,
+                _ = keep_alive.tick() => {
+                    // An event-stream comment: it shows nothing, and it makes
+                    // a connection the client dropped fail, which ends this.
+                    if events && tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                received = live.recv() => received,
+            };
+            let text = match received {
                 Ok(line) if wanted(&line) => line.to_string(),
                 Ok(_) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {

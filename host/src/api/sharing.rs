@@ -106,7 +106,7 @@ async fn collaborator(
 
 #[derive(serde::Deserialize)]
 struct AddCollaborator {
-    /// The user's email (renga's user name) or id.
+    /// The user's email (renga's user name).
     user: String,
 }
 

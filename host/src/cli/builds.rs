@@ -399,6 +399,7 @@ pub struct PreReceiveCommand {}
 impl PreReceiveCommand {
     pub fn run(self) -> anyhow::Result<()> {
         let app = std::env::var("RENGA_APP").context("RENGA_APP is not set")?;
+        let app_name = std::env::var("RENGA_APP_NAME").unwrap_or_else(|_| app.clone());
         let mut pushed = Vec::new();
         for line in std::io::stdin().lock().lines() {
             let line = line?;
@@ -446,7 +447,7 @@ impl PreReceiveCommand {
             Ok(_) => Ok(()),
             Err(e) => {
                 writeln!(out, " !     {e:#}")?;
-                writeln!(out, " !     Push rejected to {app}.")?;
+                writeln!(out, " !     Push rejected to {app_name}.")?;
                 out.flush()?;
                 std::process::exit(1);
             }

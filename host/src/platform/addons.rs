@@ -245,7 +245,7 @@ impl Platform {
         name: Option<&str>,
         options: BTreeMap<String, String>,
     ) -> Result<AttachmentInfo> {
-        let app = self.app(user, name_or_id)?;
+        let mut app = self.app(user, name_or_id)?;
         let (service, plan) = addon::parse_plan(plan, &self.addons.provider_services()?)
             .map_err(PlatformError::Invalid)?;
         let options = check_options(&service, options)?;
@@ -263,7 +263,7 @@ impl Platform {
         if let Some(name) = name {
             addon::check_addon_name(name).map_err(PlatformError::Invalid)?;
         }
-        let _lock = self.lock(&app.id).await;
+        let _lock = self.lock(&mut app).await;
         let owned = self
             .addons
             .all()?
@@ -494,7 +494,7 @@ impl Platform {
         name: Option<&str>,
     ) -> Result<AttachmentInfo> {
         let addon = self.find_addon(user, None, addon)?;
-        let app = self.app(user, name_or_id)?;
+        let mut app = self.app(user, name_or_id)?;
         let service = self.addon_service(&addon)?.ok_or_else(|| {
             PlatformError::Invalid(format!(
                 "{} is of a service renga no longer has",
@@ -503,7 +503,7 @@ impl Platform {
         })?;
         let name = name.unwrap_or(&service.attachment).to_string();
         addon::check_attachment_name(&name).map_err(PlatformError::Invalid)?;
-        let _lock = self.lock(&app.id).await;
+        let _lock = self.lock(&mut app).await;
         if self
             .addons
             .attachments(&app.id)?
@@ -528,8 +528,8 @@ impl Platform {
         name_or_id: &str,
         which: &str,
     ) -> Result<AttachmentInfo> {
-        let app = self.app(user, name_or_id)?;
-        let _lock = self.lock(&app.id).await;
+        let mut app = self.app(user, name_or_id)?;
+        let _lock = self.lock(&mut app).await;
         let attachments = self.addons.attachments(&app.id)?;
         let attachment = match attachments
             .iter()
@@ -654,10 +654,10 @@ impl Platform {
         let updated = self.addons.set_plan(&addon, plan)?;
         self.db.flush().await?;
         for attachment in self.addons.attachments_of(&addon.id)? {
-            let Some(attached) = self.apps.find(&attachment.app)? else {
+            let Some(mut attached) = self.apps.find(&attachment.app)? else {
                 continue;
             };
-            let _lock = self.lock(&attached.id).await;
+            let _lock = self.lock(&mut attached).await;
             let current = self.current_release(&attached)?;
             self.release(
                 &attached,
@@ -695,11 +695,11 @@ impl Platform {
         let mut attachments = self.addons.attachments_of(&addon.id)?;
         attachments.sort_by_key(|a| a.app == addon.app);
         for attachment in attachments {
-            let Some(attached) = self.apps.find(&attachment.app)? else {
+            let Some(mut attached) = self.apps.find(&attachment.app)? else {
                 self.addons.detach(&attachment)?;
                 continue;
             };
-            let _lock = self.lock(&attached.id).await;
+            let _lock = self.lock(&mut attached).await;
             self.detach_and_release(user, &attached, &addon, &attachment)
                 .await?;
         }
@@ -772,11 +772,11 @@ impl Platform {
             .collect();
         for addon in owned {
             for attachment in self.addons.attachments_of(&addon.id)? {
-                let Some(attached) = self.apps.find(&attachment.app)? else {
+                let Some(mut attached) = self.apps.find(&attachment.app)? else {
                     self.addons.detach(&attachment)?;
                     continue;
                 };
-                let _lock = self.lock(&attached.id).await;
+                let _lock = self.lock(&mut attached).await;
                 if let Err(e) = self
                     .detach_and_release(user, &attached, &addon, &attachment)
                     .await

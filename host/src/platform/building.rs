@@ -154,7 +154,7 @@ impl Platform {
         name_or_id: &str,
         buildpacks: Vec<String>,
     ) -> Result<App> {
-        let app = self.app(user, name_or_id)?;
+        let mut app = self.app(user, name_or_id)?;
         for name in &buildpacks {
             if !buildpack::DETECTION_ORDER.contains(&name.as_str()) && !user.admin {
                 return Err(PlatformError::Forbidden(format!(
@@ -164,7 +164,7 @@ impl Platform {
             }
             self.resolve_buildpack(name)?;
         }
-        let _lock = self.lock(&app.id).await;
+        let _lock = self.lock(&mut app).await;
         let app = self.apps.set_buildpacks(&app, buildpacks)?;
         self.db.flush().await?;
         Ok(app)

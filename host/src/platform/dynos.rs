@@ -264,8 +264,8 @@ impl Platform {
         name_or_id: &str,
         changes: Vec<(String, Change)>,
     ) -> Result<Vec<Formation>> {
-        let app = self.app(user, name_or_id)?;
-        let _lock = self.lock(&app.id).await;
+        let mut app = self.app(user, name_or_id)?;
+        let _lock = self.lock(&mut app).await;
         let release = self.current_release(&app)?;
         let procfile = self.procfile_for(&app, &release)?;
         let mut checked = Vec::new();
@@ -278,6 +278,16 @@ impl Platform {
             if procfile.get(&kind).is_none() {
                 return Err(PlatformError::NotFound(format!(
                     "Couldn't find that process type ({kind}): the current release does not declare it"
+                )));
+            }
+            // Each change is checked against the stored quantity, so one
+            // request names each process type once.
+            if checked
+                .iter()
+                .any(|(k, _): &(ProcessType, Change)| *k == kind)
+            {
+                return Err(PlatformError::Invalid(format!(
+                    "{kind} appears twice: give each process type once per change"
                 )));
             }
             let current = self
@@ -386,14 +396,14 @@ impl Platform {
         name_or_id: &str,
         seconds: Option<u64>,
     ) -> Result<App> {
-        let app = self.app(user, name_or_id)?;
+        let mut app = self.app(user, name_or_id)?;
         if let Some(seconds) = seconds.filter(|s| *s > MAX_IDLE_AFTER.as_secs()) {
             return Err(PlatformError::Invalid(format!(
                 "an idle period of {seconds} seconds is longer than the longest, {} (use 0 for never)",
                 crate::units::HumanDuration(MAX_IDLE_AFTER)
             )));
         }
-        let _lock = self.lock(&app.id).await;
+        let _lock = self.lock(&mut app).await;
         let app = self.apps.set_idle_after(&app, seconds)?;
         self.db.flush().await?;
         if let Some(route) = self.routes.get(app.name.as_str()) {
@@ -482,8 +492,8 @@ impl Platform {
     /// rebuilt and switched atomically (requests in flight finish on the old
     /// ones); workers are stopped with their grace period and started again.
     pub async fn restart(&self, user: &User, name_or_id: &str, which: Option<&str>) -> Result<()> {
-        let app = self.app(user, name_or_id)?;
-        let _lock = self.lock(&app.id).await;
+        let mut app = self.app(user, name_or_id)?;
+        let _lock = self.lock(&mut app).await;
         let running = self.dynos(user, name_or_id)?;
         if let Some(which) = which {
             let known = running

@@ -41,8 +41,8 @@ impl Platform {
         if expired > 0 {
             tracing::info!(expired, "forgot uploaded sources no build used");
         }
-        for app in self.apps.all()? {
-            let _lock = self.lock(&app.id).await;
+        for mut app in self.apps.all()? {
+            let _lock = self.lock(&mut app).await;
             self.prune_slugs(&app)?;
         }
         self.collect_slug_files();

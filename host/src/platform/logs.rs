@@ -12,6 +12,8 @@ use super::{Platform, PlatformError, Result};
 #[derive(Clone, Debug)]
 pub struct LogSession {
     pub app_id: String,
+    /// Who made it: it opens only while they may still read the app.
+    pub user_id: String,
     pub lines: usize,
     pub tail: bool,
     /// Heroku's filters: `app` or `renga`/`heroku`; a dyno or process type.
@@ -33,8 +35,9 @@ pub struct LogRequest {
 /// is open goes on for as long as its client stays).
 const LOG_SESSION_TTL: Duration = Duration::from_secs(300);
 
-/// At most this many sessions wait to be opened, server-wide; the oldest
-/// make room.
+/// At most this many sessions wait to be opened per app, and server-wide;
+/// the oldest of the app (or of the server) make room.
+const MAX_LOG_SESSIONS_PER_APP: usize = 100;
 const MAX_LOG_SESSIONS: usize = 10_000;
 
 impl Platform {
@@ -52,18 +55,29 @@ impl Platform {
         let id = crate::auth::new_token();
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         sessions.retain(|_, s| s.created.elapsed() < LOG_SESSION_TTL);
-        if sessions.len() >= MAX_LOG_SESSIONS
-            && let Some(oldest) = sessions
+        let apps = sessions.values().filter(|s| s.app_id == app.id).count();
+        let oldest = |of_app: bool| {
+            sessions
                 .iter()
+                .filter(|(_, s)| !of_app || s.app_id == app.id)
                 .min_by_key(|(_, s)| s.created)
                 .map(|(id, _)| id.clone())
-        {
-            sessions.remove(&oldest);
+        };
+        let evict = if apps >= MAX_LOG_SESSIONS_PER_APP {
+            oldest(true)
+        } else if sessions.len() >= MAX_LOG_SESSIONS {
+            oldest(false)
+        } else {
+            None
+        };
+        if let Some(evict) = evict {
+            sessions.remove(&evict);
         }
         sessions.insert(
             id.clone(),
             LogSession {
                 app_id: app.id,
+                user_id: user.id.clone(),
                 lines: request
                     .lines
                     .unwrap_or(100)
@@ -77,9 +91,10 @@ impl Platform {
         Ok(id)
     }
 
-    /// Opens a log session by its id, while it has not expired and its app
-    /// still exists. It may be opened again (a client reconnecting), until
-    /// it expires.
+    /// Opens a log session by its id, while it has not expired and its
+    /// maker may still read the app (it exists, and they still own or
+    /// collaborate on it). It may be opened again (a client reconnecting),
+    /// until it expires.
     pub fn open_log_session(&self, id: &str) -> Result<(LogSession, AppLog)> {
         let session = self
             .sessions
@@ -89,13 +104,24 @@ impl Platform {
             .filter(|s| s.created.elapsed() < LOG_SESSION_TTL)
             .cloned();
         match session {
-            Some(session) if self.apps.find(&session.app_id)?.is_some() => {
+            Some(session) if self.may_read(&session)? => {
                 let log = self.logs.app(&session.app_id);
                 Ok((session, log))
             }
             _ => Err(PlatformError::NotFound(
                 "Couldn't find that log session (it may have expired)".into(),
             )),
+        }
+    }
+
+    fn may_read(&self, session: &LogSession) -> Result<bool> {
+        let Some(user) = self.auth.find(&session.user_id)? else {
+            return Ok(false);
+        };
+        match self.app(&user, &session.app_id) {
+            Ok(_) => Ok(true),
+            Err(PlatformError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 }

@@ -266,6 +266,7 @@ impl Platform {
         .await?;
         self.start_janitor();
         self.apps.repair()?;
+        self.domains.repair()?;
         let apps = self.apps.all()?;
         for app in &apps {
             let log = self.logs.app(&app.id);
@@ -378,13 +379,16 @@ impl Platform {
     }
 
     pub async fn delete_app(&self, user: &User, name_or_id: &str) -> Result<App> {
-        let app = self.owned_app(user, name_or_id, "delete")?;
+        let mut app = self.owned_app(user, name_or_id, "delete")?;
         self.remove_app_addons(user, &app).await?;
-        let _lock = self.lock(&app.id).await;
-        self.routes.remove(app.name.as_str());
-        for domain in self.domains.delete_app(&app.id)? {
-            self.routes.remove_domain(domain.hostname.as_str());
+        let _lock = self.lock(&mut app).await;
+        let route = self.routes.get(app.name.as_str());
+        for domain in self.domains.of_app(&app.id)? {
+            self.routes
+                .remove_domain(domain.hostname.as_str(), route.as_ref());
         }
+        self.domains.delete_app(&app.id)?;
+        self.routes.remove(app.name.as_str());
         self.collaborators.delete_app(&app.id)?;
         self.stop_workers(&app, None);
         self.stop_one_offs(&app, None);
@@ -426,8 +430,8 @@ impl Platform {
     }
 
     pub async fn set_maintenance(&self, user: &User, name_or_id: &str, on: bool) -> Result<App> {
-        let app = self.app(user, name_or_id)?;
-        let _lock = self.lock(&app.id).await;
+        let mut app = self.app(user, name_or_id)?;
+        let _lock = self.lock(&mut app).await;
         let app = self.apps.set_maintenance(&app, on)?;
         self.db.flush().await?;
         if let Some(route) = self.routes.get(app.name.as_str()) {
@@ -472,14 +476,14 @@ impl Platform {
         name_or_id: &str,
         changes: BTreeMap<ConfigKey, Option<String>>,
     ) -> Result<ConfigVars> {
-        let app = self.app(user, name_or_id)?;
+        let mut app = self.app(user, name_or_id)?;
         for (key, value) in &changes {
             if let Some(value) = value {
                 crate::config::check_value(key, value)
                     .map_err(|e| PlatformError::Invalid(e.to_string()))?;
             }
         }
-        let _lock = self.lock(&app.id).await;
+        let _lock = self.lock(&mut app).await;
         let current = self.current_release(&app)?;
         let mut config = current.config.clone();
         let (mut set, mut removed) = (Vec::new(), Vec::new());
@@ -674,15 +678,23 @@ impl Platform {
         )
     }
 
-    async fn lock(&self, app_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    /// Serializes changes to one app. `app` is read again once the lock is
+    /// held, so that a change that waited behind a rename works on the new
+    /// name (and never on a route or record under the old one, which
+    /// another app may hold by then).
+    async fn lock(&self, app: &mut App) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = self
             .locks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(app_id.to_string())
+            .entry(app.id.clone())
             .or_default()
             .clone();
-        lock.lock_owned().await
+        let guard = lock.lock_owned().await;
+        if let Ok(Some(fresh)) = self.apps.find(&app.id) {
+            *app = fresh;
+        }
+        guard
     }
 
     fn say(&self, app: &App, message: String) {
@@ -760,12 +772,16 @@ impl ServerRoutes {
         host.ends_with(&self.suffix) || host == &self.suffix[1..]
     }
 
-    fn rename(&self, from: &str, to: &str) {
+    /// Moves an app's route to its new name; the old name's entry goes
+    /// only if it is still this route (another app may have taken the name
+    /// already).
+    fn rename(&self, from: &str, to: &str, route: &Arc<AppRoute>) {
         self.apps.rcu(|apps| {
             let mut apps = HashMap::clone(apps);
-            if let Some(route) = apps.remove(from) {
-                apps.insert(to.to_string(), route);
+            if apps.get(from).is_some_and(|r| Arc::ptr_eq(r, route)) {
+                apps.remove(from);
             }
+            apps.insert(to.to_string(), route.clone());
             apps
         });
     }
@@ -778,10 +794,16 @@ impl ServerRoutes {
         });
     }
 
-    fn remove_domain(&self, hostname: &str) {
+    /// Stops routing `hostname`, if it still goes to `route` (another app
+    /// may have added it since).
+    fn remove_domain(&self, hostname: &str, route: Option<&Arc<AppRoute>>) {
         self.domains.rcu(|domains| {
             let mut domains = HashMap::clone(domains);
-            domains.remove(hostname);
+            if route
+                .is_some_and(|route| domains.get(hostname).is_some_and(|r| Arc::ptr_eq(r, route)))
+            {
+                domains.remove(hostname);
+            }
             domains
         });
     }

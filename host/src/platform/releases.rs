@@ -76,8 +76,8 @@ impl Platform {
         slug_id: &str,
         description: Option<String>,
     ) -> Result<Release> {
-        let app = self.app(user, name_or_id)?;
-        let _lock = self.lock(&app.id).await;
+        let mut app = self.app(user, name_or_id)?;
+        let _lock = self.lock(&mut app).await;
         let slug = self.slugs.find(&app.id, slug_id)?.ok_or_else(|| {
             PlatformError::NotFound(format!("Couldn't find that slug: {slug_id}"))
         })?;
@@ -123,8 +123,8 @@ impl Platform {
 
     /// A new release copying an older one's slug and config.
     pub async fn rollback(&self, user: &User, name_or_id: &str, target: &str) -> Result<Release> {
-        let app = self.app(user, name_or_id)?;
-        let _lock = self.lock(&app.id).await;
+        let mut app = self.app(user, name_or_id)?;
+        let _lock = self.lock(&mut app).await;
         let target = self
             .ledger
             .find(&app.id, target)?

@@ -25,7 +25,7 @@ impl Platform {
     /// while the app builds, so that the build cannot release under the old
     /// name.
     pub async fn rename_app(&self, user: &User, name_or_id: &str, name: &str) -> Result<App> {
-        let app = self.owned_app(user, name_or_id, "rename")?;
+        let mut app = self.owned_app(user, name_or_id, "rename")?;
         let name: AppName = name
             .parse()
             .map_err(|e: crate::app::InvalidAppName| PlatformError::Invalid(e.to_string()))?;
@@ -45,15 +45,17 @@ impl Platform {
                 app.name
             )));
         };
-        let _lock = self.lock(&app.id).await;
-        // Read again under the lock: the name may have changed meanwhile.
-        let app = self.owned_app(user, &app.id, "rename")?;
+        let _lock = self.lock(&mut app).await;
+        let route = self.routes.get(app.name.as_str());
         let renamed = self
             .apps
             .rename(&app, name.clone())?
             .ok_or_else(|| PlatformError::Invalid(format!("Name {name} is already taken")))?;
         self.db.flush().await?;
-        self.routes.rename(app.name.as_str(), renamed.name.as_str());
+        if let Some(route) = route {
+            self.routes
+                .rename(app.name.as_str(), renamed.name.as_str(), &route);
+        }
         self.say(
             &renamed,
             format!("Rename {} to {} by {}", app.name, renamed.name, user.name),
@@ -76,7 +78,7 @@ impl Platform {
         name_or_id: &str,
         who: &str,
     ) -> Result<(App, Collaborator)> {
-        let app = self.owned_app(user, name_or_id, "share")?;
+        let mut app = self.owned_app(user, name_or_id, "share")?;
         let other = self
             .auth
             .find_by_name(who)?
@@ -87,7 +89,7 @@ impl Platform {
                 app.name
             )));
         }
-        let _lock = self.lock(&app.id).await;
+        let _lock = self.lock(&mut app).await;
         if self.collaborators.of_app(&app.id)?.len() >= MAX_COLLABORATORS {
             return Err(PlatformError::Invalid(format!(
                 "{} already has {MAX_COLLABORATORS} collaborators, the most an app may have",
@@ -116,8 +118,8 @@ impl Platform {
         name_or_id: &str,
         who: &str,
     ) -> Result<(App, Collaborator)> {
-        let app = self.owned_app(user, name_or_id, "unshare")?;
-        let _lock = self.lock(&app.id).await;
+        let mut app = self.owned_app(user, name_or_id, "unshare")?;
+        let _lock = self.lock(&mut app).await;
         let collaborator = self
             .collaborators
             .of_app(&app.id)?
@@ -167,7 +169,7 @@ impl Platform {
         name_or_id: &str,
         hostname: &str,
     ) -> Result<(App, Domain)> {
-        let app = self.app(user, name_or_id)?;
+        let mut app = self.app(user, name_or_id)?;
         let hostname: Hostname = hostname
             .parse()
             .map_err(|e: crate::domain::InvalidHostname| PlatformError::Invalid(e.to_string()))?;
@@ -177,7 +179,7 @@ impl Platform {
                 &self.routes.suffix[1..]
             )));
         }
-        let _lock = self.lock(&app.id).await;
+        let _lock = self.lock(&mut app).await;
         if self.domains.of_app(&app.id)?.len() >= MAX_DOMAINS {
             return Err(PlatformError::Invalid(format!(
                 "{} already has {MAX_DOMAINS} domains, the most an app may have",
@@ -204,11 +206,14 @@ impl Platform {
         name_or_id: &str,
         which: &str,
     ) -> Result<(App, Domain)> {
-        let (app, domain) = self.domain(user, name_or_id, which)?;
-        let _lock = self.lock(&app.id).await;
+        let (mut app, domain) = self.domain(user, name_or_id, which)?;
+        let _lock = self.lock(&mut app).await;
         self.domains.remove(&domain)?;
         self.db.flush().await?;
-        self.routes.remove_domain(domain.hostname.as_str());
+        self.routes.remove_domain(
+            domain.hostname.as_str(),
+            self.routes.get(app.name.as_str()).as_ref(),
+        );
         self.say(
             &app,
             format!("Remove domain {} by {}", domain.hostname, user.name),
