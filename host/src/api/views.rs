@@ -117,7 +117,7 @@ pub fn slug(app: &App, slug: &Slug, api_base: &str) -> Value {
         "checksum": slug.checksum.as_ref().map(|c| format!("SHA256:{c}")),
         "size": slug.size,
         "commit": slug.commit,
-        "stack": { "name": "renga-1" },
+        "stack": { "name": STACK },
         "created_at": timestamp(slug.created_at),
         "updated_at": timestamp(slug.created_at),
         "blob": {
@@ -169,7 +169,7 @@ pub fn build(app: &App, build: &Build, api_base: &str) -> Value {
         "slug": build.slug.as_ref().map(|id| json!({ "id": id })),
         "release": build.release.as_ref().map(|r| json!({ "id": r.id, "version": r.version })),
         "failure": build.failure,
-        "stack": "renga-1",
+        "stack": STACK,
         "created_at": timestamp(build.created_at),
         "updated_at": timestamp(build.updated_at),
         "user": { "id": build.user_id, "email": build.user_name },

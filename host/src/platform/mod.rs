@@ -12,8 +12,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-
 mod addons;
 mod building;
 mod dynos;
@@ -23,6 +21,7 @@ mod native;
 mod oneoff;
 mod providers;
 mod releases;
+mod routes;
 mod sharing;
 mod workers;
 
@@ -32,6 +31,7 @@ pub use logs::{LogRequest, LogSession};
 pub use oneoff::{DETACHED_TIME_LIMIT, MAX_ONE_OFFS, OneOff};
 pub use providers::{MAX_PROVIDER_BYTES, Registration};
 pub use releases::{KEPT_RELEASES, LISTED_RELEASES};
+pub use routes::ServerRoutes;
 
 use crate::addon::Addons;
 use crate::app::{App, AppName, Apps, Collaborators};
@@ -44,7 +44,7 @@ use crate::formation::Formations;
 use crate::logplex::{Logplex, Process, Source};
 use crate::procfile::{Command, ProcessType, Procfile};
 use crate::release::{Ledger, NewRelease, Release, ReleaseAddons};
-use crate::router::{AllRoutes, AppRoute, RouteTable, WebState};
+use crate::router::{AllRoutes, AppRoute, WebState};
 use crate::runtime::{AppCpu, LoadError, Runtime, Timeouts};
 use crate::sandbox::{JailLimits, Sandbox};
 use crate::slug::{Slug, SlugError, Slugs};
@@ -745,101 +745,4 @@ pub(super) fn procfile_of(slug: &Slug) -> Result<Procfile> {
         map.insert(kind, Command::parse(command));
     }
     Ok(Procfile::from_map(map))
-}
-
-/// Routes `NAME.DOMAIN` to the app called NAME, and each app's own
-/// domains to it.
-pub struct ServerRoutes {
-    suffix: String,
-    apps: ArcSwap<HashMap<String, Arc<AppRoute>>>,
-    /// Hostnames outside `DOMAIN`, each to its app's route (the same one
-    /// `apps` holds, so a rename leaves them be).
-    domains: ArcSwap<HashMap<String, Arc<AppRoute>>>,
-}
-
-impl ServerRoutes {
-    fn new(domain: &str) -> ServerRoutes {
-        ServerRoutes {
-            suffix: format!(".{}", domain.trim_start_matches('.').to_ascii_lowercase()),
-            apps: ArcSwap::from_pointee(HashMap::new()),
-            domains: ArcSwap::from_pointee(HashMap::new()),
-        }
-    }
-
-    /// Whether `host` is under the platform's own domain (and so never an
-    /// app's custom domain).
-    fn is_own(&self, host: &str) -> bool {
-        host.ends_with(&self.suffix) || host == &self.suffix[1..]
-    }
-
-    /// Moves an app's route to its new name; the old name's entry goes
-    /// only if it is still this route (another app may have taken the name
-    /// already).
-    fn rename(&self, from: &str, to: &str, route: &Arc<AppRoute>) {
-        self.apps.rcu(|apps| {
-            let mut apps = HashMap::clone(apps);
-            if apps.get(from).is_some_and(|r| Arc::ptr_eq(r, route)) {
-                apps.remove(from);
-            }
-            apps.insert(to.to_string(), route.clone());
-            apps
-        });
-    }
-
-    fn insert_domain(&self, hostname: &str, route: Arc<AppRoute>) {
-        self.domains.rcu(|domains| {
-            let mut domains = HashMap::clone(domains);
-            domains.insert(hostname.to_string(), route.clone());
-            domains
-        });
-    }
-
-    /// Stops routing `hostname`, if it still goes to `route` (another app
-    /// may have added it since).
-    fn remove_domain(&self, hostname: &str, route: Option<&Arc<AppRoute>>) {
-        self.domains.rcu(|domains| {
-            let mut domains = HashMap::clone(domains);
-            if route
-                .is_some_and(|route| domains.get(hostname).is_some_and(|r| Arc::ptr_eq(r, route)))
-            {
-                domains.remove(hostname);
-            }
-            domains
-        });
-    }
-
-    fn get(&self, name: &str) -> Option<Arc<AppRoute>> {
-        self.apps.load().get(name).cloned()
-    }
-
-    fn insert(&self, name: &str, route: Arc<AppRoute>) {
-        self.apps.rcu(|apps| {
-            let mut apps = HashMap::clone(apps);
-            apps.insert(name.to_string(), route.clone());
-            apps
-        });
-    }
-
-    fn remove(&self, name: &str) {
-        self.apps.rcu(|apps| {
-            let mut apps = HashMap::clone(apps);
-            apps.remove(name);
-            apps
-        });
-    }
-}
-
-impl AllRoutes for ServerRoutes {
-    fn all(&self) -> Vec<Arc<AppRoute>> {
-        self.apps.load().values().cloned().collect()
-    }
-}
-
-impl RouteTable for ServerRoutes {
-    fn lookup(&self, host: &str) -> Option<Arc<AppRoute>> {
-        match host.strip_suffix(&self.suffix) {
-            Some(name) => self.apps.load().get(name).cloned(),
-            None => self.domains.load().get(host).cloned(),
-        }
-    }
 }

@@ -176,7 +176,7 @@ impl Platform {
         if self.routes.is_own(hostname.as_str()) {
             return Err(PlatformError::Invalid(format!(
                 "{hostname} is under {}, which renga names apps with; add a domain of your own",
-                &self.routes.suffix[1..]
+                self.routes.own_domain()
             )));
         }
         let _lock = self.lock(&mut app).await;

@@ -1,0 +1,113 @@
+//! The server's route table: which app a request's `Host` names, by its
+//! `APP.DOMAIN` hostname or by a custom domain. Read by the router on every
+//! request without a lock; written by the platform when apps come, go,
+//! rename or add domains.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::router::{AllRoutes, AppRoute, RouteTable};
+
+/// Routes `NAME.DOMAIN` to the app called NAME, and each app's own
+/// domains to it.
+pub struct ServerRoutes {
+    suffix: String,
+    apps: ArcSwap<HashMap<String, Arc<AppRoute>>>,
+    /// Hostnames outside `DOMAIN`, each to its app's route (the same one
+    /// `apps` holds, so a rename leaves them be).
+    domains: ArcSwap<HashMap<String, Arc<AppRoute>>>,
+}
+
+impl ServerRoutes {
+    pub(super) fn new(domain: &str) -> ServerRoutes {
+        ServerRoutes {
+            suffix: format!(".{}", domain.trim_start_matches('.').to_ascii_lowercase()),
+            apps: ArcSwap::from_pointee(HashMap::new()),
+            domains: ArcSwap::from_pointee(HashMap::new()),
+        }
+    }
+
+    /// Whether `host` is under the platform's own domain (and so never an
+    /// app's custom domain).
+    /// The server's own domain (`localhost`).
+    pub(super) fn own_domain(&self) -> &str {
+        &self.suffix[1..]
+    }
+
+    pub(super) fn is_own(&self, host: &str) -> bool {
+        host.ends_with(&self.suffix) || host == self.own_domain()
+    }
+
+    /// Moves an app's route to its new name; the old name's entry goes
+    /// only if it is still this route (another app may have taken the name
+    /// already).
+    pub(super) fn rename(&self, from: &str, to: &str, route: &Arc<AppRoute>) {
+        self.apps.rcu(|apps| {
+            let mut apps = HashMap::clone(apps);
+            if apps.get(from).is_some_and(|r| Arc::ptr_eq(r, route)) {
+                apps.remove(from);
+            }
+            apps.insert(to.to_string(), route.clone());
+            apps
+        });
+    }
+
+    pub(super) fn insert_domain(&self, hostname: &str, route: Arc<AppRoute>) {
+        self.domains.rcu(|domains| {
+            let mut domains = HashMap::clone(domains);
+            domains.insert(hostname.to_string(), route.clone());
+            domains
+        });
+    }
+
+    /// Stops routing `hostname`, if it still goes to `route` (another app
+    /// may have added it since).
+    pub(super) fn remove_domain(&self, hostname: &str, route: Option<&Arc<AppRoute>>) {
+        self.domains.rcu(|domains| {
+            let mut domains = HashMap::clone(domains);
+            if route
+                .is_some_and(|route| domains.get(hostname).is_some_and(|r| Arc::ptr_eq(r, route)))
+            {
+                domains.remove(hostname);
+            }
+            domains
+        });
+    }
+
+    pub(super) fn get(&self, name: &str) -> Option<Arc<AppRoute>> {
+        self.apps.load().get(name).cloned()
+    }
+
+    pub(super) fn insert(&self, name: &str, route: Arc<AppRoute>) {
+        self.apps.rcu(|apps| {
+            let mut apps = HashMap::clone(apps);
+            apps.insert(name.to_string(), route.clone());
+            apps
+        });
+    }
+
+    pub(super) fn remove(&self, name: &str) {
+        self.apps.rcu(|apps| {
+            let mut apps = HashMap::clone(apps);
+            apps.remove(name);
+            apps
+        });
+    }
+}
+
+impl AllRoutes for ServerRoutes {
+    fn all(&self) -> Vec<Arc<AppRoute>> {
+        self.apps.load().values().cloned().collect()
+    }
+}
+
+impl RouteTable for ServerRoutes {
+    fn lookup(&self, host: &str) -> Option<Arc<AppRoute>> {
+        match host.strip_suffix(&self.suffix) {
+            Some(name) => self.apps.load().get(name).cloned(),
+            None => self.domains.load().get(host).cloned(),
+        }
+    }
+}
