@@ -34,24 +34,6 @@ fn deploy(server: &Server, app: &str, component: &str) -> support::Ran {
 }
 
 /// Waits until the server's live figures satisfy `done`.
-fn wait_for_stats(
-    server: &Server,
-    what: &str,
-    done: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let stats = server.stats();
-        if done(&stats) {
-            return stats;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} never came back to the baseline: {stats:#}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 #[test]
 fn the_counter_counts_across_requests_dynos_and_restarts() {
@@ -210,7 +192,7 @@ fn concurrent_increments_lose_no_count() {
     assert_eq!(counts, (2..=201).collect::<Vec<u64>>());
     assert_eq!(hits(&server.app_get("busy", "/")), 202);
 
-    wait_for_stats(&server, "instances, tasks and files", |s| {
+    server.wait_for_stats("instances, tasks and files", |s| {
         s["live"]["instances"] == 0
             && s["live"]["guest_tasks"] == 0
             && s["live"]["tasks"].as_u64() <= before["live"]["tasks"].as_u64()
@@ -802,7 +784,7 @@ fn runaway_and_abandoned_statements_stop_and_give_everything_back() {
     deploy(&server, "slow", ADDONS).ok();
     let ok = app_request(&server, "POST", "slow", "/sql/query", b"SELECT 1 AS one");
     assert_eq!(ok.body, "one\n1\n");
-    let before = wait_for_stats(&server, "the baseline", |s| {
+    let before = server.wait_for_stats("the baseline", |s| {
         s["live"]["guest_tasks"] == 0 && s["live"]["instances"] == 0
     });
 
@@ -827,7 +809,7 @@ fn runaway_and_abandoned_statements_stop_and_give_everything_back() {
         abandon();
     }
     let pool = 4 * 3;
-    wait_for_stats(&server, "instances, tasks and files", |s| {
+    server.wait_for_stats("instances, tasks and files", |s| {
         s["live"]["guest_tasks"] == 0
             && s["live"]["instances"] == 0
             && s["live"]["tasks"].as_u64() <= before["live"]["tasks"].as_u64()

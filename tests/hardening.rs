@@ -361,21 +361,6 @@ fn a_damaged_stored_archive_is_a_server_fault_not_the_apps() {
     );
 }
 
-fn wait_for_stats(server: &Server, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let stats = server.stats();
-        if pred(&stats) {
-            return stats;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} never came back: {stats:#}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// Sends a request and hangs up without reading the answer.
 fn abandon(port: u16, host: &str, path: &str) {
     use std::io::Write as _;
@@ -390,7 +375,7 @@ fn instances_tasks_and_files_come_back_after_traps_timeouts_and_abandoned_client
     let server = Server::start_with(&tmp.join("data"), &["--timeout", "2s"]);
     server.deploy_component("leaky", MISBEHAVE);
     assert_eq!(server.app_get("leaky", "/").body, "ok\n");
-    let before = wait_for_stats(&server, "the baseline", |s| {
+    let before = server.wait_for_stats("the baseline", |s| {
         s["live"]["guest_tasks"] == 0 && s["live"]["instances"] == 0
     });
 
@@ -439,7 +424,7 @@ fn instances_tasks_and_files_come_back_after_traps_timeouts_and_abandoned_client
         .cli(&["ps:type", "web=standard-1x", "--reuse", "0", "-a", "leaky"])
         .ok();
 
-    let after = wait_for_stats(&server, "instances and tasks", |s| {
+    let after = server.wait_for_stats("instances and tasks", |s| {
         s["live"]["guest_tasks"] == 0
             && s["live"]["instances"] == 0
             && s["live"]["tasks"].as_u64() <= before["live"]["tasks"].as_u64()
@@ -542,7 +527,7 @@ fn one_app_cannot_flood_the_pool_with_one_off_dynos() {
     server
         .cli(&["apps:destroy", "-a", "flood", "--confirm", "flood"])
         .ok();
-    wait_for_stats(&server, "one-off dynos", |s| {
+    server.wait_for_stats("one-off dynos", |s| {
         s["live"]["one_off_dynos"] == 0 && s["live"]["instances"] == 0
     });
     let (ok, failures) = steady.stop();
@@ -760,7 +745,7 @@ fn a_misbehaving_app_does_not_fail_its_neighbours_requests() {
         let (ok, failures) = steady.stop();
         assert!(ok > 0 && failures.is_empty(), "{ok} ok, {failures:?}");
     }
-    wait_for_stats(&server, "the CPU queue", |s| {
+    server.wait_for_stats("the CPU queue", |s| {
         s["waiting_for_cpu"] == 0 && s["live"]["guest_tasks"] == 0
     });
 }
@@ -969,7 +954,7 @@ fn a_log_session_opens_by_its_url_only_while_its_app_exists() {
 
     // Tails that no line passes, plain and event-stream, end when their
     // clients hang up.
-    let before = wait_for_stats(&server, "the baseline", |_| true);
+    let before = server.wait_for_stats("the baseline", |_| true);
     for accept in ["text/plain", "text/event-stream"] {
         for _ in 0..5 {
             use std::io::{Read as _, Write as _};
@@ -994,7 +979,7 @@ fn a_log_session_opens_by_its_url_only_while_its_app_exists() {
             assert_eq!(&head, b"HTTP/1.1 200", "{accept}");
         }
     }
-    wait_for_stats(&server, "tasks after abandoned tails", |s| {
+    server.wait_for_stats("tasks after abandoned tails", |s| {
         s["live"]["tasks"].as_u64() <= before["live"]["tasks"].as_u64()
     });
 

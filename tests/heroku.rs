@@ -242,6 +242,18 @@ fn the_heroku_cli_runs_an_app_on_renga() {
         .says("Created");
     heroku.run(&["addons", "-a", "demo"]).says("renga-kv");
 
+    // Log drains (this one's host never answers: the app serves on).
+    heroku
+        .run(&["drains:add", "https://logs.example.com/ingest", "-a", "demo"])
+        .says("Successfully added drain https://logs.example.com/ingest");
+    heroku
+        .run(&["drains", "-a", "demo"])
+        .says("https://logs.example.com/ingest (d.");
+    heroku
+        .run(&["drains:remove", "https://logs.example.com/ingest", "-a", "demo"])
+        .says("Successfully removed drain https://logs.example.com/ingest");
+    assert_eq!(app_get(&server, "demo.localhost").0, 200);
+
     // Domains: the router answers for an added hostname.
     assert_eq!(app_get(&server, "www.example.com").0, 404);
     heroku

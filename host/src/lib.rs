@@ -18,6 +18,7 @@ pub mod capability;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod drain;
 pub mod dyno;
 pub mod formation;
 pub mod logplex;

@@ -4,7 +4,8 @@
 //! bounded buffer of recent lines and live tails. The router, dynos, builds and
 //! the platform hand their lines here; nothing else prints app-facing logs.
 //! It never makes a producer wait: a tail that falls behind loses lines and is
-//! told how many.
+//! told how many, and an [`Outlet`] (a log drain's queue) that fills up drops
+//! its oldest lines and counts them.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -119,6 +120,8 @@ struct Inner {
 struct State {
     buffer: VecDeque<Arc<LogLine>>,
     live: Option<broadcast::Sender<Arc<LogLine>>>,
+    /// Where every line also goes: the app's log drains.
+    outlets: Vec<Arc<Outlet>>,
 }
 
 impl State {
@@ -143,6 +146,7 @@ impl AppLog {
                 state: Mutex::new(State {
                     buffer: VecDeque::new(),
                     live: None,
+                    outlets: Vec::new(),
                 }),
             }),
         }
@@ -171,8 +175,19 @@ impl AppLog {
     }
 
     pub fn push(&self, line: LogLine) {
+        self.push_except(line, None);
+    }
+
+    /// Appends a line that every outlet gets except `except` (a drain's own
+    /// overflow report, which it gets in its next batch instead).
+    pub fn push_except(&self, line: LogLine, except: Option<&Arc<Outlet>>) {
         let line = Arc::new(line);
         let mut state = self.lock();
+        for outlet in &state.outlets {
+            if !except.is_some_and(|e| Arc::ptr_eq(e, outlet)) {
+                outlet.offer(line.clone());
+            }
+        }
         if state.buffer.len() == self.inner.capacity {
             state.buffer.pop_front();
         }
@@ -185,6 +200,17 @@ impl AppLog {
         {
             state.live = None;
         }
+    }
+
+    /// Sends every line from now on to `outlet` too.
+    pub fn attach(&self, outlet: Arc<Outlet>) {
+        self.lock().outlets.push(outlet);
+    }
+
+    /// Stops sending lines to `outlet`, and closes it.
+    pub fn detach(&self, outlet: &Arc<Outlet>) {
+        self.lock().outlets.retain(|o| !Arc::ptr_eq(o, outlet));
+        outlet.close();
     }
 
     /// The last `n` lines, oldest first.
@@ -233,6 +259,128 @@ impl AppLog {
             }
             let _ = out.flush();
         })
+    }
+}
+
+/// A bounded queue of lines for one consumer that must never slow the app
+/// (a log drain): when it is full, the oldest line makes room and is
+/// counted as lost, for the consumer to report.
+pub struct Outlet {
+    capacity: usize,
+    state: Mutex<OutletState>,
+    ready: tokio::sync::Notify,
+    closing: tokio::sync::Notify,
+}
+
+struct OutletState {
+    lines: VecDeque<Arc<LogLine>>,
+    /// Lines dropped since the consumer last asked, and when the first went.
+    lost: u64,
+    lost_since: Option<SystemTime>,
+    closed: bool,
+}
+
+impl Outlet {
+    pub fn new(capacity: usize) -> Arc<Outlet> {
+        Arc::new(Outlet {
+            capacity: capacity.max(1),
+            state: Mutex::new(OutletState {
+                lines: VecDeque::new(),
+                lost: 0,
+                lost_since: None,
+                closed: false,
+            }),
+            ready: tokio::sync::Notify::new(),
+            closing: tokio::sync::Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, OutletState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a line, dropping the oldest if the queue is full. Never waits.
+    pub fn offer(&self, line: Arc<LogLine>) {
+        {
+            let mut state = self.lock();
+            if state.closed {
+                return;
+            }
+            if state.lines.len() == self.capacity {
+                state.lines.pop_front();
+                state.lost += 1;
+                state.lost_since.get_or_insert(line.time);
+            }
+            state.lines.push_back(line);
+        }
+        self.ready.notify_one();
+    }
+
+    /// Up to `max` queued lines, oldest first; waits while there are none.
+    /// Empty once the outlet is closed.
+    pub async fn take(&self, max: usize) -> Vec<Arc<LogLine>> {
+        loop {
+            {
+                let mut state = self.lock();
+                if state.closed {
+                    return Vec::new();
+                }
+                if !state.lines.is_empty() {
+                    let n = state.lines.len().min(max);
+                    return state.lines.drain(..n).collect();
+                }
+            }
+            // `notify_one` keeps a permit when nobody waits, so a line
+            // offered between the check above and this wait still wakes us.
+            self.ready.notified().await;
+        }
+    }
+
+    /// How many lines were dropped since the last call, and since when.
+    pub fn take_lost(&self) -> Option<(u64, SystemTime)> {
+        let mut state = self.lock();
+        let since = state.lost_since.take()?;
+        Some((std::mem::take(&mut state.lost), since))
+    }
+
+    /// Whether lines were dropped since the last [`Outlet::take_lost`].
+    pub fn has_lost(&self) -> bool {
+        self.lock().lost_since.is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().lines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Empties the queue and wakes its consumer for good.
+    pub fn close(&self) {
+        {
+            let mut state = self.lock();
+            state.closed = true;
+            state.lines.clear();
+        }
+        self.ready.notify_one();
+        self.closing.notify_waiters();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Resolves once the outlet is closed (for a consumer that waits on
+    /// something else meanwhile).
+    pub async fn closed(&self) {
+        let closing = self.closing.notified();
+        let mut closing = std::pin::pin!(closing);
+        // Registered before the check, so a close in between still wakes it.
+        closing.as_mut().enable();
+        if !self.is_closed() {
+            closing.await;
+        }
     }
 }
 
@@ -334,6 +482,47 @@ mod tests {
         log.emit(Source::App, &p, "two");
         assert!(log.lock().live.is_none(), "the last follower left");
         assert_eq!(log.recent(5).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_full_outlet_drops_its_oldest_lines_and_counts_them() {
+        let log = AppLog::new(10);
+        let outlet = Outlet::new(3);
+        log.attach(outlet.clone());
+        let p: Process = "web.1".into();
+        for i in 0..5 {
+            log.emit(Source::App, &p, format!("line {i}"));
+        }
+        let (lost, _) = outlet.take_lost().unwrap();
+        assert_eq!(lost, 2);
+        assert!(outlet.take_lost().is_none(), "counted once");
+        let kept: Vec<_> = outlet
+            .take(10)
+            .await
+            .iter()
+            .map(|l| l.message.clone())
+            .collect();
+        assert_eq!(kept, ["line 2", "line 3", "line 4"]);
+        log.push_except(
+            LogLine {
+                time: SystemTime::now(),
+                source: Source::Renga,
+                process: "logplex".into(),
+                message: "report".into(),
+            },
+            Some(&outlet),
+        );
+        assert!(
+            outlet.is_empty(),
+            "the excepted outlet does not get the line"
+        );
+        log.detach(&outlet);
+        assert!(
+            outlet.take(10).await.is_empty(),
+            "a closed outlet ends its consumer"
+        );
+        log.emit(Source::App, &p, "after");
+        assert!(outlet.is_empty());
     }
 
     #[test]

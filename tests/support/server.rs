@@ -371,6 +371,27 @@ impl Server {
         serde_json::from_str(&reply.body).unwrap()
     }
 
+    /// Waits (up to 30 s) for the server's live figures to satisfy `done`,
+    /// as resources come back after load; panics with them if they never do.
+    pub fn wait_for_stats(
+        &self,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let stats = self.stats();
+            if done(&stats) {
+                return stats;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what} never came back to the baseline: {stats:#}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()

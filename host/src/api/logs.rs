@@ -1,7 +1,7 @@
 //! `log-sessions`: a session is made for an app, then read at its
 //! `logplex_url` (no token needed: the URL's random id is the credential,
 //! until the session expires), as Heroku's CLI does; a tail goes on until
-//! the client goes away.
+//! the client goes away. `log-drains`: where an app's log is also sent.
 
 use std::sync::Arc;
 
@@ -15,9 +15,12 @@ use http::HeaderMap;
 use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 
 use super::auth::Caller;
-use super::body::{ApiResult, JsonOrDefault, created, text_stream};
+use super::body::{ApiResult, JsonBody, JsonOrDefault, created, ok, text_stream};
 use super::extract::Param;
+use super::range::{Range, paged};
 use super::{Api, views};
+use crate::app::App;
+use crate::drain::Drain;
 use crate::logplex::LogLine;
 use crate::platform::{LogRequest, Platform};
 
@@ -25,7 +28,13 @@ use crate::platform::{LogRequest, Platform};
 const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
 pub(super) fn routes() -> Router<Api> {
-    Router::new().route("/apps/{app}/log-sessions", post(create))
+    Router::new()
+        .route("/apps/{app}/log-sessions", post(create))
+        .route("/apps/{app}/log-drains", get(drains).post(add_drain))
+        .route(
+            "/apps/{app}/log-drains/{which}",
+            get(drain).delete(remove_drain),
+        )
 }
 
 /// Outside the token check: a session's URL is its own credential.
@@ -165,4 +174,63 @@ async fn read(
             .insert(CACHE_CONTROL, http::HeaderValue::from_static("no-cache"));
     }
     Ok(response)
+}
+
+// ---- log drains ----------------------------------------------------------------
+
+/// A drain in Heroku's shape (`addon` is always null: no add-on makes
+/// drains on renga).
+fn drain_view(app: &App, drain: &Drain) -> serde_json::Value {
+    json!({
+        "id": drain.id,
+        "url": drain.url,
+        "token": drain.token,
+        "addon": null,
+        "app": { "id": app.id, "name": app.name },
+        "created_at": views::timestamp(drain.created_at),
+        "updated_at": views::timestamp(drain.created_at),
+    })
+}
+
+async fn drains(
+    State(platform): State<Arc<Platform>>,
+    Caller(user): Caller,
+    Param(app): Param<String>,
+    range: Option<Range>,
+) -> ApiResult {
+    let (app, drains) = platform.drains(&user, &app)?;
+    paged(drains.iter().map(|d| drain_view(&app, d)).collect(), range)
+}
+
+async fn drain(
+    State(platform): State<Arc<Platform>>,
+    Caller(user): Caller,
+    Param((app, which)): Param<(String, String)>,
+) -> ApiResult {
+    let (app, drain) = platform.drain(&user, &app, &which)?;
+    ok(drain_view(&app, &drain))
+}
+
+#[derive(serde::Deserialize)]
+struct AddDrain {
+    url: String,
+}
+
+async fn add_drain(
+    State(platform): State<Arc<Platform>>,
+    Caller(user): Caller,
+    Param(app): Param<String>,
+    JsonBody(add): JsonBody<AddDrain>,
+) -> ApiResult {
+    let (app, drain) = platform.add_drain(&user, &app, &add.url).await?;
+    created(drain_view(&app, &drain))
+}
+
+async fn remove_drain(
+    State(platform): State<Arc<Platform>>,
+    Caller(user): Caller,
+    Param((app, which)): Param<(String, String)>,
+) -> ApiResult {
+    let (app, drain) = platform.remove_drain(&user, &app, &which).await?;
+    ok(drain_view(&app, &drain))
 }

@@ -20,6 +20,7 @@ pub(super) fn server(platform: &Platform) -> Value {
             "tasks": tasks,
             "jails": crate::sandbox::live_jails(),
             "one_off_dynos": platform.one_off_total(),
+            "drains": crate::drain::deliver::live_drains(),
             "child_processes": child_processes(),
             "open_files": open_files(),
         },

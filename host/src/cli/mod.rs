@@ -97,7 +97,7 @@ pub struct Cli {
 #[derive(clap::Subcommand, Debug)]
 pub enum Commands {
     Dev(DevCommand),
-    Server(ServerCommand),
+    Server(Box<ServerCommand>),
 
     Apps(apps::AppsCommand),
     #[command(name = "apps:create", alias = "create")]
@@ -191,6 +191,11 @@ pub enum Commands {
     RunDetached(run::RunDetachedCommand),
 
     Logs(logs::LogsCommand),
+    Drains(logs::DrainsCommand),
+    #[command(name = "drains:add")]
+    DrainsAdd(logs::DrainsAddCommand),
+    #[command(name = "drains:remove")]
+    DrainsRemove(logs::DrainsRemoveCommand),
     #[command(
         name = "maintenance:on",
         about = "Turn maintenance mode on: every request gets 503 (H80)"
@@ -222,7 +227,7 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Commands::Dev(command) => command.run().await,
-            Commands::Server(command) => command.run().await,
+            Commands::Server(command) => (*command).run().await,
             client => tokio::task::block_in_place(|| client.run_client()),
         }
     }
@@ -275,6 +280,9 @@ impl Commands {
             Commands::Run(c) => c.run(),
             Commands::RunDetached(c) => c.run(),
             Commands::Logs(c) => c.run(),
+            Commands::Drains(c) => c.run(),
+            Commands::DrainsAdd(c) => c.run(),
+            Commands::DrainsRemove(c) => c.run(),
             Commands::AppsRename(c) => c.run(),
             Commands::Domains(c) => c.run(),
             Commands::DomainsAdd(c) => c.run(),

@@ -96,6 +96,23 @@ pub struct ServerCommand {
     /// `renga-kv:redis` add-ons are a key prefix and an ACL user each on it.
     #[arg(long, env = "RENGA_REDIS_URL", value_name = "URL")]
     redis: Option<String>,
+
+    /// Let log drains reach loopback, private and link-local addresses
+    /// (a syslog server on the operator's own network). Off by default:
+    /// a drain is a connection made for a tenant.
+    #[arg(long, env = "RENGA_ALLOW_PRIVATE_DRAINS")]
+    allow_private_drains: bool,
+
+    /// Lines each log drain may fall behind by; past it the oldest go, and
+    /// the app's log says how many (L10).
+    #[arg(long, default_value_t = crate::drain::deliver::DEFAULT_BUFFER_LINES, value_name = "LINES")]
+    drain_buffer: usize,
+
+    /// A PEM file of certificate authorities that `https://` and
+    /// `syslog+tls://` drains trust besides Mozilla's roots (an
+    /// operator's own authority).
+    #[arg(long, env = "RENGA_DRAIN_CA", value_name = "FILE")]
+    drain_ca: Option<PathBuf>,
 }
 
 /// `--idle-after`: a duration, or never.
@@ -204,6 +221,11 @@ impl ServerCommand {
                 build_time_limit: self.build_timeout.0,
                 boot_timeout: self.boot_timeout.0,
                 servers,
+                drains: Arc::new(crate::drain::DrainPolicy::new(
+                    self.allow_private_drains,
+                    self.drain_buffer,
+                    self.drain_ca.as_deref(),
+                )?),
                 build_limits: JailLimits {
                     memory: self.build_memory.0,
                     processes: 2048,

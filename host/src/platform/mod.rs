@@ -14,6 +14,7 @@ use std::time::Duration;
 
 mod addons;
 mod building;
+mod drains;
 mod dynos;
 mod janitor;
 mod logs;
@@ -85,6 +86,8 @@ pub struct PlatformConfig {
     pub build_limits: JailLimits,
     /// The operator's PostgreSQL and Redis, for add-ons that live there.
     pub servers: crate::provider::Servers,
+    /// Where log drains may go, and the certificates they trust.
+    pub drains: Arc<crate::drain::DrainPolicy>,
 }
 
 /// Why an operation was refused. Each maps to an HTTP status and a Heroku
@@ -141,6 +144,9 @@ pub struct Platform {
     apps: Apps,
     collaborators: Collaborators,
     domains: Domains,
+    drains: crate::drain::Drains,
+    /// Each delivered drain's outlet, by drain id.
+    drain_outlets: drains::DrainOutlets,
     addons: Addons,
     auth: Auth,
     ledger: Ledger,
@@ -189,6 +195,8 @@ impl Platform {
             apps: Apps::open(&db)?,
             collaborators: Collaborators::open(&db)?,
             domains: Domains::open(&db)?,
+            drains: crate::drain::Drains::open(&db)?,
+            drain_outlets: Mutex::default(),
             addons: Addons::open(&db)?,
             auth: Auth::open(&db)?,
             ledger: Ledger::open(&db)?,
@@ -267,6 +275,7 @@ impl Platform {
         self.start_janitor();
         self.apps.repair()?;
         self.domains.repair()?;
+        self.start_drains()?;
         let apps = self.apps.all()?;
         for app in &apps {
             let log = self.logs.app(&app.id);
@@ -388,6 +397,7 @@ impl Platform {
                 .remove_domain(domain.hostname.as_str(), route.as_ref());
         }
         self.domains.delete_app(&app.id)?;
+        self.delete_drains(&app)?;
         self.routes.remove(app.name.as_str());
         self.collaborators.delete_app(&app.id)?;
         self.stop_workers(&app, None);

@@ -1,0 +1,673 @@
+//! Log drains end to end: a real `renga server` sends an app's log to a
+//! real rsyslog (over TCP and over TLS, started here on ephemeral ports)
+//! and to an HTTP receiver, in Heroku's framing and in order; a drain that
+//! is down loses its oldest lines, never slows the app, and says so as L10;
+//! removed drains leave no task or connection behind.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::{Server, TempDir};
+
+const HELLO: &str = "examples/hello-rust";
+
+/// One POST an HTTP drain received.
+#[derive(Clone, Debug)]
+struct Post {
+    target: String,
+    headers: HashMap<String, String>,
+    frames: Vec<String>,
+}
+
+/// An HTTP drain receiver on an ephemeral port: records every POST and
+/// answers 200, or 503 while it is `down`.
+struct Receiver {
+    port: u16,
+    posts: Arc<Mutex<Vec<Post>>>,
+    down: Arc<AtomicBool>,
+    open: Arc<AtomicUsize>,
+    closed: Arc<AtomicUsize>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let receiver = Receiver {
+            port: listener.local_addr().unwrap().port(),
+            posts: Arc::default(),
+            down: Arc::default(),
+            open: Arc::default(),
+            closed: Arc::default(),
+        };
+        let (posts, down, open, closed) = (
+            receiver.posts.clone(),
+            receiver.down.clone(),
+            receiver.open.clone(),
+            receiver.closed.clone(),
+        );
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let (posts, down, open, closed) =
+                    (posts.clone(), down.clone(), open.clone(), closed.clone());
+                open.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    serve(stream, &posts, &down);
+                    open.fetch_sub(1, Ordering::SeqCst);
+                    closed.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        receiver
+    }
+
+    fn posts(&self) -> Vec<Post> {
+        self.posts.lock().unwrap().clone()
+    }
+
+    /// Every frame received on `target`, in order.
+    fn frames(&self, target: &str) -> Vec<String> {
+        self.posts()
+            .into_iter()
+            .filter(|p| p.target == target)
+            .flat_map(|p| p.frames)
+            .collect()
+    }
+}
+
+/// Serves one connection's requests until the client hangs up.
+fn serve(stream: TcpStream, posts: &Mutex<Vec<Post>>, down: &AtomicBool) {
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let target = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("")
+            .to_string();
+        let mut headers = HashMap::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line.split_once(':').unwrap();
+            headers.insert(name.to_ascii_lowercase(), value.trim().to_string());
+        }
+        let length: usize = headers
+            .get("content-length")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let answer: &[u8] = if down.load(Ordering::SeqCst) {
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n"
+        } else {
+            posts.lock().unwrap().push(Post {
+                target,
+                headers,
+                frames: split_frames(&body),
+            });
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+        };
+        if writer.write_all(answer).is_err() {
+            return;
+        }
+    }
+}
+
+/// Splits an octet-counted body (`LEN SP MESSAGE`...) into its messages;
+/// panics on anything else.
+fn split_frames(mut body: &[u8]) -> Vec<String> {
+    let mut frames = Vec::new();
+    while !body.is_empty() {
+        let space = body
+            .iter()
+            .position(|&b| b == b' ')
+            .expect("a frame starts with its length and a space");
+        let len: usize = std::str::from_utf8(&body[..space])
+            .unwrap()
+            .parse()
+            .expect("a frame's length is a number");
+        let end = space + 1 + len;
+        assert!(end <= body.len(), "a frame is as long as it says");
+        frames.push(String::from_utf8(body[space + 1..end].to_vec()).unwrap());
+        body = &body[end..];
+    }
+    frames
+}
+
+/// A free port on the loopback interface, for a server started next.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A certificate authority and a certificate for `localhost` (DNS name
+/// only) that it signed, made with openssl.
+struct Certs {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn make_certs(dir: &Path) -> Certs {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("running openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=renga drain test CA",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "key.pem",
+            "-out",
+            "req.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "req.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    Certs {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    }
+}
+
+/// A real rsyslogd on an ephemeral loopback port (TLS with its GnuTLS
+/// driver when given certificates), writing what it receives to a file as
+/// `HOSTNAME APP-NAME PROCID MSG`.
+struct Rsyslog {
+    child: Child,
+    port: u16,
+    out: PathBuf,
+    dir: PathBuf,
+}
+
+impl Rsyslog {
+    fn start(dir: &Path, tls: Option<&Certs>) -> Rsyslog {
+        std::fs::create_dir_all(dir).unwrap();
+        let port = free_port();
+        let out = dir.join("received.log");
+        let (global, module) = match tls {
+            Some(c) => (
+                format!(
+                    "global(workDirectory=\"{w}\" defaultNetstreamDriverCAFile=\"{}\" defaultNetstreamDriverCertFile=\"{}\" defaultNetstreamDriverKeyFile=\"{}\")",
+                    c.ca.display(),
+                    c.cert.display(),
+                    c.key.display(),
+                    w = dir.display()
+                ),
+                "module(load=\"imtcp\" streamDriver.name=\"gtls\" streamDriver.mode=\"1\" streamDriver.authMode=\"anon\")".to_string(),
+            ),
+            None => (
+                format!("global(workDirectory=\"{}\")", dir.display()),
+                "module(load=\"imtcp\")".to_string(),
+            ),
+        };
+        let conf = format!(
+            "{global}\n{module}\n\
+             template(name=\"drain\" type=\"string\" string=\"%hostname% %app-name% %procid% %msg%\\n\")\n\
+             ruleset(name=\"drain\") {{ action(type=\"omfile\" file=\"{out}\" template=\"drain\" flushOnTXEnd=\"on\" asyncWriting=\"off\") }}\n\
+             input(type=\"imtcp\" port=\"{port}\" address=\"127.0.0.1\" ruleset=\"drain\")\n",
+            out = out.display()
+        );
+        let conf_path = dir.join("rsyslog.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = Command::new("rsyslogd")
+            .args(["-n", "-f"])
+            .arg(&conf_path)
+            .arg("-i")
+            .arg(dir.join("rsyslogd.pid"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting rsyslogd (scripts/setup installs it)");
+        let rsyslog = Rsyslog {
+            child,
+            port,
+            out,
+            dir: dir.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "rsyslogd did not listen on {port}; its config:\n{}",
+                std::fs::read_to_string(dir.join("rsyslog.conf")).unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        rsyslog
+    }
+
+    fn lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(self.dir.join("work"));
+    }
+}
+
+/// Waits for `done` on what `read` returns; panics with it if it never holds.
+fn wait_until<T: std::fmt::Debug>(
+    what: &str,
+    timeout: Duration,
+    read: impl Fn() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let value = read();
+        if done(&value) {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} never happened: {value:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The `i`s of the router lines for `/{prefix}/{i}` in `lines`, in order.
+fn request_numbers(lines: &[String], prefix: &str) -> Vec<usize> {
+    let needle = format!("path=\"/{prefix}/");
+    lines
+        .iter()
+        .filter_map(|l| {
+            let rest = &l[l.find(&needle)? + needle.len()..];
+            rest[..rest.find('"')?].parse().ok()
+        })
+        .collect()
+}
+
+/// `renga drains -a APP`'s token for `url`.
+fn token_of(server: &Server, app: &str, url: &str) -> String {
+    let listed = server.cli(&["drains", "--json", "-a", app]).ok().stdout;
+    let drains: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    drains
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["url"] == url)
+        .unwrap_or_else(|| panic!("{url} is not among the drains: {listed}"))["token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn drains_carry_the_log_to_rsyslog_and_http_receivers_in_order() {
+    let tmp = TempDir::new("drains");
+    let certs_dir = tmp.join("certs");
+    std::fs::create_dir_all(&certs_dir).unwrap();
+    let certs = make_certs(&certs_dir);
+    let server = Server::start_with(
+        &tmp.join("data"),
+        &[
+            "--allow-private-drains",
+            "--drain-ca",
+            certs.ca.to_str().unwrap(),
+        ],
+    );
+    server.deploy_component("drained", HELLO);
+    let before = server.wait_for_stats("the baseline", |_| true);
+
+    let http = Receiver::start();
+    let syslog = Rsyslog::start(&tmp.join("rsyslog"), None);
+    let tls = Rsyslog::start(&tmp.join("rsyslog-tls"), Some(&certs));
+    let http_url = format!(
+        "http://user:s%40cret@127.0.0.1:{}/logs?app=drained",
+        http.port
+    );
+    let syslog_url = format!("syslog://127.0.0.1:{}", syslog.port);
+    let tls_url = format!("syslog+tls://localhost:{}", tls.port);
+    // The certificate names localhost only: by IP address it is refused.
+    let wrong_name_url = format!("syslog+tls://127.0.0.1:{}", tls.port);
+    let dead_url = format!("syslog://127.0.0.1:{}", free_port());
+    for url in [&http_url, &syslog_url, &tls_url, &wrong_name_url, &dead_url] {
+        let added = server.cli(&["drains:add", url, "-a", "drained"]).ok();
+        assert!(added.stdout.contains("Added drain"), "{added}");
+    }
+
+    // What no drain may be.
+    let sixth = server
+        .cli(&[
+            "drains:add",
+            "https://logs.example.com/sixth",
+            "-a",
+            "drained",
+        ])
+        .failed();
+    assert!(sixth.stderr.contains("already has 5 drains"), "{sixth}");
+    server
+        .cli(&["drains:remove", &dead_url, "-a", "drained"])
+        .ok();
+    let again = server
+        .cli(&["drains:add", &syslog_url, "-a", "drained"])
+        .failed();
+    assert!(again.stderr.contains("already drains to"), "{again}");
+    for (bad, says) in [
+        ("udp://127.0.0.1:514", "UDP is not supported"),
+        ("syslog://127.0.0.1", "needs a port"),
+        ("not a url", "invalid drain URL"),
+    ] {
+        let refused = server.cli(&["drains:add", bad, "-a", "drained"]).failed();
+        assert!(refused.stderr.contains(says), "{bad}: {refused}");
+    }
+
+    let tokens: HashMap<&str, String> = [
+        ("http", &http_url),
+        ("syslog", &syslog_url),
+        ("tls", &tls_url),
+    ]
+    .into_iter()
+    .map(|(k, url)| (k, token_of(&server, "drained", url)))
+    .collect();
+    let listed = server.cli(&["drains", "-a", "drained"]).ok().stdout;
+    for token in tokens.values() {
+        assert!(listed.contains(token.as_str()), "{listed}");
+    }
+
+    const N: usize = 40;
+    for i in 0..N {
+        assert_eq!(
+            server.app_get("drained", &format!("/drained/{i}")).status,
+            200
+        );
+    }
+    let all: Vec<usize> = (0..N).collect();
+
+    // HTTP: Heroku's logplex batches, every frame an RFC 5424 message.
+    let frames = wait_until(
+        "the HTTP drain's router lines",
+        Duration::from_secs(30),
+        || http.frames("/logs?app=drained"),
+        |frames| request_numbers(frames, "drained") == all,
+    );
+    let rfc5424 = regex::Regex::new(
+        r"^<(190|158)>1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00 d\.[0-9a-f-]{36} (app|renga) [!-~]{1,128} - - ",
+    )
+    .unwrap();
+    for frame in &frames {
+        assert!(rfc5424.is_match(frame), "not an RFC 5424 frame: {frame:?}");
+        assert!(frame.contains(&format!(" {} ", tokens["http"])), "{frame}");
+    }
+    assert!(
+        frames.iter().any(|f| f.starts_with("<158>1")
+            && f.contains(" renga router - - at=info method=GET path=\"/drained/7\"")),
+        "{frames:#?}"
+    );
+    for post in http.posts() {
+        let header = |name: &str| post.headers.get(name).cloned().unwrap_or_default();
+        assert_eq!(header("content-type"), "application/logplex-1");
+        assert_eq!(header("logplex-msg-count"), post.frames.len().to_string());
+        assert_eq!(header("logplex-drain-token"), tokens["http"]);
+        assert_eq!(header("logplex-frame-id").len(), 32, "{post:?}");
+        // user:s@cret
+        assert_eq!(header("authorization"), "Basic dXNlcjpzQGNyZXQ=");
+        assert_eq!(header("host"), format!("127.0.0.1:{}", http.port));
+    }
+
+    // syslog, over TCP and over TLS: rsyslog parsed every message.
+    for (rsyslog, token) in [(&syslog, &tokens["syslog"]), (&tls, &tokens["tls"])] {
+        let lines = wait_until(
+            "rsyslog's router lines",
+            Duration::from_secs(30),
+            || rsyslog.lines(),
+            |lines| request_numbers(lines, "drained") == all,
+        );
+        for line in lines.iter().filter(|l| l.contains("path=\"/drained/")) {
+            assert!(
+                line.starts_with(&format!("{token} renga router ")),
+                "rsyslog saw {line:?}"
+            );
+        }
+    }
+
+    // The drain whose certificate does not match, and the one that was
+    // refused, said why in the app's log.
+    server.wait_for_log("drained", Duration::from_secs(30), |log| {
+        log.contains("renga[logplex]: Error L14 (certificate validation error): drain d.")
+            && log.contains("renga[logplex]: Error L13 (drain delivery error): drain d.")
+    });
+
+    // Removed, by URL or by token: their tasks end and their connections
+    // close.
+    server
+        .cli(&["drains:remove", &http_url, "-a", "drained"])
+        .ok();
+    server
+        .cli(&["drains:remove", &tokens["syslog"], "-a", "drained"])
+        .ok();
+    server
+        .cli(&["drains:remove", &tls_url, "-a", "drained"])
+        .ok();
+    server
+        .cli(&["drains:remove", &wrong_name_url, "-a", "drained"])
+        .ok();
+    let listed = server
+        .cli(&["drains", "--json", "-a", "drained"])
+        .ok()
+        .stdout;
+    assert_eq!(listed.trim(), "[]");
+    server.wait_for_stats("drain tasks and connections", |s| {
+        s["live"]["drains"] == 0
+            && s["live"]["tasks"].as_u64() <= before["live"]["tasks"].as_u64()
+            && s["live"]["open_files"].as_u64() <= before["live"]["open_files"].as_u64()
+    });
+    wait_until(
+        "the HTTP drain's connection to close",
+        Duration::from_secs(10),
+        || {
+            (
+                http.open.load(Ordering::SeqCst),
+                http.closed.load(Ordering::SeqCst),
+            )
+        },
+        |&(open, closed)| open == 0 && closed >= 1,
+    );
+    // Nothing more arrives.
+    let received = http.posts().len();
+    assert_eq!(server.app_get("drained", "/drained/after").status, 200);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(http.posts().len(), received);
+}
+
+#[test]
+fn a_drain_that_is_down_loses_its_oldest_lines_and_says_l10() {
+    let tmp = TempDir::new("drain-overflow");
+    let server = Server::start_with(
+        &tmp.join("data"),
+        &["--allow-private-drains", "--drain-buffer", "50"],
+    );
+    server.deploy_component("flooded", HELLO);
+    let http = Receiver::start();
+    http.down.store(true, Ordering::SeqCst);
+    let url = format!("http://127.0.0.1:{}/flood", http.port);
+    server.cli(&["drains:add", &url, "-a", "flooded"]).ok();
+    let token = token_of(&server, "flooded", &url);
+
+    // The app serves on while its drain refuses every batch.
+    const N: usize = 300;
+    for i in 0..N {
+        assert_eq!(
+            server.app_get("flooded", &format!("/burst/{i}")).status,
+            200
+        );
+    }
+    server.wait_for_log("flooded", Duration::from_secs(30), |log| {
+        log.contains("renga[logplex]: Error L13 (drain delivery error): drain d.")
+            && log.contains("the drain answered 503")
+            && log.contains("renga[logplex]: Error L10 (output buffer overflow): ")
+    });
+    assert!(http.posts().is_empty());
+
+    http.down.store(false, Ordering::SeqCst);
+    let frames = wait_until(
+        "the drain to catch up",
+        Duration::from_secs(30),
+        || http.frames("/flood"),
+        |frames| request_numbers(frames, "burst").last() == Some(&(N - 1)),
+    );
+    // The report comes in the drain's own stream, ahead of every line kept
+    // (only the batch already on its way when the drain went down, taken
+    // before anything was lost, may precede it).
+    let l10 = regex::Regex::new(&format!(
+        r"^<158>1 \S+ {token} renga logplex - - Error L10 \(output buffer overflow\): (\d+) messages dropped since \d{{4}}-\d\d-\d\dT\S+\.$"
+    ))
+    .unwrap();
+    let report = frames
+        .iter()
+        .position(|f| l10.is_match(f))
+        .unwrap_or_else(|| panic!("no L10 report reached the drain: {frames:#?}"));
+    let first_kept = frames
+        .iter()
+        .position(|f| f.contains("path=\"/burst/"))
+        .unwrap();
+    assert!(report < first_kept, "{frames:#?}");
+    let dropped: usize = l10.captures(&frames[report]).unwrap()[1].parse().unwrap();
+    // The newest lines were kept, in order; the oldest went, and were
+    // counted: nothing vanished unreported.
+    let kept = request_numbers(&frames, "burst");
+    assert!(kept.len() <= 50, "{kept:?}");
+    assert!(kept.windows(2).all(|w| w[0] < w[1]), "{kept:?}");
+    assert!(!kept.contains(&0), "{kept:?}");
+    let delivered = frames.len() - 1;
+    assert!(
+        dropped + delivered >= N,
+        "{dropped} dropped and {delivered} delivered of at least {N} lines"
+    );
+    server.wait_for_log("flooded", Duration::from_secs(10), |log| {
+        log.contains(&format!("renga[logplex]: drain {token}: delivering again"))
+    });
+}
+
+#[test]
+fn drains_reach_public_addresses_only_unless_the_operator_allows_more() {
+    let tmp = TempDir::new("drain-private");
+    let server = Server::start(&tmp.join("data"));
+    server.cli(&["apps:create", "inward"]).ok();
+    let refused = server
+        .cli(&["drains:add", "syslog://127.0.0.1:514", "-a", "inward"])
+        .failed();
+    assert!(
+        refused.stderr.contains("127.0.0.1 is a private address"),
+        "{refused}"
+    );
+    let refused = server
+        .cli(&["drains:add", "http://[::ffff:10.0.0.1]/", "-a", "inward"])
+        .failed();
+    assert!(refused.stderr.contains("private address"), "{refused}");
+    // A name is checked where it resolves, each time the drain connects.
+    server
+        .cli(&["drains:add", "syslog://localhost:514", "-a", "inward"])
+        .ok();
+    server.wait_for_log("inward", Duration::from_secs(30), |log| {
+        log.contains("Error L13 (drain delivery error)")
+            && log
+                .contains("is a private address; this server sends drains to public addresses only")
+    });
+    // Only the app's users see or touch its drains.
+    let stranger = server.create_user("stranger@example.com");
+    let denied = server
+        .cli_as(&stranger, &["drains", "-a", "inward"])
+        .failed();
+    assert!(denied.stderr.contains("Couldn't find that app"), "{denied}");
+    server
+        .cli_as(
+            &stranger,
+            &["drains:remove", "syslog://localhost:514", "-a", "inward"],
+        )
+        .failed();
+    server
+        .cli(&["apps:destroy", "-a", "inward", "--confirm", "inward"])
+        .ok();
+    server.wait_for_stats("the destroyed app's drain", |s| s["live"]["drains"] == 0);
+}
