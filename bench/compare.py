@@ -9,7 +9,12 @@ times (default 3) for SECONDS each (default 10): 2 threads and 32
 connections, then 1 connection. Prints every run and the medians, so that a
 change to the router or the per-request path is measured before and after
 on the same machine at the same time. Asserts nothing.
+
+FLAGS_A and FLAGS_B (environment) add `renga server` flags to one side, so
+that one binary can be compared with itself: for the cost of counting
+metrics, `FLAGS_B=--no-metrics compare.py renga renga HELLO_WASM`.
 """
+import os
 import statistics
 import sys
 
@@ -23,8 +28,9 @@ def main() -> int:
     seconds = int(sys.argv[5]) if len(sys.argv) > 5 else 10
     servers = []
     try:
-        for renga in binaries:
-            server = Server(renga, "--idle-after", "never")
+        for renga, side in zip(binaries, "AB"):
+            extra = os.environ.get(f"FLAGS_{side}", "").split()
+            server = Server(renga, "--idle-after", "never", *extra)
             server.deploy("hello", hello)
             servers.append(server)
         results = {(i, mode): [] for i in range(2) for mode in ("c32", "c1")}

@@ -244,14 +244,35 @@ fn the_heroku_cli_runs_an_app_on_renga() {
 
     // Log drains (this one's host never answers: the app serves on).
     heroku
-        .run(&["drains:add", "https://logs.example.com/ingest", "-a", "demo"])
+        .run(&[
+            "drains:add",
+            "https://logs.example.com/ingest",
+            "-a",
+            "demo",
+        ])
         .says("Successfully added drain https://logs.example.com/ingest");
     heroku
         .run(&["drains", "-a", "demo"])
         .says("https://logs.example.com/ingest (d.");
     heroku
-        .run(&["drains:remove", "https://logs.example.com/ingest", "-a", "demo"])
+        .run(&[
+            "drains:remove",
+            "https://logs.example.com/ingest",
+            "-a",
+            "demo",
+        ])
         .says("Successfully removed drain https://logs.example.com/ingest");
+
+    // App features: log-runtime-metrics.
+    heroku
+        .run(&["labs:enable", "log-runtime-metrics", "-a", "demo"])
+        .says("Enabling log-runtime-metrics for");
+    heroku
+        .run(&["labs", "-a", "demo"])
+        .says("[+] log-runtime-metrics");
+    heroku
+        .run(&["labs:disable", "log-runtime-metrics", "-a", "demo"])
+        .says("Disabling log-runtime-metrics for");
     assert_eq!(app_get(&server, "demo.localhost").0, 200);
 
     // Domains: the router answers for an added hostname.

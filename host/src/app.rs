@@ -90,6 +90,9 @@ pub struct App {
     /// unloaded (0: never); `None` follows the server's setting.
     #[serde(default)]
     pub idle_after: Option<u64>,
+    /// App features turned on with `labs:enable` (`log-runtime-metrics`).
+    #[serde(default)]
+    pub features: std::collections::BTreeSet<String>,
     pub created_at: u64,
     pub updated_at: u64,
 }
@@ -124,6 +127,7 @@ impl Apps {
             maintenance: false,
             buildpacks: Vec::new(),
             idle_after: None,
+            features: Default::default(),
             created_at: now,
             updated_at: now,
         };
@@ -157,6 +161,18 @@ impl Apps {
     pub fn set_maintenance(&self, app: &App, on: bool) -> Result<App, StoreError> {
         let mut app = app.clone();
         app.maintenance = on;
+        app.updated_at = now_ms();
+        self.by_name.put(app.name.as_str(), &app)?;
+        Ok(app)
+    }
+
+    pub fn set_feature(&self, app: &App, feature: &str, on: bool) -> Result<App, StoreError> {
+        let mut app = app.clone();
+        if on {
+            app.features.insert(feature.to_string());
+        } else {
+            app.features.remove(feature);
+        }
         app.updated_at = now_ms();
         self.by_name.put(app.name.as_str(), &app)?;
         Ok(app)

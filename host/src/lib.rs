@@ -22,6 +22,7 @@ pub mod drain;
 pub mod dyno;
 pub mod formation;
 pub mod logplex;
+pub mod metrics;
 pub mod paths;
 pub mod platform;
 pub mod procfile;

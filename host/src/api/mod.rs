@@ -19,6 +19,7 @@ mod extract;
 mod formation;
 mod git;
 mod logs;
+mod metrics;
 pub mod range;
 mod releases;
 mod run;
@@ -43,6 +44,7 @@ use tower::ServiceExt as _;
 use crate::platform::Platform;
 
 pub use error::ApiError;
+pub use stats::rss_bytes;
 // The property tests feed these parsers generated bodies.
 #[cfg(test)]
 pub(crate) use {apps::idle_after, config::config_changes, formation::FormationUpdate};
@@ -115,6 +117,7 @@ fn router(platform: Arc<Platform>) -> Router {
         .merge(logs::routes())
         .merge(addons::routes())
         .merge(git::routes())
+        .merge(metrics::routes())
         // A known path with another method is as unknown as any other.
         .method_not_allowed_fallback(no_such_route)
         .fallback(no_such_route)

@@ -175,6 +175,7 @@ impl Capability for Blobstore {
 
     fn link(&self, linker: &mut Linker<DynoState>) -> anyhow::Result<()> {
         fn view(state: &mut DynoState) -> BlobView<'_> {
+            state.meter().addon_call();
             BlobView {
                 table: &mut state.table,
                 blob: &mut state.caps.blobstore,

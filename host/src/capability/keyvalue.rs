@@ -229,6 +229,7 @@ impl Capability for KeyValue {
 
     fn link(&self, linker: &mut Linker<DynoState>) -> anyhow::Result<()> {
         fn view(state: &mut DynoState) -> KvView<'_> {
+            state.meter().addon_call();
             KvView {
                 table: &mut state.table,
                 kv: &mut state.caps.keyvalue,

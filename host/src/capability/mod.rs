@@ -86,6 +86,8 @@ pub struct DynoInputs<'a> {
     /// Its name (`web.1`): `DYNO`, and the source of its log lines.
     pub name: &'a Process,
     pub log: &'a AppLog,
+    /// Where its instances, outbound requests and add-on calls are counted.
+    pub meter: &'a Arc<crate::metrics::DynoMeter>,
 }
 
 /// What one instance gets besides its dyno's share.
@@ -163,6 +165,7 @@ macro_rules! capabilities {
         pub struct DynoCapabilities {
             release: Arc<ReleaseCapabilities>,
             name: Process,
+            meter: Arc<crate::metrics::DynoMeter>,
             $($field: <$capability as Capability>::Dyno,)*
         }
 
@@ -232,6 +235,7 @@ macro_rules! capabilities {
                 Arc::new(DynoCapabilities {
                     release: self.clone(),
                     name: dyno.name.clone(),
+                    meter: dyno.meter.clone(),
                     $($field: self.registry.$field.dyno(&self.$field, dyno),)*
                 })
             }
@@ -241,6 +245,11 @@ macro_rules! capabilities {
             /// The dyno's name, `web.1`.
             pub fn name(&self) -> &Process {
                 &self.name
+            }
+
+            /// Where the dyno's instances and calls are counted.
+            pub fn meter(&self) -> &Arc<crate::metrics::DynoMeter> {
+                &self.meter
             }
 
             /// Every capability's state for one new store.

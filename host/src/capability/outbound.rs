@@ -68,6 +68,7 @@ pub struct OutboundDyno {
     config: OutboundConfig,
     log: AppLog,
     name: Process,
+    meter: Arc<crate::metrics::DynoMeter>,
 }
 
 /// One instance's `wasi:http` state.
@@ -111,6 +112,7 @@ impl Capability for Outbound {
             config: self.config.clone(),
             log: dyno.log.clone(),
             name: dyno.name.clone(),
+            meter: dyno.meter.clone(),
         })
     }
 
@@ -146,6 +148,7 @@ impl WasiHttpHooks for OutboundHooks {
         _fut: IoFuture,
     ) -> SendFuture {
         let dyno = self.dyno.clone();
+        dyno.meter.outbound();
         Box::new(async move { dyno.send(request, options).await })
     }
 }

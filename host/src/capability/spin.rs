@@ -139,6 +139,7 @@ impl Capability for Spin {
 
     fn link(&self, linker: &mut Linker<DynoState>) -> anyhow::Result<()> {
         fn view(state: &mut DynoState) -> SpinView<'_> {
+            state.meter().addon_call();
             SpinView {
                 table: &mut state.table,
                 spin: &mut state.caps.spin,

@@ -162,6 +162,7 @@ impl Capability for Sql {
 
     fn link(&self, linker: &mut Linker<DynoState>) -> anyhow::Result<()> {
         fn view(state: &mut DynoState) -> SqlView<'_> {
+            state.meter().addon_call();
             SqlView {
                 table: &mut state.table,
                 sql: &mut state.caps.sql,

@@ -257,7 +257,15 @@ impl DevApp {
             let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
             bail!("{path} cannot run: {}", list.join("; "));
         }
-        let dyno = WebDyno::new(1, component, &caps, limits, self.log.clone(), cpu);
+        let dyno = WebDyno::new(
+            1,
+            component,
+            &caps,
+            limits,
+            self.log.clone(),
+            cpu,
+            crate::metrics::DynoMeter::off(),
+        );
         Ok(WebState::new(vec![Arc::new(dyno)], false, self.timeouts))
     }
 

@@ -11,6 +11,7 @@ mod builds;
 pub mod client;
 mod config;
 mod dev;
+mod labs;
 mod logs;
 mod pg;
 mod ps;
@@ -192,6 +193,11 @@ pub enum Commands {
 
     Logs(logs::LogsCommand),
     Drains(logs::DrainsCommand),
+    Labs(labs::LabsCommand),
+    #[command(name = "labs:enable")]
+    LabsEnable(labs::LabsEnableCommand),
+    #[command(name = "labs:disable")]
+    LabsDisable(labs::LabsDisableCommand),
     #[command(name = "drains:add")]
     DrainsAdd(logs::DrainsAddCommand),
     #[command(name = "drains:remove")]
@@ -281,6 +287,9 @@ impl Commands {
             Commands::RunDetached(c) => c.run(),
             Commands::Logs(c) => c.run(),
             Commands::Drains(c) => c.run(),
+            Commands::Labs(c) => c.run(),
+            Commands::LabsEnable(c) => c.run(),
+            Commands::LabsDisable(c) => c.run(),
             Commands::DrainsAdd(c) => c.run(),
             Commands::DrainsRemove(c) => c.run(),
             Commands::AppsRename(c) => c.run(),

@@ -113,6 +113,17 @@ pub struct ServerCommand {
     /// operator's own authority).
     #[arg(long, env = "RENGA_DRAIN_CA", value_name = "FILE")]
     drain_ca: Option<PathBuf>,
+
+    /// Count nothing for `/metrics` and `log-runtime-metrics` (the
+    /// benchmark's reference; counting costs a few atomic additions per
+    /// request).
+    #[arg(long)]
+    no_metrics: bool,
+
+    /// How often apps with `log-runtime-metrics` get their dynos' sample#
+    /// lines (Heroku writes them every 20 s).
+    #[arg(long, default_value = "20s")]
+    runtime_metrics_every: HumanDuration,
 }
 
 /// `--idle-after`: a duration, or never.
@@ -221,6 +232,8 @@ impl ServerCommand {
                 build_time_limit: self.build_timeout.0,
                 boot_timeout: self.boot_timeout.0,
                 servers,
+                metrics: !self.no_metrics,
+                runtime_metrics_every: self.runtime_metrics_every.0,
                 drains: Arc::new(crate::drain::DrainPolicy::new(
                     self.allow_private_drains,
                     self.drain_buffer,

@@ -17,6 +17,7 @@ use crate::backend::wasm::WasmWeb;
 use crate::backend::{Failure, RequestBody, Served, Timeouts, WebBackend};
 use crate::capability::{DynoInputs, ReleaseCapabilities};
 use crate::logplex::{AppLog, Process};
+use crate::metrics::DynoMeter;
 use crate::runtime::{AppCpu, HttpComponent, InstanceSpec};
 
 /// What a web dyno may use, from its process type's size and formation.
@@ -38,6 +39,7 @@ pub struct WebDyno {
     concurrency: usize,
     backend: Box<dyn WebBackend>,
     in_flight: AtomicUsize,
+    meter: Arc<DynoMeter>,
 }
 
 impl WebDyno {
@@ -50,6 +52,7 @@ impl WebDyno {
         limits: WebLimits,
         log: AppLog,
         cpu: Arc<AppCpu>,
+        meter: Arc<DynoMeter>,
     ) -> WebDyno {
         let name = Process::from(format!("web.{index}"));
         let concurrency = limits.concurrency.max(1) as usize;
@@ -57,24 +60,36 @@ impl WebDyno {
             caps: release.dyno(&DynoInputs {
                 name: &name,
                 log: &log,
+                meter: &meter,
             }),
             memory_limit: limits.memory,
             log,
             cpu,
         };
         let backend = WasmWeb::new(component, spec, limits.reuse, concurrency);
-        WebDyno::with_backend(name, limits, Box::new(backend))
+        WebDyno::with_backend(name, limits, Box::new(backend), meter)
     }
 
-    /// A dyno whose requests `backend` serves.
-    pub fn with_backend(name: Process, limits: WebLimits, backend: Box<dyn WebBackend>) -> WebDyno {
+    /// A dyno whose requests `backend` serves, counted in `meter`.
+    pub fn with_backend(
+        name: Process,
+        limits: WebLimits,
+        backend: Box<dyn WebBackend>,
+        meter: Arc<DynoMeter>,
+    ) -> WebDyno {
         WebDyno {
             name,
             memory_limit: limits.memory,
             concurrency: limits.concurrency.max(1) as usize,
             backend,
             in_flight: AtomicUsize::new(0),
+            meter,
         }
+    }
+
+    /// Where the dyno's requests and instances are counted.
+    pub fn meter(&self) -> &Arc<DynoMeter> {
+        &self.meter
     }
 
     pub fn concurrency(&self) -> usize {

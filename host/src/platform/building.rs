@@ -398,6 +398,7 @@ impl Platform {
                         caps: caps.dyno(&crate::capability::DynoInputs {
                             name: &process,
                             log: &log,
+                            meter: &self.metrics.app(&app.id).dyno(&process),
                         }),
                         args: argv,
                         memory_limit: self.memory_of(crate::size::Size::default()),

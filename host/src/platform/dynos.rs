@@ -128,6 +128,7 @@ struct WebRecipe {
     limits: WebLimits,
     log: AppLog,
     cpu: Arc<AppCpu>,
+    meter: Arc<crate::metrics::AppMeter>,
 }
 
 impl WebRecipe {
@@ -141,6 +142,7 @@ impl WebRecipe {
                     self.limits,
                     self.log.clone(),
                     self.cpu.clone(),
+                    self.meter.dyno(&format!("web.{index}")),
                 ))
             })
             .collect()
@@ -555,11 +557,10 @@ impl Platform {
                 route
             }
             None => {
-                let route = Arc::new(AppRoute::new(
-                    app.name.as_str(),
-                    self.logs.app(&app.id),
-                    web,
-                ));
+                let route = Arc::new(
+                    AppRoute::new(app.name.as_str(), self.logs.app(&app.id), web)
+                        .with_meter(self.metrics.app(&app.id).router()),
+                );
                 self.routes.insert(app.name.as_str(), route.clone());
                 route
             }
@@ -601,6 +602,7 @@ impl Platform {
                     line.to_string(),
                     formation.quantity,
                     limits,
+                    self.metrics.app(&app.id),
                 ));
                 if formation.quantity == 0 {
                     return Ok(WebState::new(Vec::new(), app.maintenance, timeouts));
@@ -676,6 +678,7 @@ impl Platform {
             limits,
             log,
             cpu: self.cpu_of(app),
+            meter: self.metrics.app(&app.id),
         });
         let Some(component) = component else {
             return Ok(WebState::new(Vec::new(), app.maintenance, timeouts));

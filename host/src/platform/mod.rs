@@ -18,6 +18,7 @@ mod drains;
 mod dynos;
 mod janitor;
 mod logs;
+mod metrics;
 mod native;
 mod oneoff;
 mod providers;
@@ -29,6 +30,7 @@ mod workers;
 pub use addons::{AddonInfo, AttachmentInfo, MAX_ADDONS, MAX_ATTACHMENTS};
 pub use dynos::{Running, RunningDyno};
 pub use logs::{LogRequest, LogSession};
+pub use metrics::{FEATURES, Feature, find_feature};
 pub use oneoff::{DETACHED_TIME_LIMIT, MAX_ONE_OFFS, OneOff};
 pub use providers::{MAX_PROVIDER_BYTES, Registration};
 pub use releases::{KEPT_RELEASES, LISTED_RELEASES};
@@ -88,6 +90,11 @@ pub struct PlatformConfig {
     pub servers: crate::provider::Servers,
     /// Where log drains may go, and the certificates they trust.
     pub drains: Arc<crate::drain::DrainPolicy>,
+    /// Count requests, instances and calls for `/metrics` (off: the
+    /// meters count nothing).
+    pub metrics: bool,
+    /// How often `log-runtime-metrics` lines are written.
+    pub runtime_metrics_every: Duration,
 }
 
 /// Why an operation was refused. Each maps to an HTTP status and a Heroku
@@ -156,6 +163,7 @@ pub struct Platform {
     runtime: Arc<Runtime>,
     routes: Arc<ServerRoutes>,
     logs: Logplex,
+    metrics: crate::metrics::Metrics,
     config: PlatformConfig,
     components: Arc<dynos::ComponentCache>,
     workers: Mutex<HashMap<String, Vec<workers::WorkerDyno>>>,
@@ -208,6 +216,7 @@ impl Platform {
             runtime,
             routes,
             logs: Logplex::default(),
+            metrics: crate::metrics::Metrics::new(config.metrics),
             config,
             workers: Mutex::default(),
             one_offs: Arc::default(),
@@ -273,6 +282,7 @@ impl Platform {
         })
         .await?;
         self.start_janitor();
+        self.start_runtime_metrics(self.config.runtime_metrics_every);
         self.apps.repair()?;
         self.domains.repair()?;
         self.start_drains()?;
@@ -281,11 +291,10 @@ impl Platform {
             let log = self.logs.app(&app.id);
             self.routes.insert(
                 app.name.as_str(),
-                Arc::new(AppRoute::new(
-                    app.name.as_str(),
-                    log.clone(),
-                    self.empty_web(app),
-                )),
+                Arc::new(
+                    AppRoute::new(app.name.as_str(), log.clone(), self.empty_web(app))
+                        .with_meter(self.metrics.app(&app.id).router()),
+                ),
             );
             self.route_domains(app)?;
             if let Some(release) = self.ledger.current(&app.id)?
@@ -318,7 +327,10 @@ impl Platform {
         let log = self.logs.app(&app.id);
         self.routes.insert(
             app.name.as_str(),
-            Arc::new(AppRoute::new(app.name.as_str(), log, self.empty_web(&app))),
+            Arc::new(
+                AppRoute::new(app.name.as_str(), log, self.empty_web(&app))
+                    .with_meter(self.metrics.app(&app.id).router()),
+            ),
         );
         let release = self.ledger.append(
             &app.id,
@@ -421,6 +433,7 @@ impl Platform {
         self.apps.delete(&app)?;
         self.db.flush().await?;
         self.logs.remove(&app.id);
+        self.metrics.remove(&app.id);
         // A build cache can hold gigabytes: removed off the async workers.
         let folders = [
             self.config.cache.join("builds").join(&app.id),

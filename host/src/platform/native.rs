@@ -36,6 +36,7 @@ pub(super) struct NativeRecipe {
     command: String,
     quantity: u32,
     limits: WebLimits,
+    meter: Arc<crate::metrics::AppMeter>,
 }
 
 impl NativeRecipe {
@@ -44,12 +45,14 @@ impl NativeRecipe {
         command: String,
         quantity: u32,
         limits: WebLimits,
+        meter: Arc<crate::metrics::AppMeter>,
     ) -> NativeRecipe {
         NativeRecipe {
             spec,
             command,
             quantity,
             limits,
+            meter,
         }
     }
 
@@ -68,7 +71,15 @@ impl NativeRecipe {
         futures::future::join_all(started.iter().map(|(_, web)| web.ready(boot))).await;
         started
             .into_iter()
-            .map(|(name, web)| Arc::new(WebDyno::with_backend(name, self.limits, Box::new(web))))
+            .map(|(name, web)| {
+                let meter = self.meter.dyno(&name);
+                Arc::new(WebDyno::with_backend(
+                    name,
+                    self.limits,
+                    Box::new(web),
+                    meter,
+                ))
+            })
             .collect()
     }
 }

@@ -265,6 +265,7 @@ impl Platform {
                     caps: caps.dyno(&crate::capability::DynoInputs {
                         name: &Process::from(name.as_str()),
                         log: &log,
+                        meter: &self.metrics.app(&app.id).dyno(&name),
                     }),
                     args: full,
                     memory_limit: self.memory_of(size),

@@ -28,6 +28,13 @@ pub(super) struct WorkerDyno {
     pub(super) size: Size,
 }
 
+impl WorkerDyno {
+    /// `worker.1`.
+    pub(super) fn name(&self) -> String {
+        format!("{}.{}", self.kind, self.index)
+    }
+}
+
 impl Platform {
     /// The command component at `path` in a slug (a worker, a release
     /// phase, a one-off), loaded from the precompiled cache or compiled now,
@@ -211,6 +218,7 @@ impl Platform {
             caps: caps.dyno(&DynoInputs {
                 name: &name,
                 log: &log,
+                meter: &self.metrics.app(&app.id).dyno(&name),
             }),
             args: argv,
             memory_limit: self.memory_of(size),

@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 use std::pin::Pin;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ use http_body_util::Full;
 use super::Slot;
 use crate::backend::ResponseBody;
 use crate::logplex::{AppLog, Process, Source};
+use crate::metrics::DynoMeter;
 
 static ROUTER: LazyLock<Process> = LazyLock::new(|| Process::from("router"));
 
@@ -75,6 +76,9 @@ pub(super) const R14: ErrorCode = ErrorCode {
 /// Everything the line needs, gathered while the request is handled.
 pub(super) struct Access {
     pub log: AppLog,
+    /// Where the request is counted: the dyno's meter once it has one, the
+    /// app's router meter before.
+    pub meter: Arc<DynoMeter>,
     pub method: http::Method,
     pub path: String,
     pub host: String,
@@ -91,7 +95,15 @@ pub(super) struct Access {
 }
 
 impl Access {
-    fn line(&self, bytes: u64) -> String {
+    /// The app's own time: the whole request less connecting and waking.
+    fn service(&self) -> Duration {
+        self.started
+            .elapsed()
+            .saturating_sub(self.connect)
+            .saturating_sub(self.wake.unwrap_or_default())
+    }
+
+    fn line(&self, bytes: u64, service: Duration) -> String {
         let mut line = String::with_capacity(256);
         match self.error {
             Some(e) => {
@@ -99,12 +111,6 @@ impl Access {
             }
             None => line.push_str("at=info "),
         }
-        let wake = self.wake.unwrap_or_default();
-        let service = self
-            .started
-            .elapsed()
-            .saturating_sub(self.connect)
-            .saturating_sub(wake);
         let _ = write!(
             line,
             "method={} path=\"{}\" host={} request_id={} fwd=\"{}\" dyno={} connect={}ms service={}ms ",
@@ -129,7 +135,10 @@ impl Access {
     }
 
     fn emit(&self, bytes: u64) {
-        self.log.emit(Source::Renga, &ROUTER, self.line(bytes));
+        let service = self.service();
+        self.meter.request(self.status, service);
+        self.log
+            .emit(Source::Renga, &ROUTER, self.line(bytes, service));
     }
 }
 
@@ -255,6 +264,7 @@ mod tests {
     fn line_has_herokus_fields_in_order() {
         let access = Access {
             log: AppLog::new(1),
+            meter: DynoMeter::off(),
             method: http::Method::GET,
             path: "/".into(),
             host: "hello.localhost".into(),
@@ -269,7 +279,7 @@ mod tests {
             protocol: "http",
         };
         assert_eq!(
-            access.line(17),
+            access.line(17, Duration::ZERO),
             "at=info method=GET path=\"/\" host=hello.localhost request_id=abc fwd=\"127.0.0.1\" dyno=web.1 connect=0ms service=0ms status=200 bytes=17 protocol=http"
         );
         let failed = Access {
@@ -280,14 +290,22 @@ mod tests {
         };
         assert!(
             failed
-                .line(0)
+                .line(0, Duration::ZERO)
                 .starts_with("at=error code=H12 desc=\"Request timeout\" method=GET")
         );
-        assert!(failed.line(0).contains(" dyno= connect=0ms"));
+        assert!(
+            failed
+                .line(0, Duration::ZERO)
+                .contains(" dyno= connect=0ms")
+        );
         let woken = Access {
             wake: Some(Duration::from_millis(2)),
             ..failed
         };
-        assert!(woken.line(0).contains(" service=0ms wake=2ms status=503 "));
+        assert!(
+            woken
+                .line(0, Duration::ZERO)
+                .contains(" service=0ms wake=2ms status=503 ")
+        );
     }
 }

@@ -86,6 +86,8 @@ pub struct AppRoute {
     born: Instant,
     /// One wake at a time; requests that arrive meanwhile wait for it.
     waking: tokio::sync::Mutex<()>,
+    /// What the router does for the app without a dyno (refusals, wakes).
+    meter: Arc<crate::metrics::DynoMeter>,
 }
 
 /// Rebuilds an app's web dynos after it slept: from precompiled code, so in
@@ -311,7 +313,18 @@ impl AppRoute {
             idle_after_ms: AtomicU64::new(0),
             born: Instant::now(),
             waking: tokio::sync::Mutex::new(()),
+            meter: crate::metrics::DynoMeter::off(),
         }
+    }
+
+    /// Counts what the router does for the app without a dyno in `meter`.
+    pub fn with_meter(mut self, meter: Arc<crate::metrics::DynoMeter>) -> AppRoute {
+        self.meter = meter;
+        self
+    }
+
+    pub fn meter(&self) -> &Arc<crate::metrics::DynoMeter> {
+        &self.meter
     }
 
     pub fn name(&self) -> &str {
@@ -414,6 +427,7 @@ impl AppRoute {
         ));
         let previous = self.web.compare_and_swap(&current, awake.clone());
         let took = started.elapsed();
+        self.meter.wake(took);
         if !Arc::ptr_eq(&previous, &current) {
             // A deploy or scale switched the app while it woke: serve that.
             return Ok((self.current(), Some(took)));
@@ -582,7 +596,12 @@ mod tests {
             reuse: 0,
         };
         let name = Process::from(format!("web.{index}"));
-        Arc::new(WebDyno::with_backend(name, limits, Box::new(Answer)))
+        Arc::new(WebDyno::with_backend(
+            name,
+            limits,
+            Box::new(Answer),
+            crate::metrics::DynoMeter::off(),
+        ))
     }
 
     fn timeouts() -> Timeouts {

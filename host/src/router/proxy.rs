@@ -61,6 +61,7 @@ impl Proxy {
         let fwd = forwarded_for(request.headers().get(&X_FORWARDED_FOR), peer);
         let mut access = Access {
             log: route.log().clone(),
+            meter: route.meter().clone(),
             method: request.method().clone(),
             path: log_safe(
                 request
@@ -143,6 +144,7 @@ impl Proxy {
         };
         let dyno = slot.dyno().clone();
         access.dyno = Some(dyno.name().clone());
+        access.meter = dyno.meter().clone();
 
         let headers = request.headers_mut();
         headers.insert(

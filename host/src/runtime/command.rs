@@ -131,10 +131,11 @@ impl CommandComponent {
             },
         );
         let memory_limit = spec.memory_limit;
-        let run = async {
+        let meter = spec.caps.meter().clone();
+        let run = meter.timed(async {
             let command = self.pre.instantiate_async(&mut store).await?;
             command.wasi_cli_run().call_run(&mut store).await
-        };
+        });
         let (outcome, limit) = match spec.time_limit {
             Some(limit) => (tokio::time::timeout(limit, run).await, limit),
             None => (Ok(run.await), Duration::ZERO),

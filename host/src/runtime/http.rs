@@ -209,9 +209,12 @@ impl HttpComponent {
         let proxy = match kept_proxy {
             Some(proxy) => proxy,
             None => {
-                let started =
-                    tokio::time::timeout_at(deadline.into(), pre.instantiate_async(&mut store))
-                        .await;
+                let meter = spec.caps.meter().clone();
+                let started = tokio::time::timeout_at(
+                    deadline.into(),
+                    meter.timed(pre.instantiate_async(&mut store)),
+                )
+                .await;
                 instantiated(started, store.data().limits.exceeded, spec.memory_limit)?
             }
         };
@@ -225,11 +228,14 @@ impl HttpComponent {
         let grace = timeouts.grace;
         let reuse_for_failure = reuse;
         let reuse = reuse.cloned();
+        let meter = spec.caps.meter().clone();
         let task = tokio::spawn(async move {
             let _counted = GuestTask::new();
-            let call = proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, request, outparam);
+            let call = meter.timed(
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, request, outparam),
+            );
             let outcome = tokio::select! {
                 biased;
                 result = call => Outcome::of(result),

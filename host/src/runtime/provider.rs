@@ -355,6 +355,7 @@ impl Pool {
         let caps = release.dyno(&DynoInputs {
             name: &name,
             log: &log,
+            meter: &crate::metrics::DynoMeter::off(),
         });
         Ok(Pool {
             addon: addon.clone(),

@@ -16,6 +16,7 @@ use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
 
 use super::cpu::{AppCpu, CpuScheduler, HOT_AFTER};
 use crate::capability::{DynoCapabilities, InstanceCapabilities, InstanceInputs};
+use crate::metrics::DynoMeter;
 
 /// Stores alive right now, across every app.
 static LIVE_INSTANCES: AtomicUsize = AtomicUsize::new(0);
@@ -100,13 +101,22 @@ impl DynoState {
         memory_limit: u64,
         mut inputs: InstanceInputs<'_>,
     ) -> DynoState {
+        let meter = caps.meter().clone();
+        meter.instance_started();
         DynoState {
             table: ResourceTable::new(),
             caps: caps.instance(&mut inputs),
-            limits: MemoryLimiter::new(memory_limit),
+            limits: MemoryLimiter::new(memory_limit, meter),
             ticks: 0,
             _live: Live::new(),
         }
+    }
+}
+
+impl DynoState {
+    /// Where this instance's dyno counts its instances, CPU and calls.
+    pub(crate) fn meter(&self) -> &Arc<DynoMeter> {
+        &self.limits.meter
     }
 }
 
@@ -131,19 +141,29 @@ impl WasiHttpView for DynoState {
 
 /// Caps the total linear memory of one instance and remembers whether the
 /// guest asked for more, so that a failure can be reported as what it is.
+/// What it grants is also counted in the dyno's live memory, until the
+/// instance is dropped.
 pub(crate) struct MemoryLimiter {
     limit: usize,
     used: usize,
     pub(crate) exceeded: bool,
+    meter: Arc<DynoMeter>,
 }
 
 impl MemoryLimiter {
-    fn new(limit: u64) -> MemoryLimiter {
+    fn new(limit: u64, meter: Arc<DynoMeter>) -> MemoryLimiter {
         MemoryLimiter {
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
             used: 0,
             exceeded: false,
+            meter,
         }
+    }
+}
+
+impl Drop for MemoryLimiter {
+    fn drop(&mut self) {
+        self.meter.instance_ended(self.used as u64);
     }
 }
 
@@ -159,6 +179,8 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
             self.exceeded = true;
             return Ok(false);
         }
+        self.meter
+            .memory_grew(next.saturating_sub(self.used) as u64);
         self.used = next;
         Ok(true)
     }

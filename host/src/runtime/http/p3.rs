@@ -48,8 +48,12 @@ where
     let request_id = request.headers().get("x-request-id").cloned();
     let mut store = web_store(pre.engine(), spec, scheduler);
 
-    let instance =
-        tokio::time::timeout_at(deadline.into(), pre.instantiate_async(&mut store)).await;
+    let meter = spec.caps.meter().clone();
+    let instance = tokio::time::timeout_at(
+        deadline.into(),
+        meter.timed(pre.instantiate_async(&mut store)),
+    )
+    .await;
     let service = instantiated(instance, store.data().limits.exceeded, spec.memory_limit)?;
     let connect = started.elapsed();
     let request = with_authority(request).map(|body| body.map_err(Into::into).boxed_unsync());
@@ -62,21 +66,23 @@ where
     let grace = timeouts.grace;
     let task = tokio::spawn(async move {
         let _counted = GuestTask::new();
-        let call = store.run_concurrent(async move |guest| -> wasmtime::Result<()> {
-            match service.handle(guest, request).await? {
-                Err(code) => {
-                    let _ = answer_tx.send(Err(format!("{code:?}")));
+        let call = meter.timed(
+            store.run_concurrent(async move |guest| -> wasmtime::Result<()> {
+                match service.handle(guest, request).await? {
+                    Err(code) => {
+                        let _ = answer_tx.send(Err(format!("{code:?}")));
+                    }
+                    Ok(response) => {
+                        let response = guest.with(|store| response.into_http(store, request_io))?;
+                        let _ = answer_tx.send(Ok(response));
+                        // The body streams from tasks the guest keeps running:
+                        // stay in the event loop until they are done.
+                        std::future::poll_fn(|cx| guest.poll_no_interesting_tasks(cx)).await;
+                    }
                 }
-                Ok(response) => {
-                    let response = guest.with(|store| response.into_http(store, request_io))?;
-                    let _ = answer_tx.send(Ok(response));
-                    // The body streams from tasks the guest keeps running:
-                    // stay in the event loop until they are done.
-                    std::future::poll_fn(|cx| guest.poll_no_interesting_tasks(cx)).await;
-                }
-            }
-            Ok(())
-        });
+                Ok(())
+            }),
+        );
         let outcome = tokio::select! {
             biased;
             result = call => Outcome::of(result.and_then(|r| r)),
