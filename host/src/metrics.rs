@@ -102,18 +102,18 @@ impl DynoMeter {
         }
     }
 
-    /// An instance's memory grew by `bytes`.
-    pub fn memory_grew(&self, bytes: u64) {
+    /// An instance's memory grew by `bytes`, to `total`.
+    pub fn memory_grew(&self, bytes: u64, total: u64) {
         if self.enabled {
             self.memory.fetch_add(bytes, Relaxed);
+            self.memory_peak.fetch_max(total, Relaxed);
         }
     }
 
-    /// An instance that used `bytes` at most is gone.
+    /// An instance that held `bytes` is gone.
     pub fn instance_ended(&self, bytes: u64) {
         if self.enabled {
             self.memory.fetch_sub(bytes, Relaxed);
-            self.memory_peak.fetch_max(bytes, Relaxed);
         }
     }
 
@@ -276,6 +276,15 @@ impl Metrics {
                 })
             })
             .clone()
+    }
+
+    /// The app's meters, if it has any (never makes them).
+    pub fn find(&self, app_id: &str) -> Option<Arc<AppMeter>> {
+        self.apps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(app_id)
+            .cloned()
     }
 
     pub fn remove(&self, app_id: &str) {

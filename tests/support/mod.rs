@@ -463,4 +463,4 @@ pub use addons::{app_request, create_addon, hits};
 #[allow(unused_imports, reason = "the dev tests use no server")]
 pub use server::*;
 #[allow(unused_imports, reason = "only the add-on server tests start these")]
-pub use services::{Postgres, Redis};
+pub use services::{Certs, Postgres, Redis, Rsyslog, free_port, make_certs};

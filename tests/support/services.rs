@@ -1,4 +1,4 @@
-//! Throwaway PostgreSQL and Redis servers for tests: each on an ephemeral
+//! Throwaway PostgreSQL, Redis and rsyslog servers for tests: each on an ephemeral
 //! port, in a temporary folder, started by the test and stopped (and its
 //! folder removed) when it is dropped. Nothing is left running.
 //!
@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A free TCP port on the loopback (free when asked).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -237,5 +237,175 @@ impl Drop for Redis {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A certificate authority and a certificate for `localhost` (DNS name
+/// only) that it signed, made with openssl.
+pub struct Certs {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+pub fn make_certs(dir: &Path) -> Certs {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("running openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=renga drain test CA",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "key.pem",
+            "-out",
+            "req.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "req.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    Certs {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    }
+}
+
+/// A real rsyslogd on an ephemeral loopback port (TLS with its GnuTLS
+/// driver when given certificates), writing what it receives to a file as
+/// `HOSTNAME APP-NAME PROCID MSG`.
+pub struct Rsyslog {
+    child: Child,
+    pub port: u16,
+    out: PathBuf,
+    dir: PathBuf,
+}
+
+impl Rsyslog {
+    pub fn start(dir: &Path, tls: Option<&Certs>) -> Rsyslog {
+        std::fs::create_dir_all(dir).unwrap();
+        let port = free_port();
+        let out = dir.join("received.log");
+        let (global, module) = match tls {
+            Some(c) => (
+                format!(
+                    "global(workDirectory=\"{w}\" defaultNetstreamDriverCAFile=\"{}\" defaultNetstreamDriverCertFile=\"{}\" defaultNetstreamDriverKeyFile=\"{}\")",
+                    c.ca.display(),
+                    c.cert.display(),
+                    c.key.display(),
+                    w = dir.display()
+                ),
+                "module(load=\"imtcp\" streamDriver.name=\"gtls\" streamDriver.mode=\"1\" streamDriver.authMode=\"anon\")".to_string(),
+            ),
+            None => (
+                format!("global(workDirectory=\"{}\")", dir.display()),
+                "module(load=\"imtcp\")".to_string(),
+            ),
+        };
+        let conf = format!(
+            "{global}\n{module}\n\
+             template(name=\"drain\" type=\"string\" string=\"%hostname% %app-name% %procid% %msg%\\n\")\n\
+             ruleset(name=\"drain\") {{ action(type=\"omfile\" file=\"{out}\" template=\"drain\" flushOnTXEnd=\"on\" asyncWriting=\"off\") }}\n\
+             input(type=\"imtcp\" port=\"{port}\" address=\"127.0.0.1\" ruleset=\"drain\")\n",
+            out = out.display()
+        );
+        let conf_path = dir.join("rsyslog.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = Command::new("rsyslogd")
+            .args(["-n", "-f"])
+            .arg(&conf_path)
+            .arg("-i")
+            .arg(dir.join("rsyslogd.pid"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting rsyslogd (scripts/setup installs it)");
+        let rsyslog = Rsyslog {
+            child,
+            port,
+            out,
+            dir: dir.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "rsyslogd did not listen on {port}; its config:\n{}",
+                std::fs::read_to_string(dir.join("rsyslog.conf")).unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        rsyslog
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(self.dir.join("work"));
     }
 }

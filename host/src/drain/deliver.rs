@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 
@@ -134,19 +134,40 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || a == 0
                 || (a == 100 && (64..128).contains(&b))
                 || (a == 198 && (b == 18 || b == 19))
+                || (a == 192 && b == 0 && v4.octets()[2] == 0)
                 || a >= 240)
         }
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                IpAddr::V4(std::net::Ipv4Addr::new(
+                    (hi >> 8) as u8,
+                    hi as u8,
+                    (lo >> 8) as u8,
+                    lo as u8,
+                ))
+            };
+            // NAT64 (64:ff9b::/96, 64:ff9b:1::/48) and 6to4 (2002::/16)
+            // carry an IPv4 address that is what they reach.
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return is_public(embedded(s[6], s[7]));
+            }
+            if s[0] == 0x2002 {
+                return is_public(embedded(s[1], s[2]));
+            }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8)
+                // IPv4-compatible (deprecated) ::/96
+                || s[..6] == [0; 6]
+                || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1)
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xffc0) == 0xfec0
+                || s[0] == 0x2001 && s[1] == 0x0db8)
         }
     }
 }
@@ -154,10 +175,22 @@ pub fn is_public(ip: IpAddr) -> bool {
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// A drain's kept connection.
+/// A drain's kept connection (for HTTP, with the task that drives it,
+/// which ends with it).
 enum Connection {
-    Http(SendRequest<Full<Bytes>>),
+    Http {
+        sender: SendRequest<Full<Bytes>>,
+        _driver: AbortOnDrop,
+    },
     Syslog(Box<dyn Io>),
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 struct Worker {
@@ -292,7 +325,9 @@ impl Worker {
         let frame_id = uuid::Uuid::new_v4().simple().to_string();
         let outlet = self.reporter.outlet.clone();
         let mut backoff = FIRST_BACKOFF;
+        let mut fresh_retry = true;
         loop {
+            let reused = self.connection.is_some();
             let outcome = {
                 let Worker {
                     drain,
@@ -329,6 +364,23 @@ impl Worker {
                             .say(format!("drain {}: delivering again", self.drain.token));
                     }
                     return;
+                }
+                Err(e) if e.downcast_ref::<Refused>().is_some() => {
+                    // The receiver will never take this batch (a 4xx other
+                    // than 408 and 429): drop it rather than stall behind it.
+                    self.connection = None;
+                    self.reporter.say(format!(
+                        "Error L13 (drain delivery error): drain {}: {e}; dropped {count} messages",
+                        self.drain.token
+                    ));
+                    return;
+                }
+                Err(_) if reused && fresh_retry => {
+                    // A kept connection the receiver closed meanwhile: send
+                    // again at once on a new one.
+                    self.connection = None;
+                    fresh_retry = false;
+                    continue;
                 }
                 Err(e) => {
                     self.connection = None;
@@ -373,8 +425,13 @@ fn loss_line(lost: u64, since: SystemTime) -> LogLine {
     }
 }
 
+/// A receiver's answer that sending again would not change.
+#[derive(Debug, thiserror::Error)]
+#[error("the drain answered {0}")]
+struct Refused(http::StatusCode);
+
 /// Sends one batch over the drain's connection, connecting first if there
-/// is none.
+/// is none (or the receiver closed it).
 async fn send(
     drain: &Drain,
     policy: &DrainPolicy,
@@ -383,9 +440,15 @@ async fn send(
     count: usize,
     frame_id: &str,
 ) -> anyhow::Result<()> {
-    if connection.as_ref().is_none_or(|c| match c {
-        Connection::Http(sender) => sender.is_closed(),
-        Connection::Syslog(_) => false,
+    if connection.as_mut().is_none_or(|c| match c {
+        Connection::Http { sender, .. } => sender.is_closed(),
+        // A syslog receiver never writes: a read that is ready means it
+        // hung up (or broke the connection), and a write now would vanish
+        // into the socket's buffer.
+        Connection::Syslog(stream) => {
+            let mut probe = [0u8; 256];
+            futures::FutureExt::now_or_never(stream.read(&mut probe)).is_some()
+        }
     }) {
         *connection = Some(connect(drain, policy).await?);
     }
@@ -395,7 +458,7 @@ async fn send(
             stream.flush().await?;
             Ok(())
         }
-        Connection::Http(sender) => {
+        Connection::Http { sender, .. } => {
             let url = &drain.url;
             let mut request = http::Request::post(url.target.as_str())
                 .header(http::header::HOST, url.authority())
@@ -426,6 +489,11 @@ async fn send(
             }
             if status.is_success() {
                 Ok(())
+            } else if status.is_client_error()
+                && status != http::StatusCode::REQUEST_TIMEOUT
+                && status != http::StatusCode::TOO_MANY_REQUESTS
+            {
+                Err(Refused(status).into())
             } else {
                 Err(anyhow!("the drain answered {status}"))
             }
@@ -507,11 +575,13 @@ async fn connect(drain: &Drain, policy: &DrainPolicy) -> anyhow::Result<Connecti
         Transport::Http => {
             let (sender, connection) =
                 hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            // Ends when the sender is dropped or the receiver hangs up.
-            tokio::spawn(async move {
+            let driver = tokio::spawn(async move {
                 let _ = connection.await;
             });
-            Ok(Connection::Http(sender))
+            Ok(Connection::Http {
+                sender,
+                _driver: AbortOnDrop(driver),
+            })
         }
     }
 }
@@ -537,6 +607,12 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            "64:ff9b::a00:1",
+            "64:ff9b:1::1",
+            "2002:7f00:1::1",
+            "::127.0.0.1",
+            "fec0::1",
+            "192.0.0.8",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
@@ -545,6 +621,8 @@ mod tests {
             "1.1.1.1",
             "2606:4700::1111",
             "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
         ] {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }

@@ -89,7 +89,7 @@ impl FromStr for DrainUrl {
             invalid("a syslog drain needs a port, as in syslog://logs.example.com:514")
         })?;
         let credentials = match transport {
-            Transport::Http if !url.username().is_empty() => {
+            Transport::Http if !url.username().is_empty() || url.password().is_some() => {
                 let user = percent_decode(url.username());
                 let password = percent_decode(url.password().unwrap_or(""));
                 Some(format!("{user}:{password}"))
@@ -116,10 +116,9 @@ impl FromStr for DrainUrl {
 }
 
 fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 impl DrainUrl {
@@ -244,6 +243,10 @@ mod tests {
         assert_eq!((http.host.as_str(), http.port), ("logs.example.com", 443));
         assert_eq!(http.target, "/ingest?x=1");
         assert_eq!(http.credentials.as_deref(), Some("user:p@ss"));
+        let plus: DrainUrl = "https://u:a+b&c@logs.example.com".parse().unwrap();
+        assert_eq!(plus.credentials.as_deref(), Some("u:a+b&c"));
+        let token_only: DrainUrl = "https://:t0ken@logs.example.com".parse().unwrap();
+        assert_eq!(token_only.credentials.as_deref(), Some(":t0ken"));
         assert_eq!(http.authority(), "logs.example.com");
 
         let syslog: DrainUrl = "syslog+tls://logs.example.com:6514".parse().unwrap();

@@ -47,6 +47,7 @@ impl Platform {
             )));
         }
         let _lock = self.lock(&mut app).await;
+        self.still_there(&app)?;
         let drains = self.drains.of_app(&app.id)?;
         if drains.iter().any(|d| d.url == url) {
             return Err(PlatformError::Invalid(format!(

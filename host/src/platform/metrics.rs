@@ -37,7 +37,10 @@ impl Platform {
         };
         let figures: Vec<(String, Vec<(String, DynoFigures)>)> = apps
             .iter()
-            .map(|app| (app.name.to_string(), self.metrics.app(&app.id).snapshot()))
+            .map(|app| {
+                let figures = self.metrics.find(&app.id).map(|m| m.snapshot());
+                (app.name.to_string(), figures.unwrap_or_default())
+            })
             .collect();
         let host = user.admin.then(|| HostFigures {
             instances: crate::runtime::live_instances(),
@@ -60,6 +63,7 @@ impl Platform {
         let feature = find_feature(feature)?;
         let mut app = self.app(user, name_or_id)?;
         let _lock = self.lock(&mut app).await;
+        self.still_there(&app)?;
         let app = self.apps.set_feature(&app, feature.name, on)?;
         self.db.flush().await?;
         let verb = if on { "Enable" } else { "Disable" };
@@ -100,7 +104,9 @@ impl Platform {
             .iter()
             .filter(|a| a.features.contains(LOG_RUNTIME_METRICS))
         {
-            let meter = self.metrics.app(&app.id);
+            let Some(meter) = self.metrics.find(&app.id) else {
+                continue;
+            };
             let log = self.logs.app(&app.id);
             for (dyno, quota) in self.running_dynos(app) {
                 let figures = meter.dyno(&dyno).snapshot();

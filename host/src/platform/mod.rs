@@ -720,6 +720,18 @@ impl Platform {
         guard
     }
 
+    /// Refuses a change to an app that was destroyed while the change
+    /// waited for its lock.
+    fn still_there(&self, app: &App) -> Result<()> {
+        match self.apps.find(&app.id)? {
+            Some(_) => Ok(()),
+            None => Err(PlatformError::NotFound(format!(
+                "Couldn't find that app: {}",
+                app.name
+            ))),
+        }
+    }
+
     fn say(&self, app: &App, message: String) {
         self.logs
             .app(&app.id)

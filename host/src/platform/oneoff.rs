@@ -265,7 +265,9 @@ impl Platform {
                     caps: caps.dyno(&crate::capability::DynoInputs {
                         name: &Process::from(name.as_str()),
                         log: &log,
-                        meter: &self.metrics.app(&app.id).dyno(&name),
+                        // One meter for every one-off dyno (`run.N` numbers
+                        // never come back).
+                        meter: &self.metrics.app(&app.id).dyno("run"),
                     }),
                     args: full,
                     memory_limit: self.memory_of(size),

@@ -180,7 +180,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
             return Ok(false);
         }
         self.meter
-            .memory_grew(next.saturating_sub(self.used) as u64);
+            .memory_grew(next.saturating_sub(self.used) as u64, next as u64);
         self.used = next;
         Ok(true)
     }
