@@ -257,7 +257,11 @@ pub async fn run(drain: Drain, outlet: Arc<Outlet>, log: AppLog, policy: Arc<Dra
             match tokio::time::timeout(REPORT_EVERY, take).await {
                 Ok(lines) => lines,
                 Err(_) => {
+                    // No line to carry the report: it goes on its own.
                     worker.reporter.report_loss();
+                    if worker.reporter.unsent_loss.is_some() {
+                        worker.deliver(Vec::new()).await;
+                    }
                     continue;
                 }
             }
@@ -321,6 +325,9 @@ impl Worker {
             write_frame(&mut body, line, &self.drain.token);
         }
         drop(lines);
+        if count == 0 {
+            return;
+        }
         let body = Bytes::from(body);
         let frame_id = uuid::Uuid::new_v4().simple().to_string();
         let outlet = self.reporter.outlet.clone();
