@@ -260,10 +260,6 @@ impl Metrics {
         }
     }
 
-    pub fn enabled(&self) -> bool {
-        self.enabled
-    }
-
     pub fn app(&self, app_id: &str) -> Arc<AppMeter> {
         self.apps
             .lock()
