@@ -639,3 +639,51 @@ fn login_stores_credentials_and_a_git_remote_names_the_app() {
     assert_eq!(renga(&["config:get", "FROM_REMOTE"]).trim(), "yes");
     assert!(renga(&["apps:info"]).contains(&format!("=== {name}")));
 }
+
+/// hyper keeps a connection for the next request only when the last
+/// request's body was read to its end. A route that needs no body (`POST
+/// /sources`, to which the CLI sends `{}`) answers as soon as the headers
+/// arrive; a body arriving after them must not cost the client the kept
+/// connection its next request (the upload) goes out on.
+#[test]
+fn a_body_its_route_does_not_need_does_not_close_a_kept_connection() {
+    use std::io::{Read as _, Write as _};
+    let tmp = TempDir::new("kept");
+    let server = Server::start(tmp.path());
+    let mut stream =
+        std::net::TcpStream::connect(server.api.trim_start_matches("http://")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    for round in 0..3 {
+        write!(
+            stream,
+            "POST /sources HTTP/1.1\r\nHost: renga\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\
+             Content-Type: application/json\r\nContent-Length: 2\r\n\r\n"
+        )
+        .unwrap_or_else(|e| panic!("round {round}: the server closed the connection: {e}"));
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = stream.write_all(b"{}");
+        let mut answer = Vec::new();
+        let mut byte = [0u8; 1];
+        while !answer.ends_with(b"\r\n\r\n") {
+            match stream.read(&mut byte) {
+                Ok(1) => answer.push(byte[0]),
+                other => panic!("round {round}: the connection ended ({other:?}) after {answer:?}"),
+            }
+        }
+        let head = String::from_utf8(answer).unwrap();
+        assert!(head.starts_with("HTTP/1.1 201"), "round {round}: {head}");
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|n| n.trim().parse().unwrap())
+            })
+            .expect("a Content-Length");
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body).unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("put_url"));
+    }
+}

@@ -6,10 +6,11 @@ use std::path::PathBuf;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
+use axum::middleware::Next;
 use axum::response::Response;
 use futures::{Stream, StreamExt};
 use http::StatusCode;
-use http::header::CONTENT_TYPE;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -60,6 +61,30 @@ where
         }
         parse(&bytes).map(JsonOrDefault)
     }
+}
+
+/// Reads a small body (one with a `Content-Length` within
+/// [`MAX_JSON_BYTES`]) whole before its route runs. hyper keeps a connection
+/// for the client's next request only when the last request's body was read
+/// to its end; a route that needs no body (`POST /sources`, to which clients
+/// send `{}`) would otherwise answer before a late body arrived and close
+/// the connection the client's next request is already on its way over.
+pub(super) async fn read_small_body(request: Request, next: Next) -> ApiResult {
+    let small = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .is_some_and(|length| length > 0 && length <= MAX_JSON_BYTES);
+    if !small {
+        return Ok(next.run(request).await);
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_JSON_BYTES)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("Reading the request body: {e}")))?;
+    Ok(next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await)
 }
 
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {

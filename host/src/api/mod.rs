@@ -123,6 +123,7 @@ fn router(platform: Arc<Platform>) -> Router {
         .fallback(no_such_route)
         // JSON bodies; uploads read the raw body with limits of their own.
         .layer(DefaultBodyLimit::max(body::MAX_JSON_BYTES))
+        .layer(axum::middleware::from_fn(body::read_small_body))
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),
             auth::authenticate,
