@@ -33,7 +33,18 @@ pub(super) async fn authenticate(
         .auth()
         .authenticate(&token)
         .map_err(PlatformError::from)?
-        .ok_or_else(ApiError::unauthorized)?;
+        .ok_or_else(|| {
+            let bearer = request
+                .headers()
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("Bearer "));
+            if bearer {
+                ApiError::token_refused()
+            } else {
+                ApiError::unauthorized()
+            }
+        })?;
     request.extensions_mut().insert(Caller(user));
     request.extensions_mut().insert(Token(token));
     Ok(next.run(request).await)

@@ -16,6 +16,8 @@ pub struct ApiError {
     status: StatusCode,
     id: &'static str,
     message: String,
+    /// `WWW-Authenticate`, for a 401.
+    challenge: Option<&'static str>,
 }
 
 impl ApiError {
@@ -28,15 +30,31 @@ impl ApiError {
             status,
             id,
             message: message.into(),
+            challenge: None,
         }
     }
 
+    /// No valid credentials. The Basic challenge is what makes git ask its
+    /// credential helper for them.
     pub(super) fn unauthorized() -> ApiError {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "Invalid credentials provided: send `Authorization: Bearer TOKEN`",
-        )
+        ApiError {
+            challenge: Some("Basic realm=\"renga\""),
+            ..ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Invalid credentials provided: send `Authorization: Bearer TOKEN`",
+            )
+        }
+    }
+
+    /// A Bearer token that is not (or no longer) valid. Its challenge is a
+    /// Bearer one: a Basic challenge would make a browser (the dashboard's
+    /// `fetch`) stop and ask for a user name and password.
+    pub(super) fn token_refused() -> ApiError {
+        ApiError {
+            challenge: Some("Bearer realm=\"renga\", error=\"invalid_token\""),
+            ..ApiError::unauthorized()
+        }
     }
 
     pub(super) fn not_found(what: &str) -> ApiError {
@@ -66,11 +84,10 @@ impl IntoResponse for ApiError {
             self.status,
             &json!({ "id": self.id, "message": self.message }),
         );
-        if self.status == StatusCode::UNAUTHORIZED {
-            // git asks for credentials only when told how.
+        if let Some(challenge) = self.challenge {
             response.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,
-                http::HeaderValue::from_static("Basic realm=\"renga\""),
+                http::HeaderValue::from_static(challenge),
             );
         }
         response

@@ -15,11 +15,13 @@ use super::body::{ApiResult, JsonBody, ok};
 use super::extract::Param;
 use super::{Api, ApiError, views};
 use crate::app::App;
+use crate::metrics::history;
 use crate::platform::{FEATURES, Feature, Platform, find_feature};
 
 pub(super) fn routes() -> Router<Api> {
     Router::new()
         .route("/metrics", get(metrics))
+        .route("/apps/{app}/metrics", get(history))
         .route("/account/features", get(account_features))
         .route("/account/features/{feature}", get(account_feature))
         .route("/apps/{app}/features", get(app_features))
@@ -42,6 +44,47 @@ async fn metrics(
         text,
     )
         .into_response())
+}
+
+/// The last hour of the app, sample by sample (only periods in which
+/// something happened): what the dashboard graphs.
+async fn history(
+    State(platform): State<Arc<Platform>>,
+    Caller(user): Caller,
+    Param(app): Param<String>,
+) -> ApiResult {
+    let (app, samples) = platform.metrics_history(&user, &app)?;
+    let every = history::EVERY.as_secs();
+    let now = crate::store::now_ms() / 1000;
+    let ms = |seconds: Option<f64>| seconds.map(|s| (s * 1e6).round() / 1e3);
+    let samples: Vec<Value> = samples
+        .iter()
+        .map(|s| {
+            json!({
+                "time": s.at,
+                "requests": s.total(),
+                "requests_per_second": s.total() as f64 / every as f64,
+                "status": {
+                    "1xx": s.requests[0], "2xx": s.requests[1], "3xx": s.requests[2],
+                    "4xx": s.requests[3], "5xx": s.requests[4],
+                },
+                "errors": s.requests[4],
+                "latency_ms": {
+                    "p50": ms(s.quantile(0.5)),
+                    "p95": ms(s.quantile(0.95)),
+                    "p99": ms(s.quantile(0.99)),
+                },
+                "memory_bytes": s.memory,
+            })
+        })
+        .collect();
+    ok(json!({
+        "app": { "id": app.id, "name": app.name },
+        "interval_seconds": every,
+        "from": now.saturating_sub(history::KEPT.as_secs()),
+        "to": now,
+        "samples": samples,
+    }))
 }
 
 async fn account_features() -> ApiResult {

@@ -14,6 +14,7 @@ mod apps;
 mod auth;
 mod body;
 mod config;
+mod dashboard;
 mod error;
 mod extract;
 mod formation;
@@ -129,6 +130,7 @@ fn router(platform: Arc<Platform>) -> Router {
             auth::authenticate,
         ))
         .merge(logs::public_routes())
+        .merge(dashboard::routes())
         .with_state(api)
 }
 

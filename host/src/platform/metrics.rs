@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::app::App;
 use crate::auth::User;
 use crate::logplex::{Process, Source};
+use crate::metrics::history::{self, Sample};
 use crate::metrics::{DynoFigures, HostFigures};
 
 use super::{Platform, PlatformError, Result};
@@ -91,6 +92,38 @@ impl Platform {
                 }
             }
         });
+    }
+
+    /// Every [`history::EVERY`], adds a sample to every app's history (the
+    /// dashboard's graphs). Stops when the platform is dropped.
+    pub(super) fn start_metrics_history(self: &Arc<Self>) {
+        if !self.config.metrics {
+            return;
+        }
+        let weak: Weak<Platform> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(history::EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(platform) = weak.upgrade() else {
+                    return;
+                };
+                platform.metrics.sample_all(crate::store::now_ms() / 1000);
+            }
+        });
+    }
+
+    /// The last hour of an app's samples (see [`history`]), oldest first.
+    pub fn metrics_history(&self, user: &User, name_or_id: &str) -> Result<(App, Vec<Sample>)> {
+        let app = self.app(user, name_or_id)?;
+        let samples = self
+            .metrics
+            .find(&app.id)
+            .map(|m| m.history(crate::store::now_ms() / 1000))
+            .unwrap_or_default();
+        Ok((app, samples))
     }
 
     fn log_runtime_metrics(

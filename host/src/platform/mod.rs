@@ -283,6 +283,7 @@ impl Platform {
         .await?;
         self.start_janitor();
         self.start_runtime_metrics(self.config.runtime_metrics_every);
+        self.start_metrics_history();
         self.apps.repair()?;
         self.domains.repair()?;
         self.start_drains()?;

@@ -6,7 +6,10 @@
 //! add-on or out to the network); meters are looked up by name only when a
 //! dyno is made. Figures are per dyno (`web.1`, and `router` for what the
 //! router did without one: H14, H80, wakes), kept across releases, and
-//! summed per app by whoever reads them.
+//! summed per app by whoever reads them. [`history`] keeps the last hour
+//! of each app for the dashboard's graphs.
+
+pub mod history;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -18,7 +21,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// The router's service-time buckets, in seconds (Prometheus's `le`).
-const SERVICE_BUCKETS: [f64; 12] = [
+pub const SERVICE_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
 ];
 
@@ -38,6 +41,8 @@ pub struct DynoMeter {
     memory: AtomicU64,
     /// The most one instance has used.
     memory_peak: AtomicU64,
+    /// The most `memory` has been since the history's last sample.
+    memory_high: AtomicU64,
     outbound: AtomicU64,
     addon_calls: AtomicU64,
 }
@@ -57,6 +62,7 @@ impl DynoMeter {
             cpu_us: AtomicU64::new(0),
             memory: AtomicU64::new(0),
             memory_peak: AtomicU64::new(0),
+            memory_high: AtomicU64::new(0),
             outbound: AtomicU64::new(0),
             addon_calls: AtomicU64::new(0),
         }
@@ -105,7 +111,8 @@ impl DynoMeter {
     /// An instance's memory grew by `bytes`, to `total`.
     pub fn memory_grew(&self, bytes: u64, total: u64) {
         if self.enabled {
-            self.memory.fetch_add(bytes, Relaxed);
+            let live = self.memory.fetch_add(bytes, Relaxed).saturating_add(bytes);
+            self.memory_high.fetch_max(live, Relaxed);
             self.memory_peak.fetch_max(total, Relaxed);
         }
     }
@@ -115,6 +122,13 @@ impl DynoMeter {
         if self.enabled {
             self.memory.fetch_sub(bytes, Relaxed);
         }
+    }
+
+    /// The most memory the dyno's live instances held at once since the
+    /// last call, which starts the next period at what they hold now.
+    fn take_memory_high(&self) -> u64 {
+        let live = self.memory.load(Relaxed);
+        self.memory_high.swap(live, Relaxed).max(live)
     }
 
     pub fn outbound(&self) {
@@ -204,6 +218,7 @@ pub struct DynoFigures {
 pub struct AppMeter {
     enabled: bool,
     dynos: Mutex<BTreeMap<String, Arc<DynoMeter>>>,
+    history: Mutex<history::History>,
 }
 
 impl AppMeter {
@@ -224,6 +239,42 @@ impl AppMeter {
     /// What the router does for the app without a dyno: refusals, wakes.
     pub fn router(&self) -> Arc<DynoMeter> {
         self.dyno("router")
+    }
+
+    /// Adds what the app did since the last sample to its history; `at` is
+    /// in Unix seconds.
+    pub fn sample(&self, at: u64) {
+        let dynos: Vec<Arc<DynoMeter>> = self
+            .dynos
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut requests = [0u64; 5];
+        let mut service = [0u64; SERVICE_BUCKETS.len() + 1];
+        let mut memory = 0u64;
+        for dyno in &dynos {
+            for (sum, n) in requests.iter_mut().zip(&dyno.requests) {
+                *sum += n.load(Relaxed);
+            }
+            for (sum, n) in service.iter_mut().zip(&dyno.service) {
+                *sum += n.load(Relaxed);
+            }
+            memory = memory.saturating_add(dyno.take_memory_high());
+        }
+        self.history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(at, requests, service, memory);
+    }
+
+    /// The samples of the last hour, oldest first.
+    pub fn history(&self, now: u64) -> Vec<history::Sample> {
+        self.history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .since(now.saturating_sub(history::KEPT.as_secs()))
     }
 
     pub fn snapshot(&self) -> Vec<(String, DynoFigures)> {
@@ -269,6 +320,7 @@ impl Metrics {
                 Arc::new(AppMeter {
                     enabled: self.enabled,
                     dynos: Mutex::default(),
+                    history: Mutex::default(),
                 })
             })
             .clone()
@@ -281,6 +333,20 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner())
             .get(app_id)
             .cloned()
+    }
+
+    /// Samples every app's history (see [`AppMeter::sample`]).
+    pub fn sample_all(&self, at: u64) {
+        let apps: Vec<Arc<AppMeter>> = self
+            .apps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for app in apps {
+            app.sample(at);
+        }
     }
 
     pub fn remove(&self, app_id: &str) {
