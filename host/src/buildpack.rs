@@ -21,6 +21,7 @@ use include_dir::{Dir, include_dir};
 use sha2::{Digest, Sha256};
 use tokio::io::BufReader;
 use tokio::process::Command;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::procfile::{Command as ProcessCommand, ProcessType, Procfile};
 use crate::sandbox::{Bind, Ended, Jail, Jailed, Sandbox};
@@ -508,7 +509,7 @@ impl Buildpack {
         let mut readers = Vec::new();
         for reader in [running.stdout(), running.stderr()].into_iter().flatten() {
             let tx = tx.clone();
-            readers.push(AbortOnDrop(tokio::spawn(async move {
+            readers.push(AbortOnDropHandle::new(tokio::spawn(async move {
                 let mut reader = BufReader::new(reader);
                 while let Some(line) = read_line(&mut reader, MAX_LINE_BYTES).await {
                     if tx.send(line).await.is_err() {
@@ -611,14 +612,6 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
 }
 
 /// Aborts a reader task when the script's run is over, however it ended.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 fn kill_group(pid: Option<u32>) {
     if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
         // SAFETY: killpg only sends a signal; the group is the child's own,

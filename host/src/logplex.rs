@@ -401,6 +401,16 @@ impl Logplex {
             .clone()
     }
 
+    /// The app's log, if it has one (never makes it: a log asked for just
+    /// after its app was destroyed would otherwise stay until a restart).
+    pub fn find(&self, app_id: &str) -> Option<AppLog> {
+        self.apps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(app_id)
+            .cloned()
+    }
+
     pub fn remove(&self, app_id: &str) {
         self.apps
             .lock()

@@ -23,6 +23,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::frame::write_frame;
 use super::{Drain, Transport};
@@ -180,17 +181,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 enum Connection {
     Http {
         sender: SendRequest<Full<Bytes>>,
-        _driver: AbortOnDrop,
+        _driver: AbortOnDropHandle<()>,
     },
     Syslog(Box<dyn Io>),
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 struct Worker {
@@ -587,7 +580,7 @@ async fn connect(drain: &Drain, policy: &DrainPolicy) -> anyhow::Result<Connecti
             });
             Ok(Connection::Http {
                 sender,
-                _driver: AbortOnDrop(driver),
+                _driver: AbortOnDropHandle::new(driver),
             })
         }
     }

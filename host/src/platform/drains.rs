@@ -112,8 +112,8 @@ impl Platform {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&drain.id);
-        if let Some(outlet) = outlet {
-            self.logs.app(&drain.app).detach(&outlet);
+        if let Some((outlet, log)) = outlet.zip(self.logs.find(&drain.app)) {
+            log.detach(&outlet);
         }
     }
 

@@ -104,10 +104,12 @@ impl Platform {
             .filter(|s| s.created.elapsed() < LOG_SESSION_TTL)
             .cloned();
         match session {
-            Some(session) if self.may_read(&session)? => {
-                let log = self.logs.app(&session.app_id);
-                Ok((session, log))
-            }
+            Some(session) if self.may_read(&session)? => match self.logs.find(&session.app_id) {
+                Some(log) => Ok((session, log)),
+                None => Err(PlatformError::NotFound(
+                    "Couldn't find that log session (its app is gone)".into(),
+                )),
+            },
             _ => Err(PlatformError::NotFound(
                 "Couldn't find that log session (it may have expired)".into(),
             )),

@@ -140,7 +140,9 @@ impl Platform {
             let Some(meter) = self.metrics.find(&app.id) else {
                 continue;
             };
-            let log = self.logs.app(&app.id);
+            let Some(log) = self.logs.find(&app.id) else {
+                continue;
+            };
             for (dyno, quota) in self.running_dynos(app) {
                 let figures = meter.dyno(&dyno).snapshot();
                 let key = (app.id.clone(), dyno.clone());
