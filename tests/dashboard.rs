@@ -15,18 +15,10 @@ const HELLO: &str = "examples/hello-rust";
 const PUPPETEER_VERSION: &str = "24.43.1";
 
 fn puppeteer() -> PathBuf {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"));
-    let module = cache
-        .join(format!("renga/puppeteer-core-{PUPPETEER_VERSION}"))
-        .join("node_modules/puppeteer-core");
-    assert!(
-        module.exists(),
-        "puppeteer-core is not at {}: run scripts/setup",
-        module.display()
-    );
-    module
+    support::npm_tool(
+        &format!("puppeteer-core-{PUPPETEER_VERSION}"),
+        "node_modules/puppeteer-core",
+    )
 }
 
 fn chromium() -> PathBuf {

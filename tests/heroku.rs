@@ -46,16 +46,9 @@ impl Did {
 
 impl Heroku {
     fn new(server: &Server, token: &str, home: PathBuf) -> Heroku {
-        let cache = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"));
-        let bin = cache
-            .join(format!("renga/heroku-cli-{HEROKU_CLI_VERSION}"))
-            .join("node_modules/.bin/heroku");
-        assert!(
-            bin.exists(),
-            "the Heroku CLI is not at {}: run scripts/setup",
-            bin.display()
+        let bin = support::npm_tool(
+            &format!("heroku-cli-{HEROKU_CLI_VERSION}"),
+            "node_modules/.bin/heroku",
         );
         std::fs::create_dir_all(&home).unwrap();
         Heroku {

@@ -40,6 +40,21 @@ pub fn scratch() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e")
 }
 
+/// A tool `scripts/setup` installed from npm into `~/.cache/renga/TOOL`
+/// (outside the repository): the path `inside` it, which must be there.
+pub fn npm_tool(tool: &str, inside: &str) -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"));
+    let path = cache.join("renga").join(tool).join(inside);
+    assert!(
+        path.exists(),
+        "{tool} is not at {}: run scripts/setup",
+        path.display()
+    );
+    path
+}
+
 /// The cache every renga process of the test run shares.
 pub fn shared_cache() -> PathBuf {
     scratch().join("cache")
