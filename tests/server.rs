@@ -647,14 +647,10 @@ fn login_stores_credentials_and_a_git_remote_names_the_app() {
 /// connection its next request (the upload) goes out on.
 #[test]
 fn a_body_its_route_does_not_need_does_not_close_a_kept_connection() {
-    use std::io::{Read as _, Write as _};
+    use std::io::Write as _;
     let tmp = TempDir::new("kept");
     let server = Server::start(tmp.path());
-    let mut stream =
-        std::net::TcpStream::connect(server.api.trim_start_matches("http://")).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
+    let mut stream = raw_api_connection(&server);
     for round in 0..3 {
         write!(
             stream,
@@ -664,26 +660,99 @@ fn a_body_its_route_does_not_need_does_not_close_a_kept_connection() {
         .unwrap_or_else(|e| panic!("round {round}: the server closed the connection: {e}"));
         std::thread::sleep(Duration::from_millis(200));
         let _ = stream.write_all(b"{}");
-        let mut answer = Vec::new();
-        let mut byte = [0u8; 1];
-        while !answer.ends_with(b"\r\n\r\n") {
-            match stream.read(&mut byte) {
-                Ok(1) => answer.push(byte[0]),
-                other => panic!("round {round}: the connection ended ({other:?}) after {answer:?}"),
-            }
-        }
-        let head = String::from_utf8(answer).unwrap();
+        let (head, body) = read_answer(&mut stream, &format!("round {round}"));
         assert!(head.starts_with("HTTP/1.1 201"), "round {round}: {head}");
-        let length: usize = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length:")
-                    .map(|n| n.trim().parse().unwrap())
-            })
-            .expect("a Content-Length");
-        let mut body = vec![0u8; length];
-        stream.read_exact(&mut body).unwrap();
-        assert!(String::from_utf8_lossy(&body).contains("put_url"));
+        assert!(body.contains("put_url"), "{body}");
     }
+}
+
+/// A client still sending an oversized JSON body reads why it was refused,
+/// instead of a broken pipe: the server reads the rest before it answers.
+#[test]
+fn an_oversized_body_is_refused_with_a_reason_the_client_can_read() {
+    use std::io::Write as _;
+    let tmp = TempDir::new("oversized");
+    let server = Server::start(tmp.path());
+    hello_app(&server, "steady");
+    let mut stream = raw_api_connection(&server);
+    let chunk = vec![b'y'; 256 << 10];
+    let (start, end) = ("{\"X\": \"", "\"}");
+    let length = start.len() + 8 * chunk.len() + end.len();
+    write!(
+        stream,
+        "PATCH /apps/steady/config-vars HTTP/1.1\r\nHost: renga\r\n\
+         Authorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\n\
+         Content-Length: {length}\r\n\r\n{start}"
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    for i in 0..8 {
+        stream
+            .write_all(&chunk)
+            .unwrap_or_else(|e| panic!("chunk {i}: the server stopped reading: {e}"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stream.write_all(end.as_bytes()).unwrap();
+    let (head, body) = read_answer(&mut stream, "the refusal");
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    assert!(body.contains("Request bodies are limited to 1"), "{body}");
+    assert_eq!(release_count(&server, "steady"), 2);
+}
+
+/// An upload past `--max-source` is refused with the limit in words, which
+/// the uploading client gets to read.
+#[test]
+fn an_oversized_upload_is_refused_with_a_reason_the_client_can_read() {
+    let tmp = TempDir::new("oversized-upload");
+    let server = Server::start_with(tmp.path(), &["--max-source", "1MB"]);
+    let source = server.api_request("POST", "/sources", Some(ADMIN_TOKEN), Some(b"{}"));
+    assert_eq!(source.status, 201, "{source:?}");
+    let put_url = source.body.split("\"put_url\": \"").nth(1).unwrap();
+    let put_url = &put_url[..put_url.find('"').unwrap()];
+    let reply = support::try_request(
+        "PUT",
+        put_url,
+        &[("Authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+        Some(&vec![7u8; 3 << 20]),
+    )
+    .unwrap_or_else(|e| panic!("the client could not read the refusal: {e}"));
+    assert_eq!(reply.status, 413, "{reply:?}");
+    assert!(
+        reply.body.contains("The source is larger than the 1"),
+        "{}",
+        reply.body
+    );
+}
+
+fn raw_api_connection(server: &Server) -> std::net::TcpStream {
+    let stream = std::net::TcpStream::connect(server.api.trim_start_matches("http://")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+}
+
+/// One HTTP/1.1 answer with a `Content-Length`: its head and its body.
+fn read_answer(stream: &mut std::net::TcpStream, what: &str) -> (String, String) {
+    use std::io::Read as _;
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    while !answer.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => answer.push(byte[0]),
+            other => panic!("{what}: the connection ended ({other:?}) after {answer:?}"),
+        }
+    }
+    let head = String::from_utf8(answer).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|n| n.trim().parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("{what}: no Content-Length in {head}"));
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    (head, String::from_utf8_lossy(&body).into_owned())
 }

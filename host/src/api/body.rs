@@ -20,9 +20,16 @@ use tokio::io::AsyncWriteExt;
 use super::ApiError;
 use crate::platform::PlatformError;
 
-/// JSON request bodies larger than this are refused with 413 (the router's
-/// `DefaultBodyLimit`; uploads have their own limits).
+/// JSON request bodies larger than this are refused with 413 (uploads have
+/// their own limits).
 pub(super) const MAX_JSON_BYTES: usize = 1 << 20;
+
+/// How much of a refused JSON body is read and thrown away before the 413 is
+/// sent. A client still writing its body when the connection closes sees a
+/// broken pipe, never the answer; reading a bounded rest costs bandwidth, not
+/// memory, and lets an honest client with an oversized body read why it was
+/// refused. Beyond this the connection is closed at once.
+const MAX_DISCARDED_BYTES: usize = 16 << 20;
 
 /// A handler's answer, or its refusal.
 pub(super) type ApiResult = Result<Response, ApiError>;
@@ -41,8 +48,8 @@ where
 {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<JsonBody<T>, ApiError> {
-        let bytes = Bytes::from_request(request, state).await?;
+    async fn from_request(request: Request, _: &S) -> Result<JsonBody<T>, ApiError> {
+        let bytes = json_bytes(request).await?;
         parse(&bytes).map(JsonBody)
     }
 }
@@ -54,8 +61,8 @@ where
 {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<JsonOrDefault<T>, ApiError> {
-        let bytes = Bytes::from_request(request, state).await?;
+    async fn from_request(request: Request, _: &S) -> Result<JsonOrDefault<T>, ApiError> {
+        let bytes = json_bytes(request).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(JsonOrDefault(T::default()));
         }
@@ -87,6 +94,53 @@ pub(super) async fn read_small_body(request: Request, next: Next) -> ApiResult {
         .await)
 }
 
+/// A JSON body, whole, within [`MAX_JSON_BYTES`]. A longer one is refused
+/// with 413 once it has been read to its end (up to [`MAX_DISCARDED_BYTES`]),
+/// so that the client, still sending, can read the refusal.
+async fn json_bytes(request: Request) -> Result<Bytes, ApiError> {
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let too_large = || {
+        ApiError::too_large(format!(
+            "Request bodies are limited to {}",
+            crate::units::ByteSize(MAX_JSON_BYTES as u64)
+        ))
+    };
+    if declared.is_some_and(|length| length > MAX_DISCARDED_BYTES) {
+        return Err(too_large());
+    }
+    let mut body = request.into_body();
+    let mut kept = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::bad_request(format!("Reading the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if kept.len() + data.len() > MAX_JSON_BYTES {
+            drop(kept);
+            discard_rest(&mut body, MAX_DISCARDED_BYTES).await;
+            return Err(too_large());
+        }
+        kept.extend_from_slice(&data);
+    }
+    Ok(Bytes::from(kept))
+}
+
+/// Reads and throws away what is left of a refused body, up to `budget`
+/// bytes, so that the client can finish sending and read the refusal.
+async fn discard_rest(body: &mut Body, budget: usize) {
+    let mut seen = 0usize;
+    while seen <= budget {
+        match body.frame().await {
+            Some(Ok(frame)) => seen += frame.data_ref().map_or(0, Bytes::len),
+            _ => return,
+        }
+    }
+}
+
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("Invalid JSON body: {e}")))
@@ -110,6 +164,7 @@ pub(super) async fn receive_blob(
             if let Some(data) = frame.data_ref() {
                 size += data.len() as u64;
                 if size > limit {
+                    discard_rest(&mut body, MAX_DISCARDED_BYTES).await;
                     return Err(ApiError::too_large(format!(
                         "The {what} is larger than the {} limit",
                         crate::units::ByteSize(limit)

@@ -2,7 +2,7 @@
 //! `{"id", "message"}`. Platform errors and the rejections of axum's own
 //! extractors become one of these, so no answer is ever axum's plain text.
 
-use axum::extract::rejection::{BytesRejection, PathRejection, RawPathParamsRejection};
+use axum::extract::rejection::{PathRejection, RawPathParamsRejection};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde_json::json;
@@ -108,20 +108,6 @@ impl From<PlatformError> for ApiError {
                     other.to_string(),
                 )
             }
-        }
-    }
-}
-
-/// A body that could not be read: too long for the router's limit, or cut off.
-impl From<BytesRejection> for ApiError {
-    fn from(rejection: BytesRejection) -> ApiError {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::too_large(format!(
-                "Request bodies are limited to {}",
-                crate::units::ByteSize(super::body::MAX_JSON_BYTES as u64)
-            ))
-        } else {
-            ApiError::bad_request(rejection.body_text())
         }
     }
 }

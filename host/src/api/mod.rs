@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::extract::FromRef;
 use http::{Method, Request, Uri};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -122,8 +122,6 @@ fn router(platform: Arc<Platform>) -> Router {
         // A known path with another method is as unknown as any other.
         .method_not_allowed_fallback(no_such_route)
         .fallback(no_such_route)
-        // JSON bodies; uploads read the raw body with limits of their own.
-        .layer(DefaultBodyLimit::max(body::MAX_JSON_BYTES))
         .layer(axum::middleware::from_fn(body::read_small_body))
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),
