@@ -195,9 +195,16 @@ impl Auth {
             Some(token) => token.to_string(),
             None => new_token(),
         };
-        let admin = self
-            .create_user("admin", true, &token)?
-            .context("creating the admin user")?;
+        let Some(admin) = self.create_user("admin", true, &token)? else {
+            // Another host of the cluster made it a moment ago.
+            let admin = self
+                .find_by_name("admin")?
+                .context("creating the admin user")?;
+            if let Some(token) = env_token {
+                self.use_environment_token(&admin, token)?;
+            }
+            return Ok(None);
+        };
         if env_token.is_some() {
             self.use_environment_token(&admin, &token)?;
             return Ok(None);

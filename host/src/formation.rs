@@ -115,28 +115,32 @@ impl Formations {
         change: Change,
     ) -> Result<Formation, StoreError> {
         let now = now_ms();
-        let mut formation = self.get(app, kind)?.unwrap_or_else(|| Formation {
-            id: new_id(),
-            app: app.to_string(),
-            kind: kind.to_string(),
-            quantity: 0,
-            size: Size::default(),
-            reuse: 0,
-            created_at: now,
-            updated_at: now,
-        });
-        if let Some(quantity) = change.quantity {
-            formation.quantity = quantity.of(formation.quantity);
-        }
-        if let Some(size) = change.size {
-            formation.size = size;
-        }
-        if let Some(reuse) = change.reuse {
-            formation.reuse = reuse;
-        }
-        formation.updated_at = now;
-        self.tree.put(key(app, kind.as_str()), &formation)?;
-        Ok(formation)
+        // Revision-checked: a relative change (`web+1`) made on two hosts at
+        // once counts twice.
+        self.tree
+            .update(key(app, kind.as_str()), |formation: Option<Formation>| {
+                let mut formation = formation.unwrap_or_else(|| Formation {
+                    id: new_id(),
+                    app: app.to_string(),
+                    kind: kind.to_string(),
+                    quantity: 0,
+                    size: Size::default(),
+                    reuse: 0,
+                    created_at: now,
+                    updated_at: now,
+                });
+                if let Some(quantity) = change.quantity {
+                    formation.quantity = quantity.of(formation.quantity);
+                }
+                if let Some(size) = change.size {
+                    formation.size = size;
+                }
+                if let Some(reuse) = change.reuse {
+                    formation.reuse = reuse;
+                }
+                formation.updated_at = now;
+                formation
+            })
     }
 
     pub fn remove(&self, app: &str, kind: &ProcessType) -> Result<(), StoreError> {

@@ -108,28 +108,36 @@ impl Ledger {
         })
     }
 
-    /// Appends the next version. Callers serialize changes per app; the
-    /// compare-and-swap only guards against a bug there.
-    pub fn append(&self, app: &str, new: NewRelease<'_>) -> Result<Release, StoreError> {
-        loop {
-            let version = self.current(app)?.map_or(1, |r| r.version + 1);
-            let release = Release {
-                id: new_id(),
-                app: app.to_string(),
-                version,
-                slug: new.slug.clone(),
-                config: new.config.clone(),
-                description: new.description.clone(),
-                user_id: new.user_id.to_string(),
-                user_name: new.user_name.to_string(),
-                created_at: now_ms(),
-                expired: false,
-                addons: new.addons.clone(),
-            };
-            if self.releases.put_new(key(app, version), &release)? {
-                return Ok(release);
-            }
-        }
+    /// Appends the release after version `after` (0 for an app's first).
+    /// `None` when that version is already taken: another change (on a
+    /// cluster, another host's) came first, and the caller, whose release
+    /// was made from `after`, must make it again from the newer one, which
+    /// [`Ledger::current`] now shows. So two changes never share a version,
+    /// versions have no gaps, and neither change is lost.
+    pub fn append(
+        &self,
+        app: &str,
+        after: u32,
+        new: NewRelease<'_>,
+    ) -> Result<Option<Release>, StoreError> {
+        let version = after + 1;
+        let release = Release {
+            id: new_id(),
+            app: app.to_string(),
+            version,
+            slug: new.slug,
+            config: new.config,
+            description: new.description,
+            user_id: new.user_id.to_string(),
+            user_name: new.user_name.to_string(),
+            created_at: now_ms(),
+            expired: false,
+            addons: new.addons,
+        };
+        Ok(self
+            .releases
+            .put_new(key(app, version), &release)?
+            .then_some(release))
     }
 
     pub fn current(&self, app: &str) -> Result<Option<Release>, StoreError> {
@@ -194,6 +202,7 @@ mod tests {
             ledger
                 .append(
                     "app",
+                    n - 1,
                     NewRelease {
                         slug: None,
                         config,
@@ -236,10 +245,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("renga-ledger-{}", std::process::id()));
         let db = Db::open(&dir).unwrap();
         let ledger = Ledger::open(&db).unwrap();
-        for description in ["Initial release", "Deploy abc", "Set X config vars"] {
-            ledger
+        for (after, description) in ["Initial release", "Deploy abc", "Set X config vars"]
+            .into_iter()
+            .enumerate()
+        {
+            let appended = ledger
                 .append(
                     "app-1",
+                    after as u32,
                     NewRelease {
                         slug: None,
                         config: ConfigVars::new(),
@@ -250,7 +263,18 @@ mod tests {
                     },
                 )
                 .unwrap();
+            assert_eq!(appended.map(|r| r.version), Some(after as u32 + 1));
         }
+        // A change made from v2 finds v3 taken: it must be made again.
+        let late = NewRelease {
+            slug: None,
+            config: ConfigVars::new(),
+            description: "late".into(),
+            user_id: "u",
+            user_name: "admin",
+            addons: ReleaseAddons::default(),
+        };
+        assert!(ledger.append("app-1", 2, late).unwrap().is_none());
         let versions: Vec<u32> = ledger
             .list("app-1")
             .unwrap()

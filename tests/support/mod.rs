@@ -477,5 +477,8 @@ mod services;
 pub use addons::{app_request, create_addon, hits};
 #[allow(unused_imports, reason = "the dev tests use no server")]
 pub use server::*;
-#[allow(unused_imports, reason = "only the add-on server tests start these")]
-pub use services::{Certs, Postgres, Redis, Rsyslog, free_port, make_certs};
+#[allow(
+    unused_imports,
+    reason = "only the add-on server, drain and cluster tests start these"
+)]
+pub use services::{Certs, NatsCluster, Postgres, Redis, Rsyslog, free_port, make_certs};

@@ -409,3 +409,141 @@ impl Drop for Rsyslog {
         let _ = std::fs::remove_dir_all(self.dir.join("work"));
     }
 }
+
+/// A NATS JetStream cluster of three servers on the loopback, each with its
+/// own ports and store folder; any one can be killed and started again.
+pub struct NatsCluster {
+    dir: PathBuf,
+    nodes: Vec<NatsNode>,
+}
+
+struct NatsNode {
+    name: String,
+    config: PathBuf,
+    log: PathBuf,
+    port: u16,
+    monitor: u16,
+    child: Option<Child>,
+}
+
+impl NatsCluster {
+    pub fn start() -> NatsCluster {
+        let dir = temp_folder("nats");
+        let ports: Vec<(u16, u16, u16)> = (0..3)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
+        let routes: Vec<String> = ports
+            .iter()
+            .map(|(_, route, _)| format!("\"nats://127.0.0.1:{route}\""))
+            .collect();
+        let nodes = ports
+            .iter()
+            .enumerate()
+            .map(|(i, &(port, route, monitor))| {
+                let name = format!("n{}", i + 1);
+                let store = dir.join(&name);
+                std::fs::create_dir_all(&store).unwrap();
+                let config = dir.join(format!("{name}.conf"));
+                std::fs::write(
+                    &config,
+                    format!(
+                        "server_name: {name}\nlisten: \"127.0.0.1:{port}\"\n\
+                         http: \"127.0.0.1:{monitor}\"\n\
+                         jetstream {{ store_dir: \"{}\", max_memory_store: 64MB, max_file_store: 1GB }}\n\
+                         cluster {{ name: renga-test, listen: \"127.0.0.1:{route}\", routes: [{}] }}\n",
+                        store.display(),
+                        routes.join(", ")
+                    ),
+                )
+                .unwrap();
+                NatsNode {
+                    log: dir.join(format!("{name}.log")),
+                    name,
+                    config,
+                    port,
+                    monitor,
+                    child: None,
+                }
+            })
+            .collect();
+        let mut cluster = NatsCluster { dir, nodes };
+        for i in 0..3 {
+            cluster.spawn(i);
+        }
+        for i in 0..3 {
+            cluster.wait_healthy(i);
+        }
+        cluster
+    }
+
+    /// Every server's client URL, comma-separated (`renga server --cluster`).
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("nats://127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// SIGKILL to server `i`: no chance to step down or flush.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts server `i` again on its store folder and waits until it has
+    /// caught up with the cluster.
+    pub fn restart(&mut self, i: usize) {
+        self.spawn(i);
+        self.wait_healthy(i);
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .unwrap();
+        let mut child = Command::new("nats-server")
+            .arg("-c")
+            .arg(&node.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting nats-server (scripts/setup installs it)");
+        wait_for_port(node.port, &mut child, &node.name, &node.log);
+        node.child = Some(child);
+    }
+
+    /// JetStream answers `/healthz` with 200 once the server is current
+    /// with the cluster's meta leader.
+    fn wait_healthy(&mut self, i: usize) {
+        let node = &self.nodes[i];
+        let url = format!("http://127.0.0.1:{}/healthz", node.monitor);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if super::try_request("GET", &url, &[], None).is_ok_and(|r| r.status == 200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "NATS server {} was not healthy within 60 s:\n{}",
+            node.name,
+            std::fs::read_to_string(&node.log).unwrap_or_default()
+        );
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill9(i);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

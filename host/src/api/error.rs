@@ -100,6 +100,7 @@ impl From<PlatformError> for ApiError {
             PlatformError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found", m),
             PlatformError::Invalid(m) => ApiError::invalid(m),
             PlatformError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
+            PlatformError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             other => {
                 tracing::error!(error = %other, "API request failed");
                 ApiError::new(

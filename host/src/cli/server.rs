@@ -97,6 +97,27 @@ pub struct ServerCommand {
     #[arg(long, env = "RENGA_REDIS_URL", value_name = "URL")]
     redis: Option<String>,
 
+    /// Keep the ledger (apps, users, releases, config vars, formation,
+    /// add-ons) in a NATS JetStream cluster instead of the data folder, so
+    /// that several hosts share it and losing one loses nothing: the NATS
+    /// servers' URLs, comma-separated (`nats://A,nats://B,nats://C`).
+    #[arg(
+        long,
+        env = "RENGA_CLUSTER",
+        value_name = "URLS",
+        value_delimiter = ','
+    )]
+    cluster: Vec<String>,
+
+    /// On how many NATS servers each of the ledger's buckets is kept
+    /// [default: 3, or 1 with a single server].
+    #[arg(long, value_name = "N", requires = "cluster")]
+    cluster_replicas: Option<usize>,
+
+    /// This host's name in the cluster [default: the machine's host name].
+    #[arg(long, value_name = "NAME", requires = "cluster")]
+    host_name: Option<String>,
+
     /// Let log drains reach loopback, private and link-local addresses
     /// (a syslog server on the operator's own network). Off by default:
     /// a drain is a connection made for a tenant.
@@ -151,7 +172,30 @@ impl ServerCommand {
         }
         let paths = Paths::resolve(self.data)?;
         paths.make_private()?;
-        let db = Db::open(&paths.data.join("db"))?;
+        let db = if self.cluster.is_empty() {
+            Db::open(&paths.data.join("db"))?
+        } else {
+            let options = crate::store::ClusterOptions {
+                replicas: self.cluster_replicas.unwrap_or(if self.cluster.len() > 1 {
+                    3
+                } else {
+                    1
+                }),
+                servers: self.cluster.clone(),
+                host: self.host_name.clone().unwrap_or_else(|| {
+                    std::fs::read_to_string("/proc/sys/kernel/hostname")
+                        .map(|name| name.trim().to_string())
+                        .unwrap_or_else(|_| "renga".into())
+                }),
+            };
+            let db = Db::join(options.clone()).await?;
+            println!(
+                "-----> The ledger lives in the cluster at {} ({} replicas)",
+                options.servers.join(","),
+                options.replicas
+            );
+            db
+        };
         // The pool's slots fit the largest size (or the cap given).
         let memory_cap = self
             .serving

@@ -464,6 +464,7 @@ impl Platform {
             self.release(
                 app,
                 user,
+                current.version,
                 current.slug.clone(),
                 config,
                 format!("Attach {name} ({})", addon.name),
@@ -594,6 +595,7 @@ impl Platform {
             .release(
                 app,
                 user,
+                current.version,
                 current.slug.clone(),
                 config,
                 format!("Detach {} ({})", attachment.name, addon.name),
@@ -662,6 +664,7 @@ impl Platform {
             self.release(
                 &attached,
                 user,
+                current.version,
                 current.slug.clone(),
                 current.config.clone(),
                 format!("Change {} to {}", addon.name, updated.plan_name()),

@@ -107,6 +107,10 @@ pub enum PlatformError {
     Invalid(String),
     #[error("{0}")]
     Forbidden(String),
+    /// Another change to the same record came first (on a cluster: from
+    /// another host); nothing was changed.
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0:#}")]
@@ -145,6 +149,10 @@ type Result<T, E = PlatformError> = std::result::Result<T, E>;
 
 /// How often idle apps are looked for.
 const IDLE_CHECK: Duration = Duration::from_millis(250);
+
+/// How many times a config change is made again after losing a race with
+/// another host's change to the same app.
+const CONFLICT_RETRIES: u32 = 8;
 
 pub struct Platform {
     db: Db,
@@ -333,17 +341,21 @@ impl Platform {
                     .with_meter(self.metrics.app(&app.id).router()),
             ),
         );
-        let release = self.ledger.append(
-            &app.id,
-            NewRelease {
-                slug: None,
-                config: ConfigVars::new(),
-                description: "Initial release".into(),
-                user_id: &user.id,
-                user_name: &user.name,
-                addons: ReleaseAddons::default(),
-            },
-        )?;
+        let release = self
+            .ledger
+            .append(
+                &app.id,
+                0,
+                NewRelease {
+                    slug: None,
+                    config: ConfigVars::new(),
+                    description: "Initial release".into(),
+                    user_id: &user.id,
+                    user_name: &user.name,
+                    addons: ReleaseAddons::default(),
+                },
+            )?
+            .ok_or_else(|| anyhow::anyhow!("a new app's first release was taken"))?;
         self.db.flush().await?;
         self.announce(&app, &release);
         Ok(app)
@@ -508,10 +520,28 @@ impl Platform {
             }
         }
         let _lock = self.lock(&mut app).await;
-        let current = self.current_release(&app)?;
+        // A change made from a release another host replaced meanwhile is
+        // made again from the newer one (which the store then shows).
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.change_config(&app, user, &changes).await {
+                Err(PlatformError::Conflict(_)) if attempt < CONFLICT_RETRIES => continue,
+                done => return done,
+            }
+        }
+    }
+
+    async fn change_config(
+        &self,
+        app: &App,
+        user: &User,
+        changes: &BTreeMap<ConfigKey, Option<String>>,
+    ) -> Result<ConfigVars> {
+        let current = self.current_release(app)?;
         let mut config = current.config.clone();
         let (mut set, mut removed) = (Vec::new(), Vec::new());
-        for (key, value) in changes {
+        for (key, value) in changes.clone() {
             match value {
                 Some(value) => {
                     if config.get(key.as_str()) != Some(value.as_str()) {
@@ -548,8 +578,9 @@ impl Platform {
             ),
         };
         self.release(
-            &app,
+            app,
             user,
+            current.version,
             current.slug.clone(),
             config.clone(),
             description,
@@ -560,13 +591,16 @@ impl Platform {
 
     // ---- internals ------------------------------------------------------------
 
-    /// Appends a release, makes it durable, and switches the app to it. The
-    /// dynos are built before the release is written, so a component that
-    /// cannot run makes no release.
+    /// Appends the release after version `after` (the one the change was
+    /// made from), makes it durable, and switches the app to it. The dynos
+    /// are built before the release is written, so a component that cannot
+    /// run makes no release. [`PlatformError::Conflict`] if another host
+    /// released the app since `after`.
     async fn release(
         &self,
         app: &App,
         user: &User,
+        after: u32,
         slug: Option<String>,
         config: ConfigVars,
         description: String,
@@ -586,17 +620,27 @@ impl Platform {
         };
         let caps = self.capabilities_of(app, &draft)?;
         let web = self.web_state(app, &draft, &caps).await?;
-        let release = self.ledger.append(
-            &app.id,
-            NewRelease {
-                slug,
-                config,
-                description,
-                user_id: &user.id,
-                user_name: &user.name,
-                addons: self.release_addons(&app.id)?,
-            },
-        )?;
+        let release = self
+            .ledger
+            .append(
+                &app.id,
+                after,
+                NewRelease {
+                    slug,
+                    config,
+                    description,
+                    user_id: &user.id,
+                    user_name: &user.name,
+                    addons: self.release_addons(&app.id)?,
+                },
+            )?
+            .ok_or_else(|| {
+                PlatformError::Conflict(format!(
+                    "{} was released elsewhere while this change was made (v{} is taken); nothing was changed, try again",
+                    app.name,
+                    after + 1
+                ))
+            })?;
         self.ledger
             .expire(&app.id, KEPT_RELEASES, LISTED_RELEASES)?;
         self.db.flush().await?;

@@ -110,6 +110,7 @@ impl Platform {
             .release(
                 &app,
                 user,
+                current.version,
                 Some(slug.id.clone()),
                 current.config,
                 description,
@@ -146,9 +147,11 @@ impl Platform {
         // A rollback does not roll add-ons back: the vars of the add-ons
         // attached now stay as they are.
         let config = self.config_with_current_addons(&app, &target)?;
+        let after = self.current_release(&app)?.version;
         self.release(
             &app,
             user,
+            after,
             target.slug.clone(),
             config,
             format!("Rollback to {}", target.version()),

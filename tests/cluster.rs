@@ -1,0 +1,153 @@
+//! Several renga hosts on one NATS JetStream cluster: real `nats-server`s
+//! (three, each with its own store folder and ports) and real `renga
+//! server`s sharing the ledger through them.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use support::{NatsCluster, Server, TempDir};
+
+fn host(tmp: &TempDir, name: &str, nats: &NatsCluster) -> Server {
+    Server::start_with(
+        &tmp.join(name),
+        &["--cluster", &nats.urls(), "--host-name", name],
+    )
+}
+
+/// Waits up to `bound` for `check`; how long it took, or a panic saying
+/// what was not seen.
+fn within(bound: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if check() {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < bound, "{what} within {bound:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The app's release versions, as `host` lists them.
+fn versions(host: &Server, app: &str) -> Vec<u64> {
+    let ran = host.cli(&["releases", "-a", app, "--json"]).ok();
+    let mut versions: Vec<u64> = serde_json::from_str::<serde_json::Value>(&ran.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].as_u64().unwrap())
+        .collect();
+    versions.sort_unstable();
+    versions
+}
+
+fn config(host: &Server, app: &str) -> serde_json::Value {
+    let ran = host.cli(&["config", "-a", app, "--json"]).ok();
+    serde_json::from_str(&ran.stdout).unwrap()
+}
+
+#[test]
+fn hosts_share_one_ledger_and_a_lost_host_or_nats_server_loses_none_of_it() {
+    let mut nats = NatsCluster::start();
+    let tmp = TempDir::new("cluster");
+    let a = host(&tmp, "a", &nats);
+    let b = host(&tmp, "b", &nats);
+
+    // An app made through A is known to B; a config var set through B is
+    // seen by A.
+    a.cli(&["apps:create", "shop"]).ok();
+    within(Duration::from_secs(5), "B lists the app A made", || {
+        b.cli(&["apps"]).stdout.contains("shop")
+    });
+    b.cli(&["config:set", "GREETING=hello", "-a", "shop"]).ok();
+    let seen = within(Duration::from_secs(5), "A sees B's config var", || {
+        a.cli(&["config:get", "GREETING", "-a", "shop"])
+            .stdout
+            .trim()
+            == "hello"
+    });
+    println!("a config var set through B was seen through A after {seen:?}");
+
+    // Changes made through both hosts at once: each is acknowledged, none
+    // is lost, and the versions they make are unique and without gaps.
+    let changes = 12;
+    std::thread::scope(|scope| {
+        for i in 0..changes {
+            let (a, b) = (&a, &b);
+            scope.spawn(move || {
+                let through = if i % 2 == 0 { a } else { b };
+                through
+                    .cli(&["config:set", &format!("K{i}=v{i}"), "-a", "shop"])
+                    .ok();
+            });
+        }
+    });
+    let expected: Vec<u64> = (1..=2 + changes as u64).collect();
+    for (name, through) in [("A", &a), ("B", &b)] {
+        within(
+            Duration::from_secs(5),
+            "every release on both hosts",
+            || versions(through, "shop") == expected,
+        );
+        let config = config(through, "shop");
+        for i in 0..changes {
+            assert_eq!(
+                config[format!("K{i}")].as_str(),
+                Some(format!("v{i}").as_str()),
+                "{name} lost K{i}: {config}"
+            );
+        }
+    }
+
+    // One NATS server killed: the hosts keep their ledger and keep taking
+    // changes (the buckets are on all three; two are a quorum).
+    nats.kill9(0);
+    a.cli(&["config:set", "AFTER_NATS_LOSS=1", "-a", "shop"])
+        .ok();
+    b.cli(&["config:set", "FROM_B=1", "-a", "shop"]).ok();
+    within(
+        Duration::from_secs(10),
+        "A sees B's change without n1",
+        || config(&a, "shop")["FROM_B"] == "1",
+    );
+    nats.restart(0);
+
+    // A host killed: nothing it acknowledged is lost, and it comes back
+    // with the cluster's ledger.
+    let acknowledged = versions(&a, "shop");
+    assert_eq!(acknowledged.len(), 2 + changes + 2);
+    a.kill9();
+    assert_eq!(versions(&b, "shop"), acknowledged);
+    b.cli(&["config:set", "WHILE_A_WAS_DOWN=1", "-a", "shop"])
+        .ok();
+    let a = host(&tmp, "a", &nats);
+    let config = config(&a, "shop");
+    assert_eq!(config["WHILE_A_WAS_DOWN"], "1", "{config}");
+    assert_eq!(config["AFTER_NATS_LOSS"], "1", "{config}");
+    assert_eq!(versions(&a, "shop").len(), acknowledged.len() + 1);
+
+    // The ledger is in the cluster, not in the hosts' data folders.
+    assert!(!Path::new(&tmp.join("a").join("db")).exists());
+}
+
+/// Two hosts asked for the same new name at once: the cluster gives it to
+/// exactly one of them.
+#[test]
+fn the_cluster_decides_which_of_two_hosts_writes_wins() {
+    let nats = NatsCluster::start();
+    let tmp = TempDir::new("cluster-race");
+    let a = host(&tmp, "a", &nats);
+    let b = host(&tmp, "b", &nats);
+    // Two hosts race to create the same app: exactly one gets it.
+    let (made_a, made_b) = std::thread::scope(|scope| {
+        let on_a = scope.spawn(|| a.cli(&["apps:create", "race"]).status.success());
+        let on_b = scope.spawn(|| b.cli(&["apps:create", "race"]).status.success());
+        (on_a.join().unwrap(), on_b.join().unwrap())
+    });
+    assert!(made_a ^ made_b, "a: {made_a}, b: {made_b}");
+    within(Duration::from_secs(5), "both hosts list one app", || {
+        versions(&a, "race") == [1] && versions(&b, "race") == [1]
+    });
+}
