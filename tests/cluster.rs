@@ -7,7 +7,7 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::{NatsCluster, Server, TempDir};
+use support::{NatsCluster, Server, TempDir, built_component};
 
 fn host(tmp: &TempDir, name: &str, nats: &NatsCluster) -> Server {
     Server::start_with(
@@ -150,4 +150,54 @@ fn the_cluster_decides_which_of_two_hosts_writes_wins() {
     within(Duration::from_secs(5), "both hosts list one app", || {
         versions(&a, "race") == [1] && versions(&b, "race") == [1]
     });
+}
+
+/// A component deployed through one host is served by every host: the
+/// release reaches them through the ledger's watch, and its slug through
+/// the cluster's object store. A config change made through another host
+/// switches every host's dynos to the new release.
+#[test]
+fn an_app_deployed_through_one_host_is_served_by_every_host() {
+    let nats = NatsCluster::start();
+    let tmp = TempDir::new("cluster-serve");
+    let a = host(&tmp, "a", &nats);
+    let b = host(&tmp, "b", &nats);
+    let c = host(&tmp, "c", &nats);
+    let component = built_component("examples/hello-rust");
+    a.cli(&["apps:create", "shop"]).ok();
+    let deploy = Instant::now();
+    a.cli(&[
+        "deploy",
+        "--component",
+        component.to_str().unwrap(),
+        "-a",
+        "shop",
+    ])
+    .ok();
+    for (name, through) in [("A", &a), ("B", &b), ("C", &c)] {
+        let took = within(Duration::from_secs(20), "every host serves the app", || {
+            through.app_get("shop", "/").status == 200
+        });
+        println!(
+            "{name} served the app {:?} after the deploy began ({took:?} of waiting)",
+            deploy.elapsed()
+        );
+    }
+    // C fetched the slug from the cluster: it is in C's cache now.
+    assert!(
+        std::fs::read_dir(tmp.join("c").join("slugs"))
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".tgz")),
+        "C has no copy of the slug"
+    );
+
+    // hello-rust answers with its GREETING; set through B, every host's
+    // dynos answer with it.
+    b.cli(&["config:set", "GREETING=from b", "-a", "shop"]).ok();
+    for through in [&a, &b, &c] {
+        within(Duration::from_secs(10), "every host runs v3", || {
+            through.app_get("shop", "/").body.contains("from b")
+        });
+    }
 }

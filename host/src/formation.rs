@@ -98,6 +98,18 @@ impl Formations {
         })
     }
 
+    /// On a cluster, the keys of the formations other hosts change, as they
+    /// arrive; [`Formations::app_of`] names their app.
+    pub fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Vec<u8>>> {
+        self.tree.changes()
+    }
+
+    /// The app id a formation key belongs to (`APP/TYPE`).
+    pub fn app_of(key: &[u8]) -> Option<String> {
+        let key = std::str::from_utf8(key).ok()?;
+        Some(key.split_once('/')?.0.to_string())
+    }
+
     pub fn list(&self, app: &str) -> Result<Vec<Formation>, StoreError> {
         self.tree.scan(format!("{app}/"))
     }

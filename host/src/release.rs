@@ -144,6 +144,18 @@ impl Ledger {
         self.releases.last(prefix(app))
     }
 
+    /// On a cluster, the keys of the releases other hosts write, as they
+    /// arrive; [`Ledger::app_of`] names their app.
+    pub fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Vec<u8>>> {
+        self.releases.changes()
+    }
+
+    /// The app id a release key belongs to (`APP/` and a version).
+    pub fn app_of(key: &[u8]) -> Option<String> {
+        let app = key.get(..key.len().checked_sub(5)?)?;
+        String::from_utf8(app.to_vec()).ok()
+    }
+
     /// Oldest first.
     pub fn list(&self, app: &str) -> Result<Vec<Release>, StoreError> {
         self.releases.scan(prefix(app))

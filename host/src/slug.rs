@@ -20,7 +20,7 @@ use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 
 use crate::archive::{self, ArchiveError, Limits};
-use crate::store::{Db, StoreError, Tree, new_id, now_ms};
+use crate::store::{Blobs, Db, StoreError, Tree, new_id, now_ms};
 
 /// Heroku's slug size limit.
 pub const DEFAULT_MAX_BYTES: u64 = 500 << 20;
@@ -100,6 +100,9 @@ pub struct Slugs {
     slugs: Tree,
     dir: PathBuf,
     limits: Limits,
+    /// On a cluster: every slug archive, so that any host can run any
+    /// release; `dir` is then this host's cache of it.
+    shared: Option<Blobs>,
 }
 
 fn key(app: &str, id: &str) -> String {
@@ -113,6 +116,7 @@ impl Slugs {
             slugs: db.tree("slugs")?,
             dir: dir.to_path_buf(),
             limits,
+            shared: db.blobs("slugs")?,
         })
     }
 
@@ -123,7 +127,9 @@ impl Slugs {
         for entry in std::fs::read_dir(&self.dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if (name.starts_with(".upload-") || name.starts_with(".unpack-"))
+            if (name.starts_with(".upload-")
+                || name.starts_with(".unpack-")
+                || name.starts_with(".fetch-"))
                 && remove_entry(&entry)
             {
                 removed += 1;
@@ -185,6 +191,9 @@ impl Slugs {
         file.sync_all().map_err(|e| SlugError::Io(e.into()))?;
         let stored = self.archive_path(checksum);
         std::fs::rename(upload, &stored).map_err(|e| SlugError::Io(e.into()))?;
+        if let Some(shared) = &self.shared {
+            shared.put_file(&format!("{checksum}.tgz"), &stored)?;
+        }
         let mut slug = slug.clone();
         slug.checksum = Some(checksum.to_string());
         slug.size = size;
@@ -254,8 +263,22 @@ impl Slugs {
         checksum: &str,
         read: impl FnOnce(&mut archive::Reader) -> Result<T, ArchiveError>,
     ) -> Result<T, SlugError> {
-        let mut reader =
-            archive::open(&self.archive_path(checksum)).map_err(|e| SlugError::Io(e.into()))?;
+        let path = self.archive_path(checksum);
+        if !path.exists()
+            && let Some(shared) = &self.shared
+        {
+            // Made on another host: fetched once into this host's cache
+            // (and checked against its sha256 below, as every read is).
+            let fetching = self.dir.join(format!(".fetch-{}", new_id()));
+            let fetched = shared.get_file(&format!("{checksum}.tgz"), &fetching);
+            if matches!(fetched, Ok(true)) {
+                std::fs::rename(&fetching, &path).map_err(|e| SlugError::Io(e.into()))?;
+            } else {
+                let _ = std::fs::remove_file(&fetching);
+                fetched?;
+            }
+        }
+        let mut reader = archive::open(&path).map_err(|e| SlugError::Io(e.into()))?;
         let value = read(&mut reader).map_err(damaged)?;
         let found = reader.finish().map_err(|e| SlugError::Io(e.into()))?;
         if found != checksum {

@@ -310,6 +310,9 @@ impl ServerCommand {
         }
         platform.flush().await?;
         let restored = platform.restore().await?;
+        // On a cluster, other hosts' releases and scales switch this one's
+        // routes too.
+        let _following = platform.follow_cluster();
 
         println!(
             "-----> renga server: wasmtime {}, {allocator} instance allocator, data in {}",

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 mod addons;
 mod building;
+mod cluster;
 mod drains;
 mod dynos;
 mod janitor;

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
+use async_nats::jetstream::object_store;
 use futures::StreamExt as _;
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio_util::task::AbortOnDropHandle;
@@ -132,6 +133,74 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// The object store `renga-<name>` (made on first use, like a bucket).
+    pub(super) fn blobs(&self, name: &str) -> anyhow::Result<Blobs> {
+        let config = object_store::Config {
+            bucket: format!("renga-{name}"),
+            description: Some(format!("renga's {name}, by sha256")),
+            num_replicas: self.replicas,
+            storage: async_nats::jetstream::stream::StorageType::File,
+            ..Default::default()
+        };
+        let store = block(&self.handle, "creating the object store", async {
+            match self.jetstream.create_object_store(config.clone()).await {
+                Ok(store) => Ok(store),
+                Err(made) => self
+                    .jetstream
+                    .get_object_store(&config.bucket)
+                    .await
+                    .map_err(|found| format!("{made}; {found}")),
+            }
+        })?;
+        Ok(Blobs {
+            store,
+            handle: self.handle.clone(),
+        })
+    }
+}
+
+/// Files by name in a JetStream object store (chunked, replicated like the
+/// buckets). Blocking: call from a blocking task.
+pub(super) struct Blobs {
+    store: object_store::ObjectStore,
+    handle: Handle,
+}
+
+impl Blobs {
+    pub(super) fn put_file(&self, name: &str, path: &std::path::Path) -> Result<(), StoreError> {
+        block(&self.handle, "storing a file in the cluster", async {
+            let mut file = tokio::fs::File::open(path)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.store
+                .put(name, &mut file)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    /// Writes the object `name` to `dest` (fsynced); false if there is none.
+    pub(super) fn get_file(&self, name: &str, dest: &std::path::Path) -> Result<bool, StoreError> {
+        block(&self.handle, "fetching a file from the cluster", async {
+            let mut object = match self.store.get(name).await {
+                Ok(object) => object,
+                Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(e.to_string()),
+            };
+            let mut file = tokio::fs::File::create(dest)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::io::copy(&mut object, &mut file)
+                .await
+                .map_err(|e| e.to_string())?;
+            file.sync_all().await.map_err(|e| e.to_string())?;
+            Ok(true)
+        })
+    }
+}
+
 /// One tree's bucket and this host's mirror of it.
 pub(super) struct Bucket {
     store: kv::Store,
@@ -140,9 +209,20 @@ pub(super) struct Bucket {
     _follow: AbortOnDropHandle<()>,
 }
 
-#[derive(Default)]
 struct Mirror {
     slots: RwLock<BTreeMap<Vec<u8>, Slot>>,
+    /// The keys that changes made elsewhere (another host, or this host's
+    /// write whose answer was lost) changed, as the watch brings them.
+    changed: tokio::sync::broadcast::Sender<Vec<u8>>,
+}
+
+impl Default for Mirror {
+    fn default() -> Mirror {
+        Mirror {
+            slots: RwLock::default(),
+            changed: tokio::sync::broadcast::channel(1024).0,
+        }
+    }
 }
 
 /// A key's newest known state: its record, or `None` once removed (kept,
@@ -154,13 +234,18 @@ struct Slot {
 }
 
 impl Mirror {
-    fn apply(&self, key: Vec<u8>, revision: u64, value: Option<Arc<[u8]>>) {
+    /// Whether the change was news (newer than what the mirror held).
+    fn apply(&self, key: Vec<u8>, revision: u64, value: Option<Arc<[u8]>>) -> bool {
         let mut slots = self.slots.write().unwrap();
         match slots.get_mut(&key) {
-            Some(slot) if slot.revision >= revision => {}
-            Some(slot) => *slot = Slot { revision, value },
+            Some(slot) if slot.revision >= revision => false,
+            Some(slot) => {
+                *slot = Slot { revision, value };
+                true
+            }
             None => {
                 slots.insert(key, Slot { revision, value });
+                true
             }
         }
     }
@@ -170,8 +255,11 @@ impl Mirror {
             Operation::Put => Some(Arc::from(&entry.value[..])),
             Operation::Delete | Operation::Purge => None,
         };
-        if let Some(key) = decode_key(&entry.key) {
-            self.apply(key, entry.revision, value);
+        if let Some(key) = decode_key(&entry.key)
+            && self.apply(key.clone(), entry.revision, value)
+        {
+            // Nobody listening is fine.
+            let _ = self.changed.send(key);
         }
         entry.revision
     }
@@ -201,6 +289,11 @@ impl Bucket {
             handle,
             _follow: AbortOnDropHandle::new(follow),
         })
+    }
+
+    /// The keys changes from elsewhere change, from now on.
+    pub(super) fn changes(&self) -> tokio::sync::broadcast::Receiver<Vec<u8>> {
+        self.mirror.changed.subscribe()
     }
 
     pub(super) fn get(&self, key: &[u8]) -> Option<(u64, Arc<[u8]>)> {

@@ -112,10 +112,38 @@ impl Db {
         Ok(())
     }
 
+    /// On a cluster, the object store `name`: files every host can fetch.
+    pub fn blobs(&self, name: &str) -> anyhow::Result<Option<Blobs>> {
+        match &self.backend {
+            Backend::Sled(_) => Ok(None),
+            Backend::JetStream(cluster) => {
+                Ok(Some(Blobs(Arc::new(cluster.blobs(name).with_context(
+                    || format!("opening the cluster's {name} object store"),
+                )?))))
+            }
+        }
+    }
+
     /// Whether the records live on a cluster (and another host may change
     /// them).
     pub fn is_cluster(&self) -> bool {
         matches!(self.backend, Backend::JetStream(_))
+    }
+}
+
+/// Files by name that every host of a cluster can fetch (slugs, by their
+/// sha256). Blocking: call from a blocking task.
+#[derive(Clone)]
+pub struct Blobs(Arc<jetstream::Blobs>);
+
+impl Blobs {
+    pub fn put_file(&self, name: &str, path: &Path) -> Result<(), StoreError> {
+        self.0.put_file(name, path)
+    }
+
+    /// Writes the file `name` to `dest`; false if the cluster has none.
+    pub fn get_file(&self, name: &str, dest: &Path) -> Result<bool, StoreError> {
+        self.0.get_file(name, dest)
     }
 }
 
@@ -209,6 +237,15 @@ impl Tree {
                     }
                 }
             }
+        }
+    }
+
+    /// On a cluster, the keys that other hosts' writes change, as they
+    /// arrive (a receiver that falls behind is told how many it missed).
+    pub fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Vec<u8>>> {
+        match &self.backend {
+            TreeBackend::Sled(_) => None,
+            TreeBackend::JetStream(bucket) => Some(bucket.changes()),
         }
     }
 
