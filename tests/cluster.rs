@@ -200,4 +200,13 @@ fn an_app_deployed_through_one_host_is_served_by_every_host() {
             through.app_get("shop", "/").body.contains("from b")
         });
     }
+
+    // The host the app was deployed through is killed: the others go on
+    // serving it, and a new release through one of them reaches the other.
+    a.kill9();
+    assert!(b.app_get("shop", "/").body.contains("from b"));
+    c.cli(&["config:set", "GREETING=from c", "-a", "shop"]).ok();
+    within(Duration::from_secs(10), "B runs C's release", || {
+        b.app_get("shop", "/").body.contains("from c")
+    });
 }
