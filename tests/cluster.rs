@@ -201,6 +201,36 @@ fn an_app_deployed_through_one_host_is_served_by_every_host() {
         });
     }
 
+    // A request served by C is in the app's log as B shows it.
+    assert_eq!(c.app_get("shop", "/served-by-c").status, 200);
+    within(Duration::from_secs(5), "B shows C's router line", || {
+        b.cli(&["logs", "-a", "shop"])
+            .stdout
+            .contains("path=\"/served-by-c\"")
+    });
+
+    // Every host beats, and the admin sees all three.
+    let hosts = |through: &Server| -> Vec<(String, String)> {
+        let ran = through.cli(&["hosts", "--json"]).ok();
+        serde_json::from_str::<serde_json::Value>(&ran.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h["name"].as_str().unwrap().to_string(),
+                    h["state"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let up = |name: &str| (name.to_string(), "up".to_string());
+    within(Duration::from_secs(10), "three hosts up", || {
+        hosts(&b) == [up("a"), up("b"), up("c")]
+    });
+    println!("{}", b.cli(&["hosts"]).ok().stdout);
+
     // The host the app was deployed through is killed: the others go on
     // serving it, and a new release through one of them reaches the other.
     a.kill9();
@@ -209,4 +239,9 @@ fn an_app_deployed_through_one_host_is_served_by_every_host() {
     within(Duration::from_secs(10), "B runs C's release", || {
         b.app_get("shop", "/").body.contains("from c")
     });
+    // A stopped beating: within three beats and one, it is lost.
+    let lost = within(Duration::from_secs(15), "A shown as lost", || {
+        hosts(&c) == [("a".to_string(), "lost".to_string()), up("b"), up("c")]
+    });
+    println!("the killed host was shown as lost {lost:?} after the others' next change");
 }

@@ -335,6 +335,25 @@ fn another_users_app_is_out_of_reach() {
     assert!(!server.cli(&["apps"]).ok().stdout.contains("alices-app"));
     let ran = server.cli_as(&alice, &["users:create", "mallory"]).failed();
     assert!(ran.stderr.contains("Only the admin"), "{ran}");
+    // The platform's hosts are the admin's to list: one, up, serving the
+    // admin's app.
+    let ran = server.cli_as(&alice, &["hosts"]).failed();
+    assert!(ran.stderr.contains("Only the admin"), "{ran}");
+    let hosts = || -> serde_json::Value {
+        serde_json::from_str(&server.cli(&["hosts", "--json"]).ok().stdout).unwrap()
+    };
+    let mut listed = hosts();
+    // The next heartbeat (every 2 s) counts the apps deployed since.
+    for _ in 0..50 {
+        if listed[0]["apps"].as_u64() >= Some(2) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        listed = hosts();
+    }
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["state"], "up", "{listed}");
+    assert_eq!(listed[0]["apps"], 2, "{listed}");
     // A log session's URL is its own credential (as Heroku's logplex_url
     // is): it opens without a token, and nothing else near it does.
     let session = server.api_request(

@@ -21,6 +21,7 @@ pub mod domain;
 pub mod drain;
 pub mod dyno;
 pub mod formation;
+pub mod hosts;
 pub mod logplex;
 pub mod metrics;
 pub mod paths;

@@ -112,7 +112,20 @@ pub struct AppLog {
 struct Inner {
     capacity: usize,
     state: Mutex<State>,
+    /// On a cluster: where this host's lines go for the other hosts.
+    shipping: Option<Shipping>,
 }
+
+/// Where an app's lines are sent to the cluster, and as whose.
+struct Shipping {
+    app_id: Arc<str>,
+    to: Arc<std::sync::OnceLock<ShipTo>>,
+}
+
+/// Lines for the other hosts of a cluster, by app id; bounded, and never
+/// waited on: a line that finds it full is not shipped (this host still
+/// has it).
+pub type ShipTo = tokio::sync::mpsc::Sender<(Arc<str>, Arc<LogLine>)>;
 
 /// The recent lines, and the channel to live tails; the channel exists only
 /// while someone follows the log, so an app nobody watches costs little
@@ -148,6 +161,7 @@ impl AppLog {
                     live: None,
                     outlets: Vec::new(),
                 }),
+                shipping: None,
             }),
         }
     }
@@ -182,6 +196,21 @@ impl AppLog {
     /// overflow report, which it gets in its next batch instead).
     pub fn push_except(&self, line: LogLine, except: Option<&Arc<Outlet>>) {
         let line = Arc::new(line);
+        if let Some(shipping) = &self.inner.shipping
+            && let Some(to) = shipping.to.get()
+        {
+            let _ = to.try_send((shipping.app_id.clone(), line.clone()));
+        }
+        self.append(line, except);
+    }
+
+    /// Appends a line another host of the cluster wrote (it is not shipped
+    /// back).
+    pub fn push_from_elsewhere(&self, line: LogLine) {
+        self.append(Arc::new(line), None);
+    }
+
+    fn append(&self, line: Arc<LogLine>, except: Option<&Arc<Outlet>>) {
         let mut state = self.lock();
         for outlet in &state.outlets {
             if !except.is_some_and(|e| Arc::ptr_eq(e, outlet)) {
@@ -388,6 +417,7 @@ impl Outlet {
 #[derive(Default)]
 pub struct Logplex {
     apps: Mutex<std::collections::HashMap<String, AppLog>>,
+    ship_to: Arc<std::sync::OnceLock<ShipTo>>,
 }
 
 impl Logplex {
@@ -397,8 +427,23 @@ impl Logplex {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(app_id.to_string())
-            .or_default()
+            .or_insert_with(|| {
+                let mut log = AppLog::new(DEFAULT_BUFFER_LINES);
+                Arc::get_mut(&mut log.inner)
+                    .expect("a new log is not shared yet")
+                    .shipping = Some(Shipping {
+                    app_id: app_id.into(),
+                    to: self.ship_to.clone(),
+                });
+                log
+            })
             .clone()
+    }
+
+    /// From now on every app's lines are also sent to `to` (once: a
+    /// second call changes nothing).
+    pub fn ship_to(&self, to: ShipTo) {
+        let _ = self.ship_to.set(to);
     }
 
     /// The app's log, if it has one (never makes it: a log asked for just

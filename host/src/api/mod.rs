@@ -19,6 +19,7 @@ mod error;
 mod extract;
 mod formation;
 mod git;
+mod hosts;
 mod logs;
 mod metrics;
 pub mod range;
@@ -119,6 +120,7 @@ fn router(platform: Arc<Platform>) -> Router {
         .merge(addons::routes())
         .merge(git::routes())
         .merge(metrics::routes())
+        .merge(hosts::routes())
         // A known path with another method is as unknown as any other.
         .method_not_allowed_fallback(no_such_route)
         .fallback(no_such_route)

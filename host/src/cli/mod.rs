@@ -11,6 +11,7 @@ mod builds;
 pub mod client;
 mod config;
 mod dev;
+mod hosts;
 mod labs;
 mod logs;
 mod pg;
@@ -191,6 +192,7 @@ pub enum Commands {
     #[command(name = "run:detached")]
     RunDetached(run::RunDetachedCommand),
 
+    Hosts(hosts::HostsCommand),
     Logs(logs::LogsCommand),
     Drains(logs::DrainsCommand),
     Labs(labs::LabsCommand),
@@ -285,6 +287,7 @@ impl Commands {
             Commands::PsIdle(c) => c.run(),
             Commands::Run(c) => c.run(),
             Commands::RunDetached(c) => c.run(),
+            Commands::Hosts(c) => c.run(),
             Commands::Logs(c) => c.run(),
             Commands::Drains(c) => c.run(),
             Commands::Labs(c) => c.run(),

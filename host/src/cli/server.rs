@@ -114,8 +114,8 @@ pub struct ServerCommand {
     #[arg(long, value_name = "N", requires = "cluster")]
     cluster_replicas: Option<usize>,
 
-    /// This host's name in the cluster [default: the machine's host name].
-    #[arg(long, value_name = "NAME", requires = "cluster")]
+    /// This host's name in `renga hosts` [default: the machine's host name].
+    #[arg(long, value_name = "NAME")]
     host_name: Option<String>,
 
     /// Let log drains reach loopback, private and link-local addresses
@@ -172,6 +172,11 @@ impl ServerCommand {
         }
         let paths = Paths::resolve(self.data)?;
         paths.make_private()?;
+        let host_name = self.host_name.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|name| name.trim().to_string())
+                .unwrap_or_else(|_| "renga".into())
+        });
         let db = if self.cluster.is_empty() {
             Db::open(&paths.data.join("db"))?
         } else {
@@ -182,11 +187,7 @@ impl ServerCommand {
                     1
                 }),
                 servers: self.cluster.clone(),
-                host: self.host_name.clone().unwrap_or_else(|| {
-                    std::fs::read_to_string("/proc/sys/kernel/hostname")
-                        .map(|name| name.trim().to_string())
-                        .unwrap_or_else(|_| "renga".into())
-                }),
+                host: host_name.clone(),
             };
             let db = Db::join(options.clone()).await?;
             println!(
@@ -278,6 +279,7 @@ impl ServerCommand {
                 servers,
                 metrics: !self.no_metrics,
                 runtime_metrics_every: self.runtime_metrics_every.0,
+                host_name,
                 drains: Arc::new(crate::drain::DrainPolicy::new(
                     self.allow_private_drains,
                     self.drain_buffer,
@@ -313,6 +315,8 @@ impl ServerCommand {
         // On a cluster, other hosts' releases and scales switch this one's
         // routes too.
         let _following = platform.follow_cluster();
+        let _heartbeat = platform.start_heartbeat();
+        let _shared_logs = platform.share_logs();
 
         println!(
             "-----> renga server: wasmtime {}, {allocator} instance allocator, data in {}",

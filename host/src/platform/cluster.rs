@@ -5,7 +5,9 @@
 //! web dynos here to the app's current release and formation, as if the
 //! change had been made here (the release's slug is fetched from the
 //! cluster's object store on first use). Worker dynos stay with the host
-//! that made the release, so that each runs once.
+//! that made the release, so that each runs once. Log lines travel on
+//! core NATS subjects (`renga.log.<app id>`): each host publishes its own
+//! and takes in every other's.
 
 use std::sync::{Arc, Weak};
 
@@ -83,5 +85,96 @@ async fn follow(
             }
             Err(RecvError::Closed) => return,
         }
+    }
+}
+
+/// Log lines a host may have on their way to the cluster at once.
+const SHIPPED_LINES: usize = 4096;
+
+/// A log line on the wire: `renga.log.<app id>`, JSON.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Shipped {
+    /// The host that wrote it.
+    h: String,
+    /// Microseconds since the epoch.
+    t: u64,
+    /// `app` or `renga`.
+    s: String,
+    p: String,
+    m: String,
+}
+
+impl Platform {
+    /// On a cluster: this host's log lines go to every other host, and
+    /// theirs come into this host's logs, so that `renga logs --tail` on
+    /// any host shows every host's lines (in order per host). `None` on
+    /// one machine.
+    pub fn share_logs(self: &Arc<Platform>) -> Option<AbortOnDropHandle<()>> {
+        let client = self.db.nats()?;
+        let (ship, mut shipped) = tokio::sync::mpsc::channel(SHIPPED_LINES);
+        self.logs.ship_to(ship);
+        let host = self.config.host_name.clone();
+        let platform = Arc::downgrade(self);
+        Some(AbortOnDropHandle::new(tokio::spawn(async move {
+            let mut lines = match client.subscribe("renga.log.>").await {
+                Ok(lines) => lines,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not follow the cluster's logs");
+                    return;
+                }
+            };
+            loop {
+                tokio::select! {
+                    line = shipped.recv() => {
+                        let Some((app_id, line)) = line else { return };
+                        let line: Arc<crate::logplex::LogLine> = line;
+                        let wire = Shipped {
+                            h: host.clone(),
+                            t: line
+                                .time
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map_or(0, |d| d.as_micros() as u64),
+                            s: line.source.as_str().to_string(),
+                            p: line.process.to_string(),
+                            m: line.message.clone(),
+                        };
+                        let Ok(payload) = serde_json::to_vec(&wire) else { continue };
+                        // A line the connection cannot take now is this
+                        // host's only.
+                        let _ = client.publish(format!("renga.log.{app_id}"), payload.into()).await;
+                    }
+                    message = futures::StreamExt::next(&mut lines) => {
+                        let Some(message) = message else { return };
+                        let Some(platform) = platform.upgrade() else { return };
+                        platform.take_line(&host, &message.subject, &message.payload);
+                    }
+                }
+            }
+        })))
+    }
+
+    /// A line another host shipped, into this host's copy of its app's log.
+    fn take_line(&self, host: &str, subject: &str, payload: &[u8]) {
+        let Ok(line) = serde_json::from_slice::<Shipped>(payload) else {
+            return;
+        };
+        let Some(app_id) = subject.strip_prefix("renga.log.") else {
+            return;
+        };
+        if line.h == host || !matches!(self.apps.find(app_id), Ok(Some(_))) {
+            return;
+        }
+        self.logs
+            .app(app_id)
+            .push_from_elsewhere(crate::logplex::LogLine {
+                time: std::time::UNIX_EPOCH + std::time::Duration::from_micros(line.t),
+                source: if line.s == "app" {
+                    Source::App
+                } else {
+                    Source::Renga
+                },
+                process: line.p.into(),
+                message: line.m,
+            });
     }
 }

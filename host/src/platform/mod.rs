@@ -17,6 +17,7 @@ mod building;
 mod cluster;
 mod drains;
 mod dynos;
+mod hosts;
 mod janitor;
 mod logs;
 mod metrics;
@@ -96,6 +97,8 @@ pub struct PlatformConfig {
     pub metrics: bool,
     /// How often `log-runtime-metrics` lines are written.
     pub runtime_metrics_every: Duration,
+    /// This host's name among the cluster's (`renga hosts`).
+    pub host_name: String,
 }
 
 /// Why an operation was refused. Each maps to an HTTP status and a Heroku
@@ -168,6 +171,7 @@ pub struct Platform {
     ledger: Ledger,
     slugs: Slugs,
     formations: Formations,
+    hosts: crate::hosts::Hosts,
     builds: Builds,
     runtime: Arc<Runtime>,
     routes: Arc<ServerRoutes>,
@@ -219,6 +223,7 @@ impl Platform {
             ledger: Ledger::open(&db)?,
             slugs: Slugs::open(&db, &config.data.join("slugs"), config.unpacked)?,
             formations: Formations::open(&db)?,
+            hosts: crate::hosts::Hosts::open(&db)?,
             builds: Builds::open(&db, &config.data)?,
             db,
             components: Arc::new(dynos::ComponentCache::new(runtime.clone())),

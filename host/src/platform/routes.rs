@@ -36,6 +36,11 @@ impl ServerRoutes {
         &self.suffix[1..]
     }
 
+    /// How many apps this router serves.
+    pub(super) fn app_count(&self) -> usize {
+        self.apps.load().len()
+    }
+
     pub(super) fn is_own(&self, host: &str) -> bool {
         host.ends_with(&self.suffix) || host == self.own_domain()
     }

@@ -57,6 +57,7 @@ pub struct ClusterOptions {
 }
 
 pub(super) struct Cluster {
+    client: async_nats::Client,
     jetstream: async_nats::jetstream::Context,
     handle: Handle,
     replicas: usize,
@@ -73,11 +74,16 @@ impl Cluster {
             .await
             .with_context(|| format!("connecting to the cluster's NATS servers ({servers})"))?;
         Ok(Cluster {
-            jetstream: async_nats::jetstream::new(client),
+            jetstream: async_nats::jetstream::new(client.clone()),
+            client,
             handle: Handle::current(),
             replicas: options.replicas,
             buckets: Mutex::default(),
         })
+    }
+
+    pub(super) fn client(&self) -> async_nats::Client {
+        self.client.clone()
     }
 
     /// The bucket for `tree`, created on first use (JetStream's create is

@@ -124,6 +124,15 @@ impl Db {
         }
     }
 
+    /// On a cluster, the connection to its NATS servers (for the subjects
+    /// logs travel on).
+    pub fn nats(&self) -> Option<async_nats::Client> {
+        match &self.backend {
+            Backend::Sled(_) => None,
+            Backend::JetStream(cluster) => Some(cluster.client()),
+        }
+    }
+
     /// Whether the records live on a cluster (and another host may change
     /// them).
     pub fn is_cluster(&self) -> bool {
