@@ -108,7 +108,7 @@ fn hosts_share_one_ledger_and_a_lost_host_or_nats_server_loses_none_of_it() {
         .ok();
     b.cli(&["config:set", "FROM_B=1", "-a", "shop"]).ok();
     within(
-        Duration::from_secs(10),
+        Duration::from_secs(20),
         "A sees B's change without n1",
         || config(&a, "shop")["FROM_B"] == "1",
     );

@@ -57,6 +57,10 @@ pub struct ClusterOptions {
 }
 
 pub(super) struct Cluster {
+    /// Counts the connection's reconnects: each makes every watch start
+    /// again from its last revision (a watch's consumer may have lived on
+    /// the server that went away).
+    reconnects: tokio::sync::watch::Receiver<u64>,
     client: async_nats::Client,
     jetstream: async_nats::jetstream::Context,
     handle: Handle,
@@ -67,13 +71,21 @@ pub(super) struct Cluster {
 impl Cluster {
     pub(super) async fn join(options: ClusterOptions) -> anyhow::Result<Cluster> {
         let servers = options.servers.join(", ");
+        let (reconnected, reconnects) = tokio::sync::watch::channel(0u64);
         let client = async_nats::ConnectOptions::new()
+            .event_callback(move |event| {
+                if matches!(event, async_nats::Event::Connected) {
+                    reconnected.send_modify(|n| *n += 1);
+                }
+                std::future::ready(())
+            })
             .name(format!("renga {}", options.host))
             .connection_timeout(Duration::from_secs(5))
             .connect(options.servers.as_slice())
             .await
             .with_context(|| format!("connecting to the cluster's NATS servers ({servers})"))?;
         Ok(Cluster {
+            reconnects,
             jetstream: async_nats::jetstream::new(client.clone()),
             client,
             handle: Handle::current(),
@@ -127,7 +139,7 @@ impl Cluster {
             }
         })?;
         let bucket = Arc::new(block(&self.handle, "loading the bucket", async {
-            Bucket::load(store, self.handle.clone()).await
+            Bucket::load(store, self.handle.clone(), self.reconnects.clone()).await
         })?);
         Ok(self
             .buckets
@@ -274,7 +286,11 @@ impl Mirror {
 impl Bucket {
     /// Watches the bucket from its start and waits until every key's
     /// newest record is in the mirror; then keeps following.
-    async fn load(store: kv::Store, handle: Handle) -> Result<Bucket, async_nats::Error> {
+    async fn load(
+        store: kv::Store,
+        handle: Handle,
+        reconnects: tokio::sync::watch::Receiver<u64>,
+    ) -> Result<Bucket, async_nats::Error> {
         let mirror = Arc::new(Mirror::default());
         let mut watch = store.watch_with_history(">").await?;
         let mut last = 0;
@@ -288,7 +304,13 @@ impl Bucket {
                 }
             }
         }
-        let follow = tokio::spawn(follow(store.clone(), mirror.clone(), watch, last));
+        let follow = tokio::spawn(follow(
+            store.clone(),
+            mirror.clone(),
+            watch,
+            last,
+            reconnects,
+        ));
         Ok(Bucket {
             store,
             mirror,
@@ -427,13 +449,29 @@ impl Bucket {
 
 /// Applies every change to the bucket as it comes. A watch ends when its
 /// NATS server goes away; a new one resumes after the last revision seen.
-async fn follow(store: kv::Store, mirror: Arc<Mirror>, mut watch: kv::Watch, mut last: u64) {
+async fn follow(
+    store: kv::Store,
+    mirror: Arc<Mirror>,
+    mut watch: kv::Watch,
+    mut last: u64,
+    mut reconnects: tokio::sync::watch::Receiver<u64>,
+) {
+    reconnects.mark_unchanged();
     loop {
-        while let Some(entry) = watch.next().await {
-            match entry {
-                Ok(entry) => last = last.max(mirror.apply_entry(entry)),
-                Err(e) => {
-                    tracing::warn!(bucket = %store.name, error = %e, "the watch on the cluster's store broke");
+        loop {
+            tokio::select! {
+                entry = watch.next() => match entry {
+                    Some(Ok(entry)) => last = last.max(mirror.apply_entry(entry)),
+                    Some(Err(e)) => {
+                        tracing::warn!(bucket = %store.name, error = %e, "the watch on the cluster's store broke");
+                        break;
+                    }
+                    None => break,
+                },
+                changed = reconnects.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
                     break;
                 }
             }
