@@ -245,3 +245,332 @@ fn an_app_deployed_through_one_host_is_served_by_every_host() {
     });
     println!("the killed host was shown as lost {lost:?} after the others' next change");
 }
+
+/// Each host as `through` lists it: name, state and the dynos it runs.
+fn host_list(through: &Server) -> Vec<(String, String, Vec<String>)> {
+    let ran = through.cli(&["hosts", "--json"]).ok();
+    serde_json::from_str::<serde_json::Value>(&ran.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["name"].as_str().unwrap().to_string(),
+                h["state"].as_str().unwrap().to_string(),
+                h["dynos"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.as_str().unwrap().to_string())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// The hosts whose heartbeat says they run `dyno` (`shop web.1`).
+fn running(through: &Server, dyno: &str) -> Vec<String> {
+    host_list(through)
+        .into_iter()
+        .filter(|(_, state, dynos)| state != "lost" && dynos.iter().any(|d| d == dyno))
+        .map(|(name, ..)| name)
+        .collect()
+}
+
+/// Waits until exactly one host runs `dyno` (and not `not_on`); its name.
+fn one_host_running(through: &Server, dyno: &str, not_on: &[&str], bound: Duration) -> String {
+    let mut found = String::new();
+    let took = within(bound, &format!("one host runs {dyno}"), || {
+        match running(through, dyno).as_slice() {
+            [one] if !not_on.contains(&one.as_str()) => {
+                found = one.clone();
+                true
+            }
+            _ => false,
+        }
+    });
+    println!("{dyno} runs on {found} ({took:?})");
+    found
+}
+
+/// Requests to the app through `hosts`' routers, in turn, until stopped:
+/// when each was answered, and with what status.
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<Vec<(Instant, u16)>>,
+}
+
+impl Load {
+    fn start(ports: Vec<u16>, app: &str) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let host = format!("{app}.localhost");
+        let handle = std::thread::spawn(move || {
+            let mut answers = Vec::new();
+            let mut turn = 0;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let port = ports[turn % ports.len()];
+                turn += 1;
+                let reply = support::try_request(
+                    "GET",
+                    &format!("http://127.0.0.1:{port}/"),
+                    &[("Host", &host)],
+                    None,
+                );
+                answers.push((Instant::now(), reply.map_or(0, |r| r.status)));
+            }
+            answers
+        });
+        Load { stop, handle }
+    }
+
+    fn stop(self) -> Vec<(Instant, u16)> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.join().unwrap()
+    }
+}
+
+/// `web=1` is one dyno in the cluster, on one host; the others' routers
+/// forward to it (the serving host writes the log line, naming both).
+/// Killed under load, its app goes on being served by the others, the
+/// dyno is placed on another host, and no acknowledged release is lost.
+#[test]
+fn one_web_dyno_serves_the_cluster_and_moves_when_its_host_is_killed() {
+    let nats = NatsCluster::start();
+    let tmp = TempDir::new("cluster-place");
+    let mut hosts: Vec<(String, Server)> = ["a", "b", "c"]
+        .into_iter()
+        .map(|name| (name.to_string(), host(&tmp, name, &nats)))
+        .collect();
+    let component = built_component("examples/hello-rust");
+    let (_, first) = &hosts[0];
+    first.cli(&["apps:create", "shop"]).ok();
+    first
+        .cli(&[
+            "deploy",
+            "--component",
+            component.to_str().unwrap(),
+            "-a",
+            "shop",
+        ])
+        .ok();
+    for (_, through) in &hosts {
+        within(Duration::from_secs(20), "every host serves the app", || {
+            through.app_get("shop", "/").status == 200
+        });
+    }
+    let placed = one_host_running(first, "shop web.1", &[], Duration::from_secs(15));
+    // It stays on one host.
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(700));
+        assert_eq!(running(first, "shop web.1"), std::slice::from_ref(&placed));
+    }
+    let serving = hosts.iter().position(|(n, _)| *n == placed).unwrap();
+    let others: Vec<usize> = (0..3).filter(|i| *i != serving).collect();
+
+    // Through another host: forwarded, and logged once, by the serving
+    // host, naming both. A client cannot pass itself off as a host.
+    let (via, other) = &hosts[others[0]];
+    let reply = support::request(
+        "GET",
+        &format!("http://127.0.0.1:{}/via-another-host", other.http_port),
+        &[
+            ("Host", "shop.localhost"),
+            ("Renga-Forwarded-By", "guessed-secret x"),
+        ],
+        None,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let line = format!("served_by={placed} forwarded_by={via}");
+    within(
+        Duration::from_secs(5),
+        "the forwarded request's line",
+        || {
+            let log = other.cli(&["logs", "-a", "shop"]).stdout;
+            log.lines()
+                .filter(|l| l.contains("path=\"/via-another-host\""))
+                .any(|l| l.contains(&line))
+        },
+    );
+
+    // Releases acknowledged through the serving host, then it is killed
+    // under load through the other two.
+    let (_, serving_host) = &hosts[serving];
+    for i in 0..4 {
+        serving_host
+            .cli(&["config:set", &format!("BEFORE_KILL_{i}=1"), "-a", "shop"])
+            .ok();
+    }
+    let acknowledged = versions(serving_host, "shop");
+    let load = Load::start(
+        others.iter().map(|i| hosts[*i].1.http_port).collect(),
+        "shop",
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let (_, killed) = hosts.remove(serving);
+    let kill = Instant::now();
+    killed.kill9();
+    let (_, survivor) = &hosts[0];
+    let moved = one_host_running(survivor, "shop web.1", &[&placed], Duration::from_secs(20));
+    println!(
+        "web.1 moved from {placed} to {moved} {:?} after the kill",
+        kill.elapsed()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let answers = load.stop();
+    let after: Vec<&(Instant, u16)> = answers.iter().filter(|(at, _)| *at > kill).collect();
+    let failed: Vec<&&(Instant, u16)> = after.iter().filter(|(_, s)| *s != 200).collect();
+    let outage = failed
+        .last()
+        .map_or(Duration::ZERO, |(at, _)| at.duration_since(kill));
+    println!(
+        "after the kill: {} requests, {} failed, the last failure {outage:?} after it",
+        after.len(),
+        failed.len()
+    );
+    assert!(
+        after.len() > 50,
+        "only {} requests after the kill",
+        after.len()
+    );
+    // Served again within the bound, and every request after it.
+    assert!(
+        outage < Duration::from_secs(10),
+        "failures until {outage:?}"
+    );
+    for (_, through) in &hosts {
+        assert_eq!(versions(through, "shop"), acknowledged);
+        assert_eq!(through.app_get("shop", "/").status, 200);
+    }
+}
+
+/// A Procfile with a web process and a worker, from prebuilt components:
+/// the worker prints `tick ID N` every 100 ms, ID being its run's own.
+fn write_jobs_app(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::copy(
+        built_component("examples/hello-rust"),
+        dir.join("hello.wasm"),
+    )
+    .unwrap();
+    std::fs::copy(
+        built_component("tests/guests/command"),
+        dir.join("command.wasm"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("Procfile"),
+        "web: hello.wasm\nworker: command.wasm tick 100\n",
+    )
+    .unwrap();
+}
+
+/// The runs of worker.1 (their IDs) in the last `lines` log lines.
+fn worker_runs(through: &Server, lines: usize) -> Vec<String> {
+    let log = through
+        .cli(&["logs", "-a", "jobs", "-n", &lines.to_string()])
+        .ok()
+        .stdout;
+    let mut runs: Vec<String> = log
+        .lines()
+        .filter_map(|l| l.split_once("app[worker.1]: tick "))
+        .filter_map(|(_, rest)| rest.split_whitespace().next().map(str::to_string))
+        .collect();
+    runs.dedup();
+    runs
+}
+
+/// A worker runs on exactly one host of the cluster (it holds the lease);
+/// when that host is killed, another takes it over, and a drained host's
+/// worker moves before the drain returns.
+#[test]
+fn a_worker_runs_once_in_the_cluster_and_moves_when_its_host_dies_or_drains() {
+    let nats = NatsCluster::start();
+    let tmp = TempDir::new("cluster-workers");
+    let mut hosts: Vec<(String, Server)> = ["a", "b", "c"]
+        .into_iter()
+        .map(|name| (name.to_string(), host(&tmp, name, &nats)))
+        .collect();
+    let app = tmp.join("jobs");
+    write_jobs_app(&app);
+    let (_, first) = &hosts[0];
+    first.cli(&["apps:create", "jobs"]).ok();
+    first
+        .cli(&["deploy", app.to_str().unwrap(), "-a", "jobs"])
+        .ok();
+    first.cli(&["ps:scale", "worker=1", "-a", "jobs"]).ok();
+    let holder = one_host_running(first, "jobs worker.1", &[], Duration::from_secs(20));
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(600));
+        assert_eq!(
+            running(first, "jobs worker.1"),
+            std::slice::from_ref(&holder)
+        );
+    }
+    // One run of the worker prints, whichever host's log is read.
+    within(Duration::from_secs(5), "the worker's ticks", || {
+        worker_runs(first, 30).len() == 1
+    });
+    assert_eq!(worker_runs(&hosts[1].1, 30).len(), 1);
+    let first_run = worker_runs(first, 30).remove(0);
+
+    // Its host is killed: another takes the lease and runs it, once.
+    let index = hosts.iter().position(|(n, _)| *n == holder).unwrap();
+    let (_, killed) = hosts.remove(index);
+    let kill = Instant::now();
+    killed.kill9();
+    let (_, survivor) = &hosts[0];
+    let taken = one_host_running(
+        survivor,
+        "jobs worker.1",
+        &[&holder],
+        Duration::from_secs(25),
+    );
+    println!(
+        "the worker ran again on {taken} {:?} after its host was killed",
+        kill.elapsed()
+    );
+    within(Duration::from_secs(5), "the new run's ticks", || {
+        let runs = worker_runs(survivor, 30);
+        runs.len() == 1 && runs[0] != first_run
+    });
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(600));
+        assert_eq!(
+            running(survivor, "jobs worker.1"),
+            std::slice::from_ref(&taken)
+        );
+        assert_eq!(worker_runs(survivor, 20).len(), 1);
+    }
+
+    // The host running it is drained: the worker moves to the last host
+    // before the drain returns, and the drained host runs nothing.
+    let (_, rest) = hosts.iter().find(|(n, _)| *n != taken).unwrap();
+    let drained = rest.cli(&["hosts:drain", &taken]).ok();
+    assert!(drained.stdout.contains("runs no dyno"), "{drained}");
+    let last = one_host_running(
+        rest,
+        "jobs worker.1",
+        &[&holder, &taken],
+        Duration::from_secs(15),
+    );
+    let list = host_list(rest);
+    let (_, state, dynos) = list.iter().find(|(n, ..)| *n == taken).unwrap();
+    assert_eq!(state, "draining");
+    assert!(dynos.is_empty(), "{dynos:?}");
+    // Web requests through the drained host are forwarded to the last one.
+    let (_, drained_host) = hosts.iter().find(|(n, _)| *n == taken).unwrap();
+    assert_eq!(drained_host.app_get("jobs", "/").status, 200);
+    println!("{}", rest.cli(&["hosts"]).ok().stdout);
+
+    // Back in service, it may run dynos again; the worker stays where it is.
+    rest.cli(&["hosts:drain", &taken, "--undo"]).ok();
+    within(Duration::from_secs(10), "the host back up", || {
+        host_list(rest)
+            .iter()
+            .any(|(n, state, _)| *n == taken && state == "up")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(running(rest, "jobs worker.1"), [last]);
+}

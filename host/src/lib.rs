@@ -25,6 +25,7 @@ pub mod hosts;
 pub mod logplex;
 pub mod metrics;
 pub mod paths;
+pub mod placement;
 pub mod platform;
 pub mod procfile;
 #[cfg(test)]

@@ -193,6 +193,8 @@ pub enum Commands {
     RunDetached(run::RunDetachedCommand),
 
     Hosts(hosts::HostsCommand),
+    #[command(name = "hosts:drain")]
+    HostsDrain(hosts::DrainCommand),
     Logs(logs::LogsCommand),
     Drains(logs::DrainsCommand),
     Labs(labs::LabsCommand),
@@ -288,6 +290,7 @@ impl Commands {
             Commands::Run(c) => c.run(),
             Commands::RunDetached(c) => c.run(),
             Commands::Hosts(c) => c.run(),
+            Commands::HostsDrain(c) => c.run(),
             Commands::Logs(c) => c.run(),
             Commands::Drains(c) => c.run(),
             Commands::Labs(c) => c.run(),

@@ -39,6 +39,12 @@ pub struct ServerCommand {
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
 
+    /// On a cluster, where the other hosts reach this host's router, for
+    /// the requests they forward [default: the --http address; 127.0.0.1
+    /// when that is 0.0.0.0].
+    #[arg(long, value_name = "IP:PORT", requires = "cluster")]
+    router_address: Option<SocketAddr>,
+
     /// Apps answer at APP.DOMAIN.
     #[arg(long, default_value = "localhost")]
     domain: String,
@@ -279,7 +285,11 @@ impl ServerCommand {
                 servers,
                 metrics: !self.no_metrics,
                 runtime_metrics_every: self.runtime_metrics_every.0,
-                host_name,
+                host_name: host_name.clone(),
+                router_addr: self
+                    .router_address
+                    .unwrap_or_else(|| local_address(http_addr))
+                    .to_string(),
                 drains: Arc::new(crate::drain::DrainPolicy::new(
                     self.allow_private_drains,
                     self.drain_buffer,
@@ -317,6 +327,7 @@ impl ServerCommand {
         let _following = platform.follow_cluster();
         let _heartbeat = platform.start_heartbeat();
         let _shared_logs = platform.share_logs();
+        let _placing = platform.start_placing();
 
         println!(
             "-----> renga server: wasmtime {}, {allocator} instance allocator, data in {}",
@@ -338,7 +349,13 @@ impl ServerCommand {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let router_config = self.serving.router();
+        let mut router_config = self.serving.router();
+        if platform.is_cluster() {
+            router_config.cluster = Some(Arc::new(router::ClusterRouting {
+                host: host_name.as_str().into(),
+                secret: platform.forward_secret()?,
+            }));
+        }
         tokio::try_join!(
             crate::api::serve(api_listener, platform.clone(), stopped(stop_rx.clone())),
             router::serve(

@@ -4,8 +4,8 @@
 //! another host into this host's mirror; this follower switches the app's
 //! web dynos here to the app's current release and formation, as if the
 //! change had been made here (the release's slug is fetched from the
-//! cluster's object store on first use). Worker dynos stay with the host
-//! that made the release, so that each runs once. Log lines travel on
+//! cluster's object store on first use), and restarts the workers this
+//! host holds the leases of (see `placement`). Log lines travel on
 //! core NATS subjects (`renga.log.<app id>`): each host publishes its own
 //! and takes in every other's.
 
@@ -31,9 +31,9 @@ impl Platform {
         ))))
     }
 
-    /// Switches this host's web dynos of `app_id` to its current release
-    /// and formation.
-    async fn follow_app(&self, app_id: &str) {
+    /// Switches this host's web dynos and workers of `app_id` to its
+    /// current release, formation and placement.
+    pub(super) async fn follow_app(&self, app_id: &str) {
         let Ok(Some(mut app)) = self.apps.find(app_id) else {
             return;
         };
@@ -45,6 +45,7 @@ impl Platform {
             let caps = self.capabilities_of(&app, &release)?;
             let web = self.web_state(&app, &release, &caps).await?;
             self.switch_web(&app, web);
+            self.reconcile_workers(&app, &release).await;
             Ok::<_, super::PlatformError>(())
         }
         .await;

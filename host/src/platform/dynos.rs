@@ -123,7 +123,9 @@ struct WebRecipe {
     file: PathBuf,
     /// The component's sha256, as its slug recorded it.
     digest: String,
-    quantity: u32,
+    /// The numbers of the web dynos it makes (on a cluster, those placed
+    /// on this host).
+    indexes: Vec<u32>,
     caps: Arc<ReleaseCapabilities>,
     limits: WebLimits,
     log: AppLog,
@@ -133,8 +135,9 @@ struct WebRecipe {
 
 impl WebRecipe {
     fn dynos(&self, component: &Arc<HttpComponent>) -> Vec<Arc<WebDyno>> {
-        (1..=self.quantity)
-            .map(|index| {
+        self.indexes
+            .iter()
+            .map(|&index| {
                 Arc::new(WebDyno::new(
                     index,
                     component.clone(),
@@ -566,6 +569,7 @@ impl Platform {
             }
         };
         route.set_idle_after(self.idle_after(app));
+        self.place_route(app, &route);
     }
 
     /// The web dynos a release runs with the app's formation, compiled and
@@ -593,6 +597,10 @@ impl Platform {
             concurrency: size.concurrency(),
             reuse: formation.reuse,
         };
+        // On a cluster, the web dynos placed on this host; with none here,
+        // a Wasm app is kept ready to wake (for requests no other host
+        // takes) and a native one runs nothing.
+        let here = self.web_dynos_here(app, formation.quantity);
         let path = match backend::kind(web) {
             Kind::Wasm { path, .. } => path,
             Kind::Native { line } => {
@@ -600,11 +608,11 @@ impl Platform {
                 let recipe = Arc::new(super::native::NativeRecipe::new(
                     spec,
                     line.to_string(),
-                    formation.quantity,
+                    here.clone(),
                     limits,
                     self.metrics.app(&app.id),
                 ));
-                if formation.quantity == 0 {
+                if here.is_empty() {
                     return Ok(WebState::new(Vec::new(), app.maintenance, timeouts));
                 }
                 let dynos = recipe.start().await;
@@ -673,7 +681,11 @@ impl Platform {
             key,
             file,
             digest,
-            quantity: formation.quantity,
+            indexes: if here.is_empty() {
+                vec![1]
+            } else {
+                here.clone()
+            },
             caps: caps.clone(),
             limits,
             log,
@@ -684,6 +696,9 @@ impl Platform {
             return Ok(WebState::new(Vec::new(), app.maintenance, timeouts));
         };
         self.check_imports(app, caps, &web_path, component.imports())?;
+        if here.is_empty() {
+            return Ok(WebState::standby(app.maintenance, timeouts, recipe));
+        }
         Ok(WebState::waking(
             recipe.dynos(&component),
             app.maintenance,

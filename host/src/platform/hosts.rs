@@ -31,9 +31,16 @@ impl Platform {
     }
 
     fn beat(&self, started_at: u64) -> Result<()> {
+        let drained = self.hosts.is_drained(&self.config.host_name)?;
+        self.placing
+            .drained
+            .store(drained, std::sync::atomic::Ordering::Relaxed);
         let record = HostRecord {
             name: self.config.host_name.clone(),
             api_url: self.config.public_url.clone(),
+            router: self.config.router_addr.clone(),
+            draining: drained,
+            dynos: self.dynos_here(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             started_at,
             seen_at: now_ms(),
@@ -42,7 +49,33 @@ impl Platform {
             max_instances: self.runtime.max_instances() as usize,
             rss_bytes: crate::api::rss_bytes(),
         };
-        Ok(self.hosts.beat(&record)?)
+        self.hosts.beat(&record)?;
+        self.placing
+            .beat_at
+            .store(record.seen_at, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether the records live on a cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.db.is_cluster()
+    }
+
+    /// The cluster's forwarding secret (see `router::ClusterRouting`).
+    pub fn forward_secret(&self) -> Result<String> {
+        Ok(self.hosts.forward_secret()?)
+    }
+
+    /// Drains the host `name` (its dynos move to the others and its router
+    /// forwards), or takes it back into service: the admin's.
+    pub fn drain_host(&self, user: &User, name: &str, drained: bool) -> Result<HostRecord> {
+        let record = self
+            .hosts(user)?
+            .into_iter()
+            .find(|h| h.name == name)
+            .ok_or_else(|| PlatformError::NotFound(format!("Couldn't find that host: {name}")))?;
+        self.hosts.set_drained(name, drained)?;
+        Ok(record)
     }
 
     /// Every host that has beaten, by name: the admin's to read.

@@ -23,6 +23,7 @@ mod logs;
 mod metrics;
 mod native;
 mod oneoff;
+mod placement;
 mod providers;
 mod releases;
 mod routes;
@@ -99,6 +100,9 @@ pub struct PlatformConfig {
     pub runtime_metrics_every: Duration,
     /// This host's name among the cluster's (`renga hosts`).
     pub host_name: String,
+    /// Where this host's router answers (`IP:PORT`), for other hosts'
+    /// forwarded requests.
+    pub router_addr: String,
 }
 
 /// Why an operation was refused. Each maps to an HTTP status and a Heroku
@@ -197,6 +201,9 @@ pub struct Platform {
     /// is held only for each change).
     build_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     sessions: Mutex<HashMap<String, LogSession>>,
+    /// On a cluster: this host's place in it (drained, last heartbeat,
+    /// other hosts' routers).
+    placing: placement::Placing,
 }
 
 impl Platform {
@@ -241,6 +248,7 @@ impl Platform {
             locks: Mutex::default(),
             build_locks: Mutex::default(),
             sessions: Mutex::default(),
+            placing: placement::Placing::default(),
         };
         platform.load_providers()?;
         Ok(platform)

@@ -34,7 +34,8 @@ const HOME_FILES: u64 = 100_000;
 pub(super) struct NativeRecipe {
     spec: Arc<NativeSpec>,
     command: String,
-    quantity: u32,
+    /// The numbers of the web dynos it starts.
+    indexes: Vec<u32>,
     limits: WebLimits,
     meter: Arc<crate::metrics::AppMeter>,
 }
@@ -43,14 +44,14 @@ impl NativeRecipe {
     pub(super) fn new(
         spec: Arc<NativeSpec>,
         command: String,
-        quantity: u32,
+        indexes: Vec<u32>,
         limits: WebLimits,
         meter: Arc<crate::metrics::AppMeter>,
     ) -> NativeRecipe {
         NativeRecipe {
             spec,
             command,
-            quantity,
+            indexes,
             limits,
             meter,
         }
@@ -60,7 +61,9 @@ impl NativeRecipe {
     /// boot timeout passes (a dyno that has not booted keeps trying; the
     /// router waits for it within a request's timeout).
     pub(super) async fn start(&self) -> Vec<Arc<WebDyno>> {
-        let started: Vec<(Process, NativeWeb)> = (1..=self.quantity)
+        let started: Vec<(Process, NativeWeb)> = self
+            .indexes
+            .iter()
             .map(|index| {
                 let name = Process::from(format!("web.{index}"));
                 let web = NativeWeb::start(self.spec.clone(), name.clone(), self.command.clone());

@@ -1,7 +1,7 @@
 //! Worker dynos of an app: started and stopped to match the formation, and
 //! the command components they (and release phases) run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::app::App;
@@ -26,6 +26,8 @@ pub(super) struct WorkerDyno {
     index: u32,
     pub(super) command: String,
     pub(super) size: Size,
+    /// The release it runs.
+    version: u32,
 }
 
 impl WorkerDyno {
@@ -99,9 +101,12 @@ impl Platform {
             .into_iter()
             .partition(|d| which.is_none_or(|w| w == d.kind || w == d.worker.name().as_ref()));
         *workers = kept;
+        let names: Vec<String> = stopping.iter().map(WorkerDyno::name).collect();
         for dyno in stopping {
             drop(dyno.worker.stop());
         }
+        drop(all);
+        self.give_up_leases(&app.id, &names);
     }
 
     /// Starts and stops workers until each process type runs as many as its
@@ -125,30 +130,66 @@ impl Platform {
             .filter(|f| f.kind != "web" && f.kind != "release")
             .map(|f| (f.kind.clone(), (f.quantity, f.size)))
             .collect();
-        let missing: Vec<(String, u32, Size)> = {
+        // On a cluster, only the workers this host holds the lease of.
+        let hosts = self.placeable_hosts();
+        let here: BTreeSet<(String, u32)> = wanted
+            .iter()
+            .flat_map(|(kind, (quantity, _))| (1..=*quantity).map(move |i| (kind.clone(), i)))
+            .filter(|(kind, index)| self.runs_worker(app, &hosts, &format!("{kind}.{index}")))
+            .collect();
+        let (missing, stopped): (Vec<(String, u32, Size)>, Vec<String>) = {
             let mut all = self.workers.lock().unwrap_or_else(|e| e.into_inner());
             let workers = all.entry(app.id.clone()).or_default();
-            // Fewer: stop the highest-numbered ones.
+            // Fewer (the highest-numbered ones go), of an older release, or
+            // no longer this host's.
             let (stopping, kept): (Vec<WorkerDyno>, Vec<WorkerDyno>) =
                 std::mem::take(workers).into_iter().partition(|d| {
+                    d.version != release.version || !here.contains(&(d.kind.clone(), d.index))
+                });
+            *workers = kept;
+            let stopped: Vec<String> = stopping
+                .iter()
+                .filter(|d| {
                     wanted
                         .get(&d.kind)
                         .is_none_or(|(quantity, _)| d.index > *quantity)
-                });
-            *workers = kept;
+                })
+                .map(WorkerDyno::name)
+                .collect();
             for dyno in stopping {
                 drop(dyno.worker.stop());
             }
-            wanted
+            let missing = wanted
                 .iter()
                 .flat_map(|(kind, (quantity, size))| {
                     (1..=*quantity).map(move |index| (kind.clone(), index, *size))
                 })
                 .filter(|(kind, index, _)| {
-                    !workers.iter().any(|d| d.kind == *kind && d.index == *index)
+                    here.contains(&(kind.clone(), *index))
+                        && !workers.iter().any(|d| d.kind == *kind && d.index == *index)
                 })
-                .collect()
+                .collect();
+            (missing, stopped)
         };
+        // Scaled down: their leases are free for nobody.
+        self.give_up_leases(&app.id, &stopped);
+        if !self.may_run_workers() {
+            // Drained, or cut off from the cluster: what it holds goes to
+            // the others.
+            let held: Vec<String> = wanted
+                .iter()
+                .flat_map(|(kind, (quantity, _))| {
+                    (1..=*quantity).map(move |i| format!("{kind}.{i}"))
+                })
+                .collect();
+            if self
+                .placing
+                .drained
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                self.give_up_leases(&app.id, &held);
+            }
+        }
         let Some(slug) = &slug else { return };
         // More: start the missing numbers.
         for (kind, index, size) in missing {
@@ -167,6 +208,7 @@ impl Platform {
                             index,
                             command,
                             size,
+                            version: release.version,
                         });
                     }
                 }

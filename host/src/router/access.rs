@@ -92,6 +92,10 @@ pub(super) struct Access {
     pub status: u16,
     pub error: Option<ErrorCode>,
     pub protocol: &'static str,
+    /// On a cluster: the host that served the request, and the one that
+    /// forwarded it here.
+    pub served_by: Option<Arc<str>>,
+    pub forwarded_by: Option<String>,
 }
 
 impl Access {
@@ -131,6 +135,12 @@ impl Access {
             "status={} bytes={} protocol={}",
             self.status, bytes, self.protocol,
         );
+        if let Some(host) = &self.served_by {
+            let _ = write!(line, " served_by={host}");
+        }
+        if let Some(host) = &self.forwarded_by {
+            let _ = write!(line, " forwarded_by={host}");
+        }
         line
     }
 
@@ -174,6 +184,17 @@ impl AccessBody {
         AccessBody {
             inner: Inner::Page(Full::new(body.into())),
             access: access.map(Box::new),
+            bytes: 0,
+            slot: None,
+        }
+    }
+
+    /// Another host's answer, passed on as it comes (that host writes
+    /// the log line).
+    pub(super) fn forwarded(body: ResponseBody) -> AccessBody {
+        AccessBody {
+            inner: Inner::Dyno(body),
+            access: None,
             bytes: 0,
             slot: None,
         }
@@ -277,6 +298,8 @@ mod tests {
             status: 200,
             error: None,
             protocol: "http",
+            served_by: None,
+            forwarded_by: None,
         };
         assert_eq!(
             access.line(17, Duration::ZERO),

@@ -10,8 +10,11 @@
 //! and it never touches wasmtime or the disk.
 
 mod access;
+mod forward;
 mod io;
 mod proxy;
+
+pub use forward::{ClusterRouting, Elsewhere, Peer};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -43,6 +46,8 @@ pub struct RouterConfig {
     pub idle_timeout: Duration,
     /// On shutdown, how long in-flight requests may take to finish.
     pub shutdown_grace: Duration,
+    /// On a cluster: this host's name and the forwarding secret.
+    pub cluster: Option<Arc<ClusterRouting>>,
 }
 
 impl Default for RouterConfig {
@@ -53,6 +58,7 @@ impl Default for RouterConfig {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(55),
             shutdown_grace: Duration::from_secs(30),
+            cluster: None,
         }
     }
 }
@@ -88,6 +94,9 @@ pub struct AppRoute {
     waking: tokio::sync::Mutex<()>,
     /// What the router does for the app without a dyno (refusals, wakes).
     meter: Arc<crate::metrics::DynoMeter>,
+    /// On a cluster, when this host runs none of the app's web dynos: the
+    /// hosts that do, which its requests are forwarded to.
+    elsewhere: arc_swap::ArcSwapOption<Elsewhere>,
 }
 
 /// Rebuilds an app's web dynos after it slept: from precompiled code, so in
@@ -186,6 +195,12 @@ impl WebState {
         wake: Arc<dyn Wake>,
     ) -> WebState {
         WebState::build(dynos, maintenance, timeouts, Some(wake), false)
+    }
+
+    /// An app this host runs no web dyno of, kept ready: asleep, woken by
+    /// a request no other host took.
+    pub fn standby(maintenance: bool, timeouts: Timeouts, wake: Arc<dyn Wake>) -> WebState {
+        WebState::build(Vec::new(), maintenance, timeouts, Some(wake), true)
     }
 
     fn build(
@@ -314,7 +329,18 @@ impl AppRoute {
             born: Instant::now(),
             waking: tokio::sync::Mutex::new(()),
             meter: crate::metrics::DynoMeter::off(),
+            elsewhere: arc_swap::ArcSwapOption::empty(),
         }
+    }
+
+    /// Forwards the app's requests to these hosts (`None`: serves them
+    /// here).
+    pub fn send_elsewhere(&self, elsewhere: Option<Elsewhere>) {
+        self.elsewhere.store(elsewhere.map(Arc::new));
+    }
+
+    pub fn elsewhere(&self) -> Option<Arc<Elsewhere>> {
+        self.elsewhere.load_full()
     }
 
     /// Counts what the router does for the app without a dyno in `meter`.

@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use super::access::{
     Access, AccessBody, ErrorCode, H10, H11, H12, H13, H14, H20, H80, H99, R14, error_page,
 };
+use super::forward::{self, Forwarded};
 use super::{NoDyno, RouteTable, RouterConfig};
 use crate::backend::{BodyError, Failure};
 use crate::dyno::WebDyno;
@@ -25,6 +26,10 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 static X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
+
+/// A forwarding router waits this much longer than the serving one, so
+/// that the serving router's H12 is what the client gets.
+const FORWARD_MARGIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A client's request id is kept if it is this long at most and made of
 /// characters that cannot break the log line.
@@ -53,12 +58,26 @@ impl Proxy {
         let started = Instant::now();
         let request_id = request_id(request.headers().get(&X_REQUEST_ID));
         let host = request_host(&request);
+        // Only another host of the cluster may say it forwarded a request.
+        let forwarded_by = self
+            .config
+            .cluster
+            .as_ref()
+            .and_then(|c| c.forwarded_by(request.headers_mut()));
         let Some(route) = self.routes.lookup(&host) else {
             tracing::debug!(%host, "no app for this host");
             return page(StatusCode::NOT_FOUND, "No such app", &request_id, None);
         };
 
-        let fwd = forwarded_for(request.headers().get(&X_FORWARDED_FOR), peer);
+        // A forwarding host has already added its client to the chain.
+        let fwd = match &forwarded_by {
+            Some(_) => request
+                .headers()
+                .get(&X_FORWARDED_FOR)
+                .and_then(|v| v.to_str().ok())
+                .map_or_else(|| peer.ip().to_canonical().to_string(), str::to_string),
+            None => forwarded_for(request.headers().get(&X_FORWARDED_FOR), peer),
+        };
         let mut access = Access {
             log: route.log().clone(),
             meter: route.meter().clone(),
@@ -80,6 +99,8 @@ impl Proxy {
             status: 0,
             error: None,
             protocol: "http",
+            served_by: self.config.cluster.as_ref().map(|c| c.host.clone()),
+            forwarded_by,
         };
 
         // Refused before anything is spent on it: no wake, no dyno slot.
@@ -103,6 +124,44 @@ impl Proxy {
                 H80,
                 "Maintenance mode",
             );
+        }
+        // On a cluster, an app whose web dynos all run on other hosts is
+        // served by one of them; if none takes the request, it is served
+        // here (a Wasm app wakes on any host in milliseconds).
+        if let Some(cluster) = &self.config.cluster
+            && access.forwarded_by.is_none()
+            && let Some(elsewhere) = route.elsewhere()
+        {
+            self.forwarding_headers(request.headers_mut(), &request_id, &fwd, &host);
+            let wait = web.timeouts.response + FORWARD_MARGIN;
+            match forward::forward(cluster, &elsewhere, request, wait).await {
+                Forwarded::Answer(response) => {
+                    return response.map(|body| {
+                        AccessBody::forwarded(Box::pin(
+                            body.map_err(|e| Box::new(e) as super::access::BoxError),
+                        ))
+                    });
+                }
+                Forwarded::Unreachable(unsent) => request = unsent,
+                Forwarded::Failed { host, timed_out } => {
+                    access.dyno = Some(Process::from(format!("{host}")));
+                    return if timed_out {
+                        fail(
+                            access,
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            H12,
+                            "Request timeout",
+                        )
+                    } else {
+                        fail(
+                            access,
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            H99,
+                            "Application error",
+                        )
+                    };
+                }
+            }
         }
         let web = match route.serving_state().await {
             Ok((web, wake)) => {
@@ -146,21 +205,8 @@ impl Proxy {
         access.dyno = Some(dyno.name().clone());
         access.meter = dyno.meter().clone();
 
-        let headers = request.headers_mut();
-        headers.insert(
-            &X_REQUEST_ID,
-            HeaderValue::from_str(&request_id).expect("request ids are header-safe"),
-        );
-        if let Ok(value) = HeaderValue::from_str(&fwd) {
-            headers.insert(&X_FORWARDED_FOR, value);
-        }
-        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-        headers.insert(&X_FORWARDED_PORT, self.port.clone());
-        headers.insert(&X_REQUEST_START, HeaderValue::from(unix_millis()));
-        if !headers.contains_key(HOST)
-            && let Ok(value) = HeaderValue::from_str(&host)
-        {
-            headers.insert(HOST, value);
+        if access.forwarded_by.is_none() {
+            self.forwarding_headers(request.headers_mut(), &request_id, &fwd, &host);
         }
 
         let limit = self.config.max_body_bytes;
@@ -218,6 +264,35 @@ impl Proxy {
                 report(&route, dyno.as_ref(), &request_id, &failure);
                 fail(access, status, code, title)
             }
+        }
+    }
+}
+
+impl Proxy {
+    /// What the app learns of its client: the request id, the chain of
+    /// addresses, the protocol and port it came in on, when the router got
+    /// it. A forwarded request keeps what the first router set.
+    fn forwarding_headers(
+        &self,
+        headers: &mut http::HeaderMap,
+        request_id: &str,
+        fwd: &str,
+        host: &str,
+    ) {
+        headers.insert(
+            &X_REQUEST_ID,
+            HeaderValue::from_str(request_id).expect("request ids are header-safe"),
+        );
+        if let Ok(value) = HeaderValue::from_str(fwd) {
+            headers.insert(&X_FORWARDED_FOR, value);
+        }
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        headers.insert(&X_FORWARDED_PORT, self.port.clone());
+        headers.insert(&X_REQUEST_START, HeaderValue::from(unix_millis()));
+        if !headers.contains_key(HOST)
+            && let Ok(value) = HeaderValue::from_str(host)
+        {
+            headers.insert(HOST, value);
         }
     }
 }
