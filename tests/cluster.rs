@@ -508,6 +508,20 @@ fn a_worker_runs_once_in_the_cluster_and_moves_when_its_host_dies_or_drains() {
             std::slice::from_ref(&holder)
         );
     }
+    // `ps` through any host says where each dyno runs.
+    for (_, through) in &hosts {
+        let ps = through.cli(&["ps", "-a", "jobs"]).ok().stdout;
+        let line = ps
+            .lines()
+            .find(|l| l.starts_with("worker.1: "))
+            .unwrap_or_default();
+        assert!(
+            line.contains("worker.1: up") && line.ends_with(&format!(" on {holder}")),
+            "{ps}"
+        );
+        assert_eq!(ps.matches("worker.1: ").count(), 1, "{ps}");
+        assert!(ps.contains("web.1: "), "{ps}");
+    }
     // One run of the worker prints, whichever host's log is read.
     within(Duration::from_secs(5), "the worker's ticks", || {
         worker_runs(first, 30).len() == 1

@@ -153,6 +153,7 @@ pub fn dyno(app: &App, dyno: &RunningDyno, release: &Release) -> Value {
         "updated_at": timestamp(dyno.since),
         "release": { "id": release.id, "version": release.version },
         "app": { "id": app.id, "name": app.name },
+        "host": dyno.host,
     })
 }
 

@@ -43,8 +43,12 @@ impl PsCommand {
                 );
                 last_type = kind.clone();
             }
+            let on = dyno["host"]
+                .as_str()
+                .map(|host| format!(" on {host}"))
+                .unwrap_or_default();
             println!(
-                "{}: {} {} (v{})",
+                "{}: {} {} (v{}){on}",
                 field(dyno, &["name"]),
                 field(dyno, &["state"]),
                 field(dyno, &["updated_at"]),

@@ -40,6 +40,8 @@ pub struct RunningDyno {
     pub state: Status,
     /// Since when it is in that state (ms since the epoch).
     pub since: u64,
+    /// On a cluster: the host it runs on.
+    pub host: Option<String>,
 }
 
 /// Compiled web components by slug checksum and path, shared by every
@@ -434,6 +436,8 @@ impl Platform {
                 .unwrap_or_default()
         };
         let mut dynos = Vec::new();
+        // On a cluster, each dyno says where it runs.
+        let here = self.db.is_cluster().then(|| self.config.host_name.clone());
         let web_size = self
             .formations
             .get(&app.id, &ProcessType::web())?
@@ -452,6 +456,7 @@ impl Platform {
                         size,
                         state: Status::Idle,
                         since: web.since,
+                        host: here.clone(),
                     });
                 }
             } else {
@@ -464,6 +469,7 @@ impl Platform {
                         size,
                         state,
                         since,
+                        host: here.clone(),
                     });
                 }
             }
@@ -483,9 +489,11 @@ impl Platform {
                     size: dyno.size,
                     state,
                     since,
+                    host: here.clone(),
                 });
             }
         }
+        dynos.extend(self.dynos_elsewhere(&app, &procfile));
         dynos.extend(self.one_off_dynos(&app));
         dynos.sort_by(|a, b| {
             (a.kind.as_str(), dyno_number(&a.name)).cmp(&(b.kind.as_str(), dyno_number(&b.name)))

@@ -245,6 +245,7 @@ impl Platform {
                     size,
                     state: Status::Up,
                     since: crate::store::now_ms(),
+                    host: self.db.is_cluster().then(|| self.config.host_name.clone()),
                 },
                 stop_tx,
             ));

@@ -256,6 +256,66 @@ impl Platform {
     }
 }
 
+impl Platform {
+    /// On a cluster, the app's dynos other hosts run: web dynos where the
+    /// placement puts them, workers where their leases are held (by a host
+    /// that is up), as their heartbeats report them.
+    pub(super) fn dynos_elsewhere(
+        &self,
+        app: &App,
+        procfile: &crate::procfile::Procfile,
+    ) -> Vec<super::RunningDyno> {
+        if !self.db.is_cluster() {
+            return Vec::new();
+        }
+        let me = self.config.host_name.as_str();
+        let now = now_ms();
+        let Ok(formations) = self.formations.list(&app.id) else {
+            return Vec::new();
+        };
+        let hosts = self.placeable_hosts();
+        let mut dynos = Vec::new();
+        for formation in &formations {
+            let command = formation
+                .kind
+                .parse::<ProcessType>()
+                .ok()
+                .and_then(|k| procfile.get(&k).map(|c| c.to_string()))
+                .unwrap_or_default();
+            let mut add = |name: String, host: &str, since: u64| {
+                dynos.push(super::RunningDyno {
+                    name,
+                    kind: formation.kind.clone(),
+                    command: command.clone(),
+                    size: formation.size,
+                    state: crate::dyno::worker::Status::Up,
+                    since,
+                    host: Some(host.to_string()),
+                });
+            };
+            if formation.kind == "web" {
+                let placed = crate::placement::web_hosts(&app.id, formation.quantity, &hosts);
+                for (host, index) in placed.into_iter().zip(1..) {
+                    if host != me {
+                        add(format!("web.{index}"), host, now);
+                    }
+                }
+                continue;
+            }
+            for index in 1..=formation.quantity {
+                let name = format!("{}.{index}", formation.kind);
+                if let Ok(Some(lease)) = self.hosts.lease(&lease_key(app, &name))
+                    && lease.host != me
+                    && self.hosts.is_up(&lease.host, now).unwrap_or(false)
+                {
+                    add(name, &lease.host, lease.since);
+                }
+            }
+        }
+        dynos
+    }
+}
+
 fn lease_key(app: &App, dyno: &str) -> String {
     format!("{}/{dyno}", app.id)
 }
