@@ -500,6 +500,69 @@ fn a_worker_runs_once_in_the_cluster_and_moves_when_its_host_dies_or_drains() {
         .cli(&["deploy", app.to_str().unwrap(), "-a", "jobs"])
         .ok();
     first.cli(&["ps:scale", "worker=1", "-a", "jobs"]).ok();
+
+    // A source uploaded through one host is built through another (as a
+    // client behind a load balancer would): the upload is in the cluster.
+    let releases = versions(first, "jobs").len() as u64;
+    let tarball = tmp.join("jobs.tgz");
+    let tarred = std::process::Command::new("tar")
+        .arg("czf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&app)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(tarred.success());
+    let (_, uploaded_to) = &hosts[1];
+    let (_, built_by) = &hosts[2];
+    let made = uploaded_to.api_request("POST", "/sources", Some(support::ADMIN_TOKEN), None);
+    assert_eq!(made.status, 201, "{}", made.body);
+    let made: serde_json::Value = serde_json::from_str(&made.body).unwrap();
+    let url = made["source_blob"]["put_url"].as_str().unwrap().to_string();
+    let put = support::request(
+        "PUT",
+        &url,
+        &[("Authorization", &format!("Bearer {}", support::ADMIN_TOKEN))],
+        Some(&std::fs::read(&tarball).unwrap()),
+    );
+    assert_eq!(put.status, 200, "{}", put.body);
+    let body = serde_json::json!({ "source_blob": { "url": url, "version": "second" } });
+    let build = built_by.api_request(
+        "POST",
+        "/apps/jobs/builds",
+        Some(support::ADMIN_TOKEN),
+        Some(body.to_string().as_bytes()),
+    );
+    assert_eq!(build.status, 201, "{}", build.body);
+    let id = serde_json::from_str::<serde_json::Value>(&build.body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    within(
+        Duration::from_secs(60),
+        "the build through another host",
+        || {
+            let reply = built_by.api_request(
+                "GET",
+                &format!("/apps/jobs/builds/{id}"),
+                Some(support::ADMIN_TOKEN),
+                None,
+            );
+            let status = serde_json::from_str::<serde_json::Value>(&reply.body).unwrap()["status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            assert_ne!(status, "failed", "{}", reply.body);
+            status == "succeeded"
+        },
+    );
+    within(Duration::from_secs(10), "its release on every host", || {
+        hosts
+            .iter()
+            .all(|(_, h)| versions(h, "jobs").last() == Some(&(releases + 1)))
+    });
+
     let holder = one_host_running(first, "jobs worker.1", &[], Duration::from_secs(20));
     for _ in 0..4 {
         std::thread::sleep(Duration::from_millis(600));
@@ -522,8 +585,9 @@ fn a_worker_runs_once_in_the_cluster_and_moves_when_its_host_dies_or_drains() {
         assert_eq!(ps.matches("worker.1: ").count(), 1, "{ps}");
         assert!(ps.contains("web.1: "), "{ps}");
     }
-    // One run of the worker prints, whichever host's log is read.
-    within(Duration::from_secs(5), "the worker's ticks", || {
+    // One run of the worker prints, whichever host's log is read (once the
+    // run of the release before has had its 10 s grace period).
+    within(Duration::from_secs(25), "the worker's ticks", || {
         worker_runs(first, 30).len() == 1
     });
     assert_eq!(worker_runs(&hosts[1].1, 30).len(), 1);

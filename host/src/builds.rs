@@ -96,6 +96,9 @@ pub struct Builds {
     sources: Tree,
     dir: PathBuf,
     sources_dir: PathBuf,
+    /// On a cluster, every uploaded source (`ID.tgz`), so that a source
+    /// uploaded through one host can be built by another.
+    shared: Option<crate::store::Blobs>,
     work_dir: PathBuf,
     live: Arc<Mutex<HashMap<String, Arc<BuildOutput>>>>,
 }
@@ -117,6 +120,7 @@ impl Builds {
             work_dir: dir.join("work"),
             dir,
             sources_dir,
+            shared: db.blobs("sources")?,
             live: Arc::default(),
         })
     }
@@ -136,7 +140,9 @@ impl Builds {
         }
         for entry in std::fs::read_dir(&self.sources_dir)? {
             let entry = entry?;
-            if entry.file_name().to_string_lossy().starts_with(".upload-") {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(".upload-") || name.starts_with(".fetch-") {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
@@ -213,6 +219,9 @@ impl Builds {
     ) -> anyhow::Result<Source> {
         std::fs::File::open(upload)?.sync_all()?;
         std::fs::rename(upload, self.source_path(&source.id))?;
+        if let Some(shared) = &self.shared {
+            shared.put_file(&format!("{}.tgz", source.id), &self.source_path(&source.id))?;
+        }
         let mut source = source.clone();
         source.checksum = Some(checksum.to_string());
         source.size = size;
@@ -224,10 +233,32 @@ impl Builds {
         self.sources_dir.join(format!("{id}.tgz"))
     }
 
+    /// The source's tarball on this host: on a cluster, fetched from the
+    /// cluster when it was uploaded through another host. Blocking.
+    pub fn local_source(&self, id: &str) -> anyhow::Result<PathBuf> {
+        let path = self.source_path(id);
+        if let Some(shared) = &self.shared
+            && !path.exists()
+        {
+            let fetching = self.sources_dir.join(format!(".fetch-{}", new_id()));
+            let fetched = shared.get_file(&format!("{id}.tgz"), &fetching);
+            if matches!(fetched, Ok(true)) {
+                std::fs::rename(&fetching, &path)?;
+            } else {
+                let _ = std::fs::remove_file(&fetching);
+                fetched?;
+            }
+        }
+        Ok(path)
+    }
+
     /// A source is used by one build; afterwards only its checksum remains
     /// on the build.
     pub fn delete_source(&self, id: &str) -> Result<(), StoreError> {
         let _ = std::fs::remove_file(self.source_path(id));
+        if let Some(shared) = &self.shared {
+            shared.remove(&format!("{id}.tgz"))?;
+        }
         self.sources.remove(id)
     }
 

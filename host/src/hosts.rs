@@ -56,6 +56,7 @@ impl HostRecord {
     }
 }
 
+#[derive(Clone)]
 pub struct Hosts {
     tree: Tree,
     /// Drained hosts, by name, written by the admin.

@@ -251,7 +251,12 @@ impl Platform {
         work: &Path,
     ) -> Result<Release> {
         let source_dir = work.join("source");
-        let archive = self.builds.source_path(&build.source);
+        let (builds, source) = (self.builds.clone(), build.source.clone());
+        let archive = tokio::task::spawn_blocking(move || builds.local_source(&source))
+            .await?
+            .map_err(|e| {
+                PlatformError::Internal(e.context("fetching the source from the cluster"))
+            })?;
         let unpack_into = source_dir.clone();
         let limits = self.config.unpacked;
         tokio::task::spawn_blocking(move || unpack_source(&archive, &unpack_into, limits))

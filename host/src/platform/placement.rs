@@ -161,17 +161,33 @@ impl Platform {
             .unwrap_or(false)
     }
 
-    /// Gives up the leases of worker dynos this host stopped.
-    pub(super) fn give_up_leases(&self, app_id: &str, dynos: &[String]) {
-        if !self.db.is_cluster() {
+    /// Gives up the leases of worker dynos this host stopped, once `stops`
+    /// (their stops, grace periods included) are done.
+    pub(super) fn give_up_leases_after(
+        &self,
+        app_id: &str,
+        dynos: Vec<String>,
+        stops: Vec<tokio::task::JoinHandle<()>>,
+    ) {
+        if !self.db.is_cluster() || dynos.is_empty() {
             return;
         }
-        for dyno in dynos {
-            let key = format!("{app_id}/{dyno}");
-            if let Err(e) = self.hosts.give_up_lease(&key, &self.config.host_name) {
-                tracing::warn!(%key, error = %e, "could not give up a worker's lease");
+        let (hosts, me, app_id) = (
+            self.hosts.clone(),
+            self.config.host_name.clone(),
+            app_id.to_string(),
+        );
+        tokio::spawn(async move {
+            for stop in stops {
+                let _ = stop.await;
             }
-        }
+            for dyno in dynos {
+                let key = format!("{app_id}/{dyno}");
+                if let Err(e) = hosts.give_up_lease(&key, &me) {
+                    tracing::warn!(%key, error = %e, "could not give up a worker's lease");
+                }
+            }
+        });
     }
 
     /// On a cluster: places dynos again whenever the hosts that are up

@@ -91,7 +91,8 @@ impl Platform {
     // ---- workers -------------------------------------------------------------
 
     /// Stops the app's workers (all, those of one type, or one dyno), each
-    /// with its grace period, in the background.
+    /// with its grace period, in the background. On a cluster this host
+    /// keeps their leases: they start again here (restart, new release).
     pub(super) fn stop_workers(&self, app: &App, which: Option<&str>) {
         let mut all = self.workers.lock().unwrap_or_else(|e| e.into_inner());
         let Some(workers) = all.get_mut(&app.id) else {
@@ -101,12 +102,9 @@ impl Platform {
             .into_iter()
             .partition(|d| which.is_none_or(|w| w == d.kind || w == d.worker.name().as_ref()));
         *workers = kept;
-        let names: Vec<String> = stopping.iter().map(WorkerDyno::name).collect();
         for dyno in stopping {
             drop(dyno.worker.stop());
         }
-        drop(all);
-        self.give_up_leases(&app.id, &names);
     }
 
     /// Starts and stops workers until each process type runs as many as its
@@ -137,7 +135,11 @@ impl Platform {
             .flat_map(|(kind, (quantity, _))| (1..=*quantity).map(move |i| (kind.clone(), i)))
             .filter(|(kind, index)| self.runs_worker(app, &hosts, &format!("{kind}.{index}")))
             .collect();
-        let (missing, stopped): (Vec<(String, u32, Size)>, Vec<String>) = {
+        #[allow(clippy::type_complexity)]
+        let (missing, stopped): (
+            Vec<(String, u32, Size)>,
+            (Vec<tokio::task::JoinHandle<()>>, Vec<String>),
+        ) = {
             let mut all = self.workers.lock().unwrap_or_else(|e| e.into_inner());
             let workers = all.entry(app.id.clone()).or_default();
             // Fewer (the highest-numbered ones go), of an older release, or
@@ -147,17 +149,23 @@ impl Platform {
                     d.version != release.version || !here.contains(&(d.kind.clone(), d.index))
                 });
             *workers = kept;
-            let stopped: Vec<String> = stopping
-                .iter()
-                .filter(|d| {
-                    wanted
-                        .get(&d.kind)
-                        .is_none_or(|(quantity, _)| d.index > *quantity)
-                })
-                .map(WorkerDyno::name)
-                .collect();
+            // Their leases go once they have stopped, so that no other host
+            // starts one while it runs out its grace period here: those
+            // scaled away, and, on a drained host (or one cut off from the
+            // cluster), every one.
+            let drained = self
+                .placing
+                .drained
+                .load(std::sync::atomic::Ordering::Relaxed);
+            let (mut stops, mut freed) = (Vec::new(), Vec::new());
             for dyno in stopping {
-                drop(dyno.worker.stop());
+                let unwanted = wanted
+                    .get(&dyno.kind)
+                    .is_none_or(|(quantity, _)| dyno.index > *quantity);
+                if unwanted || drained {
+                    freed.push(dyno.name());
+                }
+                stops.push(dyno.worker.stop());
             }
             let missing = wanted
                 .iter()
@@ -169,27 +177,35 @@ impl Platform {
                         && !workers.iter().any(|d| d.kind == *kind && d.index == *index)
                 })
                 .collect();
-            (missing, stopped)
+            (missing, (stops, freed))
         };
-        // Scaled down: their leases are free for nobody.
-        self.give_up_leases(&app.id, &stopped);
-        if !self.may_run_workers() {
-            // Drained, or cut off from the cluster: what it holds goes to
-            // the others.
-            let held: Vec<String> = wanted
-                .iter()
-                .flat_map(|(kind, (quantity, _))| {
-                    (1..=*quantity).map(move |i| format!("{kind}.{i}"))
-                })
-                .collect();
-            if self
-                .placing
-                .drained
-                .load(std::sync::atomic::Ordering::Relaxed)
-            {
-                self.give_up_leases(&app.id, &held);
+        let (mut stops, mut freed) = stopped;
+        if self
+            .placing
+            .drained
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            // Leases a drained host still holds for workers it no longer
+            // runs (stopped earlier, while it was cut off): given up once
+            // any such stop has had its grace period.
+            let me = self.config.host_name.as_str();
+            for (kind, (quantity, _)) in &wanted {
+                for index in 1..=*quantity {
+                    let name = format!("{kind}.{index}");
+                    let held = self
+                        .hosts
+                        .lease(&format!("{}/{name}", app.id))
+                        .is_ok_and(|l| l.is_some_and(|l| l.host == me));
+                    if held && !freed.contains(&name) {
+                        freed.push(name);
+                        stops.push(tokio::spawn(tokio::time::sleep(
+                            crate::dyno::worker::STOP_GRACE,
+                        )));
+                    }
+                }
             }
         }
+        self.give_up_leases_after(&app.id, freed, stops);
         let Some(slug) = &slug else { return };
         // More: start the missing numbers.
         for (kind, index, size) in missing {

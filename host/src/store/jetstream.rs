@@ -199,6 +199,17 @@ impl Blobs {
         })
     }
 
+    /// Deletes the object `name` (none there is no error).
+    pub(super) fn remove(&self, name: &str) -> Result<(), StoreError> {
+        block(&self.handle, "deleting a file from the cluster", async {
+            match self.store.delete(name).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == object_store::DeleteErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+
     /// Writes the object `name` to `dest` (fsynced); false if there is none.
     pub(super) fn get_file(&self, name: &str, dest: &std::path::Path) -> Result<bool, StoreError> {
         block(&self.handle, "fetching a file from the cluster", async {

@@ -141,7 +141,7 @@ impl Db {
 }
 
 /// Files by name that every host of a cluster can fetch (slugs, by their
-/// sha256). Blocking: call from a blocking task.
+/// sha256; uploaded sources, by id). Blocking: call from a blocking task.
 #[derive(Clone)]
 pub struct Blobs(Arc<jetstream::Blobs>);
 
@@ -153,6 +153,10 @@ impl Blobs {
     /// Writes the file `name` to `dest`; false if the cluster has none.
     pub fn get_file(&self, name: &str, dest: &Path) -> Result<bool, StoreError> {
         self.0.get_file(name, dest)
+    }
+
+    pub fn remove(&self, name: &str) -> Result<(), StoreError> {
+        self.0.remove(name)
     }
 }
 
