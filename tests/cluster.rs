@@ -211,18 +211,9 @@ fn an_app_deployed_through_one_host_is_served_by_every_host() {
 
     // Every host beats, and the admin sees all three.
     let hosts = |through: &Server| -> Vec<(String, String)> {
-        let ran = through.cli(&["hosts", "--json"]).ok();
-        serde_json::from_str::<serde_json::Value>(&ran.stdout)
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| {
-                (
-                    h["name"].as_str().unwrap().to_string(),
-                    h["state"].as_str().unwrap().to_string(),
-                )
-            })
+        host_list(through)
+            .into_iter()
+            .map(|(name, state, _)| (name, state))
             .collect()
     };
     let up = |name: &str| (name.to_string(), "up".to_string());

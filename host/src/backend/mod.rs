@@ -156,3 +156,21 @@ pub fn kind(command: &Command) -> Kind<'_> {
         Command::Native(line) => Kind::Native { line },
     }
 }
+
+/// A request head as the next HTTP hop takes it: origin form (the Host
+/// header carries the rest), without this connection's hop-by-hop headers.
+pub fn for_next_hop(parts: &mut http::request::Parts) {
+    if let Some(path) = parts.uri.path_and_query() {
+        parts.uri = http::Uri::from(path.clone());
+    }
+    for hop in [
+        http::header::CONNECTION,
+        http::header::TE,
+        http::header::TRAILER,
+        http::header::UPGRADE,
+        http::header::PROXY_AUTHORIZATION,
+    ] {
+        parts.headers.remove(hop);
+    }
+    parts.headers.remove("keep-alive");
+}

@@ -355,21 +355,7 @@ impl WebBackend for NativeWeb {
         };
         let connect = started.elapsed();
         let (mut parts, body) = request.into_parts();
-        // Origin form, as a server behind a proxy expects; the Host header
-        // carries the rest.
-        if let Some(path) = parts.uri.path_and_query() {
-            parts.uri = http::Uri::from(path.clone());
-        }
-        for hop in [
-            http::header::CONNECTION,
-            http::header::TE,
-            http::header::TRAILER,
-            http::header::UPGRADE,
-            http::header::PROXY_AUTHORIZATION,
-        ] {
-            parts.headers.remove(hop);
-        }
-        parts.headers.remove("keep-alive");
+        super::for_next_hop(&mut parts);
         let mut request = http::Request::from_parts(parts, body);
         // A kept connection the process closed meanwhile fails before the
         // request leaves: then it goes once more, on a new connection.

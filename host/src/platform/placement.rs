@@ -75,18 +75,21 @@ impl Platform {
         )
     }
 
+    fn web_quantity(&self, app: &App) -> u32 {
+        self.formations
+            .get(&app.id, &ProcessType::web())
+            .ok()
+            .flatten()
+            .map_or(0, |f| f.quantity)
+    }
+
     /// Sends the app's requests to the hosts running its web dynos when
     /// this host runs none; serves them here otherwise.
     pub(super) fn place_route(&self, app: &App, route: &AppRoute) {
         if !self.db.is_cluster() {
             return;
         }
-        let quantity = self
-            .formations
-            .get(&app.id, &ProcessType::web())
-            .ok()
-            .flatten()
-            .map_or(0, |f| f.quantity);
+        let quantity = self.web_quantity(app);
         let hosts = self.placeable_hosts();
         let mut placed = crate::placement::web_hosts(&app.id, quantity, &hosts);
         placed.sort_unstable();
@@ -255,12 +258,7 @@ impl Platform {
         };
         let workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
         for app in apps {
-            let quantity = self
-                .formations
-                .get(&app.id, &ProcessType::web())
-                .ok()
-                .flatten()
-                .map_or(0, |f| f.quantity);
+            let quantity = self.web_quantity(&app);
             for index in self.web_dynos_here(&app, quantity) {
                 dynos.push(format!("{} web.{index}", app.name));
             }

@@ -179,19 +179,7 @@ pub(super) async fn forward(
     let count = elsewhere.peers.len();
     let first = elsewhere.next.fetch_add(1, Ordering::Relaxed);
     let (mut parts, body) = request.into_parts();
-    if let Some(path) = parts.uri.path_and_query() {
-        parts.uri = http::Uri::from(path.clone());
-    }
-    for hop in [
-        http::header::CONNECTION,
-        http::header::TE,
-        http::header::TRAILER,
-        http::header::UPGRADE,
-        http::header::PROXY_AUTHORIZATION,
-    ] {
-        parts.headers.remove(hop);
-    }
-    parts.headers.remove("keep-alive");
+    crate::backend::for_next_hop(&mut parts);
     parts.headers.insert(&FORWARDED_BY, cluster.header());
     request = Request::from_parts(parts, body);
     for turn in 0..count {
