@@ -9,6 +9,14 @@ use std::time::{Duration, Instant};
 
 use support::{NatsCluster, Server, TempDir, built_component};
 
+/// The cluster tests run one at a time: each starts three NATS servers and
+/// up to three hosts, more than a 2-core machine starts at once within the
+/// hosts' 10 s bound for the cluster to answer.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn host(tmp: &TempDir, name: &str, nats: &NatsCluster) -> Server {
     Server::start_with(
         &tmp.join(name),
@@ -50,6 +58,7 @@ fn config(host: &Server, app: &str) -> serde_json::Value {
 
 #[test]
 fn hosts_share_one_ledger_and_a_lost_host_or_nats_server_loses_none_of_it() {
+    let _serial = one_at_a_time();
     let mut nats = NatsCluster::start();
     let tmp = TempDir::new("cluster");
     let a = host(&tmp, "a", &nats);
@@ -136,6 +145,7 @@ fn hosts_share_one_ledger_and_a_lost_host_or_nats_server_loses_none_of_it() {
 /// exactly one of them.
 #[test]
 fn the_cluster_decides_which_of_two_hosts_writes_wins() {
+    let _serial = one_at_a_time();
     let nats = NatsCluster::start();
     let tmp = TempDir::new("cluster-race");
     let a = host(&tmp, "a", &nats);
@@ -158,6 +168,7 @@ fn the_cluster_decides_which_of_two_hosts_writes_wins() {
 /// switches every host's dynos to the new release.
 #[test]
 fn an_app_deployed_through_one_host_is_served_by_every_host() {
+    let _serial = one_at_a_time();
     let nats = NatsCluster::start();
     let tmp = TempDir::new("cluster-serve");
     let a = host(&tmp, "a", &nats);
@@ -328,6 +339,7 @@ impl Load {
 /// dyno is placed on another host, and no acknowledged release is lost.
 #[test]
 fn one_web_dyno_serves_the_cluster_and_moves_when_its_host_is_killed() {
+    let _serial = one_at_a_time();
     let nats = NatsCluster::start();
     let tmp = TempDir::new("cluster-place");
     let mut hosts: Vec<(String, Server)> = ["a", "b", "c"]
@@ -477,6 +489,7 @@ fn worker_runs(through: &Server, lines: usize) -> Vec<String> {
 /// worker moves before the drain returns.
 #[test]
 fn a_worker_runs_once_in_the_cluster_and_moves_when_its_host_dies_or_drains() {
+    let _serial = one_at_a_time();
     let nats = NatsCluster::start();
     let tmp = TempDir::new("cluster-workers");
     let mut hosts: Vec<(String, Server)> = ["a", "b", "c"]
