@@ -17,10 +17,21 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A host of the cluster, with its own data and its own apps' build caches
+/// (as on separate machines; the toolchains in the test run's cache stay
+/// shared).
 fn host(tmp: &TempDir, name: &str, nats: &NatsCluster) -> Server {
+    let caches = tmp.join(name).join("build-caches");
     Server::start_with(
         &tmp.join(name),
-        &["--cluster", &nats.urls(), "--host-name", name],
+        &[
+            "--cluster",
+            &nats.urls(),
+            "--host-name",
+            name,
+            "--build-caches",
+            caches.to_str().unwrap(),
+        ],
     )
 }
 
@@ -655,4 +666,77 @@ fn a_worker_runs_once_in_the_cluster_and_moves_when_its_host_dies_or_drains() {
     });
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(running(rest, "jobs worker.1"), [last]);
+}
+
+#[test]
+fn a_build_through_another_host_starts_from_the_cluster_s_build_cache() {
+    use std::os::unix::fs::MetadataExt;
+    let _serial = one_at_a_time();
+    let nats = NatsCluster::start();
+    let tmp = TempDir::new("cluster-build-cache");
+    let a = host(&tmp, "a", &nats);
+    let b = host(&tmp, "b", &nats);
+    let app = support::copy_app("examples/hello-rust", tmp.path());
+    let app_dir = app.to_str().unwrap();
+    a.cli(&["apps:create", "warm"]).ok();
+    let info: serde_json::Value =
+        serde_json::from_str(&a.cli(&["apps:info", "-a", "warm", "--json"]).ok().stdout).unwrap();
+    let app_id = info["id"].as_str().unwrap().to_string();
+    let cache_on = |host: &str| tmp.join(host).join("build-caches").join(&app_id);
+    let deploy = |through: &Server, note: &str| {
+        std::fs::write(app.join("NOTES.md"), note).unwrap();
+        let ran = through.cli(&["deploy", app_dir, "-a", "warm"]).ok();
+        format!("{}{}", ran.stdout, ran.stderr)
+    };
+
+    // The first build, through A, compiles everything and stores its cache
+    // in the cluster.
+    let first = deploy(&a, "first");
+    assert!(first.contains("Compiling wstd"), "{first}");
+    assert!(
+        first.contains("Build cache stored in the cluster"),
+        "{first}"
+    );
+    assert!(!first.contains("fetched"), "{first}");
+
+    // B never built the app: it fetches A's cache and compiles only the
+    // app. What it fetched belongs to the app's build uid, as on A.
+    let second = deploy(&b, "second");
+    assert!(
+        second.contains("Build cache fetched from the cluster"),
+        "{second}"
+    );
+    assert!(second.contains("Compiling hello-rust"), "{second}");
+    assert!(
+        !second.contains("Compiling wstd"),
+        "B's build did not start from A's cache:\n{second}"
+    );
+    assert!(second.contains("Released v3"), "{second}");
+    let owner = |host: &str| std::fs::metadata(cache_on(host)).unwrap().uid();
+    assert_eq!(owner("b"), owner("a"));
+    assert_ne!(owner("b"), 0, "the fetched cache is not the build's");
+    assert_eq!(b.app_get("warm", "/").body, "hello from renga\n");
+
+    // B's cache is now the newest: A fetches it; a host whose copy is the
+    // newest keeps its own.
+    let third = deploy(&a, "third");
+    assert!(
+        third.contains("Build cache fetched from the cluster"),
+        "{third}"
+    );
+    assert!(!third.contains("Compiling wstd"), "{third}");
+    let fourth = deploy(&a, "fourth");
+    assert!(!fourth.contains("fetched"), "{fourth}");
+    assert!(fourth.contains("Released v5"), "{fourth}");
+
+    // Deleting the app removes its cache from the cluster and from the
+    // host that deleted it: a new app of the same name starts cold.
+    b.cli(&["apps:destroy", "-a", "warm", "--confirm", "warm"])
+        .ok();
+    assert!(!cache_on("b").exists());
+    let stamp = tmp
+        .join("b")
+        .join("build-caches")
+        .join(format!("{app_id}.shared"));
+    assert!(!stamp.exists());
 }

@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use std::io::{Read, Seek};
 use std::path::{Component, Path};
 
+use flate2::Compression;
+use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 
 /// How much an archive may hold once unpacked.
@@ -255,6 +257,121 @@ fn unpack_inner(reader: impl Read, into: &Path, limits: Limits) -> Result<Conten
     Ok(contents)
 }
 
+/// Packs the folder `dir` into a gzipped tarball at `dest`, paths relative
+/// to it, in name order, leaving out what files named `ignore_file` list
+/// (gitignore patterns). Links are kept as links, never followed; entries
+/// that are neither files, folders nor links (fifos, sockets, devices) are
+/// left out. Modes are normalized for readers under another uid: folders
+/// 0755, files 0644 (0755 when executable), never setuid or setgid. Fails
+/// with [`std::io::ErrorKind::FileTooLarge`] once the archive passes
+/// `limit` bytes; on any failure `dest` is removed. Returns the archive's
+/// sha256 (hex) and size. Blocking.
+pub fn pack_folder(
+    dir: &Path,
+    dest: &Path,
+    limit: u64,
+    ignore_file: Option<&str>,
+) -> std::io::Result<(String, u64)> {
+    let result = (|| -> std::io::Result<(String, u64)> {
+        let file = std::fs::File::create(dest)?;
+        let writer = LimitedHashWriter {
+            inner: std::io::BufWriter::new(file),
+            hasher: Sha256::new(),
+            size: 0,
+            limit,
+        };
+        let mut tar = tar::Builder::new(GzEncoder::new(writer, Compression::fast()));
+        tar.follow_symlinks(false);
+        let mut walk = ignore::WalkBuilder::new(dir);
+        walk.standard_filters(false)
+            .follow_links(false)
+            .sort_by_file_name(|a, b| a.cmp(b));
+        if let Some(name) = ignore_file {
+            walk.add_custom_ignore_filename(name);
+        }
+        for entry in walk.build() {
+            let entry = entry.map_err(std::io::Error::other)?;
+            let relative = entry
+                .path()
+                .strip_prefix(dir)
+                .map_err(std::io::Error::other)?;
+            let kept = entry
+                .file_type()
+                .is_some_and(|t| t.is_file() || t.is_dir() || t.is_symlink());
+            if relative.as_os_str().is_empty() || !kept {
+                continue;
+            }
+            append_normalized(&mut tar, entry.path(), relative)?;
+        }
+        let writer = tar.into_inner()?.finish()?;
+        let size = writer.size;
+        let checksum = hex::encode(writer.hasher.finalize());
+        writer
+            .inner
+            .into_inner()
+            .map_err(|e| e.into_error())?
+            .sync_all()?;
+        Ok((checksum, size))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(dest);
+    }
+    result
+}
+
+/// Adds one entry with the modes a reader under another uid needs (a
+/// native dyno's, a build's): folders 0755, files 0644 (0755 when
+/// executable), whatever umask the writer ran under (renga's own is 077);
+/// never setuid or setgid.
+fn append_normalized<W: std::io::Write>(
+    tar: &mut tar::Builder<W>,
+    path: &Path,
+    relative: &Path,
+) -> std::io::Result<()> {
+    let meta = std::fs::symlink_metadata(path)?;
+    let mut header = tar::Header::new_gnu();
+    header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        header.set_mode(0o755);
+        header.set_size(0);
+        tar.append_data(&mut header, relative, std::io::empty())
+    } else if kind.is_symlink() {
+        header.set_mode(0o777);
+        let target = std::fs::read_link(path)?;
+        tar.append_link(&mut header, relative, target)
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        let executable = meta.permissions().mode() & 0o111 != 0;
+        header.set_mode(if executable { 0o755 } else { 0o644 });
+        tar.append_data(&mut header, relative, std::fs::File::open(path)?)
+    }
+}
+
+/// Hashes and counts what passes through; fails past `limit` bytes.
+struct LimitedHashWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    size: u64,
+    limit: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for LimitedHashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.size + buf.len() as u64 > self.limit {
+            return Err(std::io::ErrorKind::FileTooLarge.into());
+        }
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Checks one entry's kind, path and size against the rules and limits, and
 /// counts it. Returns its path, or `None` for metadata that is not a file
 /// (the pax headers `git archive` writes).
@@ -411,6 +528,48 @@ impl std::io::Write for HashWriter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_packed_folder_keeps_files_and_links_and_leaves_out_the_rest() {
+        let dir = std::env::temp_dir().join(format!("renga-pack-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let tree = dir.join("tree");
+        std::fs::create_dir_all(tree.join("bin")).unwrap();
+        std::fs::write(tree.join("bin/tool"), b"#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            tree.join("bin/tool"),
+            std::fs::Permissions::from_mode(0o4777),
+        )
+        .unwrap();
+        std::fs::write(tree.join("data"), vec![7u8; 4096]).unwrap();
+        std::os::unix::fs::symlink("/etc/shadow", tree.join("secret")).unwrap();
+        let fifo =
+            std::ffi::CString::new(tree.join("pipe").as_os_str().as_encoded_bytes()).unwrap();
+        // A fifo with no writer would block a reader forever: it is left out.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+
+        let packed = dir.join("packed.tgz");
+        let (checksum, size) = pack_folder(&tree, &packed, 1 << 20, None).unwrap();
+        assert_eq!(size, std::fs::metadata(&packed).unwrap().len());
+        assert_eq!(checksum.len(), 64);
+        let into = dir.join("out");
+        let contents = unpack(open(&packed).unwrap(), &into, Limits::DEFAULT).unwrap();
+        assert_eq!(contents.entries, 4, "bin, bin/tool, data, secret");
+        let tool = std::fs::metadata(into.join("bin/tool")).unwrap();
+        assert_eq!(tool.permissions().mode() & 0o7777, 0o755);
+        assert_eq!(
+            std::fs::read_link(into.join("secret")).unwrap(),
+            Path::new("/etc/shadow")
+        );
+        assert!(!into.join("pipe").exists());
+
+        // Past the bound: refused, and nothing is left at `dest`.
+        let err = pack_folder(&tree, &packed, 64, None).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::FileTooLarge);
+        assert!(!packed.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
     use flate2::Compression;
     use flate2::write::GzEncoder;
 

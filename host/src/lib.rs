@@ -12,6 +12,7 @@ pub mod attach;
 pub mod auth;
 pub mod backend;
 pub mod build;
+pub mod build_cache;
 pub mod buildpack;
 pub mod builds;
 pub mod capability;

@@ -17,7 +17,6 @@ use anyhow::Context as _;
 use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
-use sha2::{Digest, Sha256};
 
 use crate::archive::{self, ArchiveError, Limits};
 use crate::store::{Blobs, Db, StoreError, Tree, new_id, now_ms};
@@ -407,108 +406,13 @@ pub fn pack_dir(dir: &Path) -> anyhow::Result<Vec<u8>> {
 /// [`SlugError::TooLarge`] once the archive passes `limit` bytes. Returns the
 /// archive's sha256 (hex) and size. Blocking.
 pub fn pack_build(dir: &Path, dest: &Path, limit: u64) -> Result<(String, u64), SlugError> {
-    let result = (|| -> Result<(String, u64), SlugError> {
-        let file = std::fs::File::create(dest).map_err(|e| SlugError::Io(e.into()))?;
-        let writer = LimitedHashWriter {
-            inner: std::io::BufWriter::new(file),
-            hasher: Sha256::new(),
-            size: 0,
-            limit,
-        };
-        let mut tar = tar::Builder::new(GzEncoder::new(writer, Compression::default()));
-        tar.follow_symlinks(false);
-        let walk = ignore::WalkBuilder::new(dir)
-            .standard_filters(false)
-            .add_custom_ignore_filename(".slugignore")
-            .follow_links(false)
-            .sort_by_file_name(|a, b| a.cmp(b))
-            .build();
-        let io = |e: std::io::Error| {
-            if e.kind() == std::io::ErrorKind::FileTooLarge {
-                SlugError::TooLarge(limit)
-            } else {
-                SlugError::Io(e.into())
-            }
-        };
-        for entry in walk {
-            let entry = entry.map_err(|e| SlugError::Io(e.into()))?;
-            let relative = entry
-                .path()
-                .strip_prefix(dir)
-                .map_err(|e| SlugError::Io(e.into()))?;
-            if relative.as_os_str().is_empty() {
-                continue;
-            }
-            append_normalized(&mut tar, entry.path(), relative).map_err(io)?;
+    archive::pack_folder(dir, dest, limit, Some(".slugignore")).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::FileTooLarge {
+            SlugError::TooLarge(limit)
+        } else {
+            SlugError::Io(e.into())
         }
-        let writer = tar.into_inner().map_err(io)?.finish().map_err(io)?;
-        let size = writer.size;
-        let checksum = hex::encode(writer.hasher.finalize());
-        writer
-            .inner
-            .into_inner()
-            .map_err(|e| io(e.into_error()))?
-            .sync_all()
-            .map_err(io)?;
-        Ok((checksum, size))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(dest);
-    }
-    result
-}
-
-/// Adds one entry of a build to a slug with the modes a dyno needs: folders
-/// 0755, files 0644 (0755 when executable), whatever umask the build ran
-/// under (renga's own is 077), so that a native dyno's uid can read the
-/// slug it runs; never setuid or setgid.
-fn append_normalized<W: std::io::Write>(
-    tar: &mut tar::Builder<W>,
-    path: &Path,
-    relative: &Path,
-) -> std::io::Result<()> {
-    let meta = std::fs::symlink_metadata(path)?;
-    let mut header = tar::Header::new_gnu();
-    header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
-    let kind = meta.file_type();
-    if kind.is_dir() {
-        header.set_mode(0o755);
-        header.set_size(0);
-        tar.append_data(&mut header, relative, std::io::empty())
-    } else if kind.is_symlink() {
-        header.set_mode(0o777);
-        let target = std::fs::read_link(path)?;
-        tar.append_link(&mut header, relative, target)
-    } else {
-        use std::os::unix::fs::PermissionsExt;
-        let executable = meta.permissions().mode() & 0o111 != 0;
-        header.set_mode(if executable { 0o755 } else { 0o644 });
-        tar.append_data(&mut header, relative, std::fs::File::open(path)?)
-    }
-}
-
-/// Hashes and counts what passes through; fails past `limit` bytes.
-struct LimitedHashWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    size: u64,
-    limit: u64,
-}
-
-impl<W: std::io::Write> std::io::Write for LimitedHashWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.size + buf.len() as u64 > self.limit {
-            return Err(std::io::ErrorKind::FileTooLarge.into());
-        }
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
+    })
 }
 
 /// Reads one file out of an archive in memory (for tests and the CLI).
@@ -528,6 +432,7 @@ pub fn read_file(archive: &[u8], name: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     #[test]
     fn pack_and_read_back() {

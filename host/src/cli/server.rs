@@ -78,6 +78,15 @@ pub struct ServerCommand {
     #[arg(long, default_value = "5GiB")]
     build_disk: ByteSize,
 
+    /// Where apps' build caches are kept [default: CACHE/builds].
+    #[arg(long, value_name = "DIR")]
+    build_caches: Option<std::path::PathBuf>,
+
+    /// On a cluster, the largest packed build cache hosts share; a larger
+    /// one stays on the host that built it.
+    #[arg(long, default_value = "500MiB")]
+    max_build_cache: ByteSize,
+
     /// Time one build (its buildpacks and its release phase) may take.
     #[arg(long, default_value = "15m")]
     build_timeout: HumanDuration,
@@ -267,6 +276,11 @@ impl ServerCommand {
             PlatformConfig {
                 data: paths.data.clone(),
                 cache: paths.cache.clone(),
+                build_caches: self
+                    .build_caches
+                    .clone()
+                    .unwrap_or_else(|| paths.cache.join("builds")),
+                max_build_cache_bytes: self.max_build_cache.0,
                 api_url,
                 public_url,
                 domain: self.domain.clone(),

@@ -16,12 +16,14 @@ use crate::backend::native::NativeProcess;
 use crate::backend::wasm::WasmProcess;
 use crate::backend::{self, Kind, ProcessBackend};
 use crate::build::{self, BuildPlan, BuildSandbox};
+use crate::build_cache::{Restored, Shared};
 use crate::buildpack::{self, BuildEnv, Buildpack};
 use crate::builds::{Build, BuildOutput, BuildStatus, ReleaseRef, Source};
 use crate::logplex::Source as LogSource;
 use crate::procfile::{Command, ProcessType, Procfile};
 use crate::release::Release;
 use crate::runtime::CommandSpec;
+use crate::sandbox::Sandbox;
 use crate::slug::Slug;
 
 use super::{Platform, PlatformError, Result};
@@ -282,11 +284,12 @@ impl Platform {
         }
         let config = self.current_release(app)?.config;
         let build_dir = work.join("build");
-        let cache_dir = self.config.cache.join("builds").join(&app.id);
+        let cache_dir = self.build_caches.dir(&app.id);
         let env_dir = work.join("env");
         let sandbox = self.sandbox.clone().map_err(|reason| {
             PlatformError::Invalid(format!("this server cannot build: {reason}"))
         })?;
+        self.restore_build_cache(app, &sandbox, output).await;
         let tools_dir = self.build_tools_dir(&sandbox).await?;
         let plan = BuildPlan {
             source: &source_dir,
@@ -314,6 +317,7 @@ impl Platform {
             })?;
         build.buildpack = Some(built.buildpack.clone());
         self.builds.update(build)?;
+        self.share_build_cache(app, output).await;
 
         let slug = self
             .slug_from_build(app, build, &built.dir, &built.procfile, output)
@@ -335,6 +339,58 @@ impl Platform {
         };
         self.deploy(user, app.id.as_str(), &slug.id, Some(description))
             .await
+    }
+
+    /// On a cluster, brings in the app's build cache from the host that
+    /// built it last; a cache the cluster cannot give is said and skipped.
+    async fn restore_build_cache(&self, app: &App, sandbox: &Arc<Sandbox>, output: &BuildOutput) {
+        let caches = self.build_caches.clone();
+        let (app_id, sandbox) = (app.id.clone(), sandbox.clone());
+        let limits = crate::archive::Limits {
+            bytes: self.config.build_limits.disk,
+            files: self.config.build_limits.files,
+        };
+        let restored = tokio::task::spawn_blocking(move || {
+            caches.restore(&app_id, limits, Some((&sandbox, build_uid(&app_id))))
+        })
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r);
+        match restored {
+            Ok(Restored::Kept) => {}
+            Ok(Restored::Fetched(size)) => output.push(format!(
+                "-----> Build cache fetched from the cluster ({})",
+                crate::units::ByteSize(size)
+            )),
+            Err(e) => output.push(format!(
+                "-----> The cluster's build cache could not be used, building without it: {e:#}"
+            )),
+        }
+    }
+
+    /// On a cluster, stores the app's build cache for the next build
+    /// through any host; a failure is said and does not fail the build.
+    async fn share_build_cache(&self, app: &App, output: &BuildOutput) {
+        let caches = self.build_caches.clone();
+        let app_id = app.id.clone();
+        let shared = tokio::task::spawn_blocking(move || caches.share(&app_id))
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r);
+        match shared {
+            Ok(Shared::Local) => {}
+            Ok(Shared::Stored(size)) => output.push(format!(
+                "-----> Build cache stored in the cluster ({})",
+                crate::units::ByteSize(size)
+            )),
+            Ok(Shared::TooLarge(bound)) => output.push(format!(
+                "-----> The build cache packs to more than {}: kept on this host only",
+                crate::units::ByteSize(bound)
+            )),
+            Err(e) => output.push(format!(
+                "-----> The build cache could not be stored in the cluster: {e:#}"
+            )),
+        }
     }
 
     async fn slug_from_build(

@@ -62,6 +62,10 @@ pub struct PlatformConfig {
     pub data: PathBuf,
     /// Caches: precompiled code, buildpack toolchains, build caches.
     pub cache: PathBuf,
+    /// Each app's build cache, in a folder named by the app's id.
+    pub build_caches: PathBuf,
+    /// On a cluster, the largest packed build cache hosts share.
+    pub max_build_cache_bytes: u64,
     /// Where this server's API answers, for its own git hooks.
     pub api_url: String,
     /// The API's address as clients reach it: every URL the API hands out
@@ -200,6 +204,8 @@ pub struct Platform {
     /// One build at a time per app (held for the whole build, while `locks`
     /// is held only for each change).
     build_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Apps' build caches, shared through the cluster when there is one.
+    build_caches: crate::build_cache::BuildCaches,
     sessions: Mutex<HashMap<String, LogSession>>,
     /// On a cluster: this host's place in it (drained, last heartbeat,
     /// other hosts' routers).
@@ -232,6 +238,11 @@ impl Platform {
             formations: Formations::open(&db)?,
             hosts: crate::hosts::Hosts::open(&db)?,
             builds: Builds::open(&db, &config.data)?,
+            build_caches: crate::build_cache::BuildCaches::new(
+                config.build_caches.clone(),
+                db.blobs("build-caches")?,
+                config.max_build_cache_bytes,
+            ),
             db,
             components: Arc::new(dynos::ComponentCache::new(runtime.clone())),
             runtime,
@@ -462,17 +473,18 @@ impl Platform {
         self.logs.remove(&app.id);
         self.metrics.remove(&app.id);
         // A build cache can hold gigabytes: removed off the async workers.
-        let folders = [
-            self.config.cache.join("builds").join(&app.id),
-            self.config
-                .data
-                .join("repos")
-                .join(format!("{}.git", app.id)),
-        ];
+        let caches = self.build_caches.clone();
+        let app_id = app.id.clone();
+        let repo = self
+            .config
+            .data
+            .join("repos")
+            .join(format!("{}.git", app.id));
         tokio::task::spawn_blocking(move || {
-            for folder in folders {
-                let _ = crate::sandbox::remove_tree(&folder);
+            if let Err(e) = caches.remove(&app_id) {
+                tracing::warn!(app = %app_id, error = %format!("{e:#}"), "could not remove a deleted app's build cache");
             }
+            let _ = crate::sandbox::remove_tree(&repo);
         })
         .await?;
         self.collect_slug_files();

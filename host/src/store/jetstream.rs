@@ -186,7 +186,13 @@ pub(super) struct Blobs {
 }
 
 impl Blobs {
-    pub(super) fn put_file(&self, name: &str, path: &std::path::Path) -> Result<(), StoreError> {
+    /// Returns the stored object's nuid, which every store of a name
+    /// changes.
+    pub(super) fn put_file(
+        &self,
+        name: &str,
+        path: &std::path::Path,
+    ) -> Result<String, StoreError> {
         block(&self.handle, "storing a file in the cluster", async {
             let mut file = tokio::fs::File::open(path)
                 .await
@@ -194,8 +200,20 @@ impl Blobs {
             self.store
                 .put(name, &mut file)
                 .await
-                .map(drop)
+                .map(|info| info.nuid)
                 .map_err(|e| e.to_string())
+        })
+    }
+
+    /// The nuid of the object `name`, if there is one (not deleted).
+    pub(super) fn stamp(&self, name: &str) -> Result<Option<String>, StoreError> {
+        block(&self.handle, "looking up a file in the cluster", async {
+            match self.store.info(name).await {
+                Ok(info) if info.deleted => Ok(None),
+                Ok(info) => Ok(Some(info.nuid)),
+                Err(e) if e.kind() == object_store::InfoErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.to_string()),
+            }
         })
     }
 

@@ -146,8 +146,16 @@ impl Db {
 pub struct Blobs(Arc<jetstream::Blobs>);
 
 impl Blobs {
-    pub fn put_file(&self, name: &str, path: &Path) -> Result<(), StoreError> {
+    /// Stores the file at `path` as `name`, in place of any object of that
+    /// name; returns the stored object's stamp.
+    pub fn put_file(&self, name: &str, path: &Path) -> Result<String, StoreError> {
         self.0.put_file(name, path)
+    }
+
+    /// A stamp that changes with every store of `name`; `None` if the
+    /// cluster has no object of that name.
+    pub fn stamp(&self, name: &str) -> Result<Option<String>, StoreError> {
+        self.0.stamp(name)
     }
 
     /// Writes the file `name` to `dest`; false if the cluster has none.
