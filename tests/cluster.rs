@@ -257,6 +257,54 @@ fn an_app_deployed_through_one_host_is_served_by_every_host() {
         hosts(&c) == [("a".to_string(), "lost".to_string()), up("b"), up("c")]
     });
     println!("the killed host was shown as lost {lost:?} after the others' next change");
+
+    // Changes to the app's record through one host reach the other's
+    // router: a rename, maintenance mode, a custom domain; and a deletion
+    // stops the app everywhere.
+    let by_domain = |through: &Server, hostname: &str| {
+        support::request(
+            "GET",
+            &format!("http://127.0.0.1:{}/", through.http_port),
+            &[("Host", hostname)],
+            None,
+        )
+        .status
+    };
+    c.cli(&["apps:rename", "market", "-a", "shop"]).ok();
+    within(
+        Duration::from_secs(10),
+        "B routes the new name only",
+        || b.app_get("market", "/").status == 200 && b.app_get("shop", "/").status == 404,
+    );
+    c.cli(&["maintenance:on", "-a", "market"]).ok();
+    within(Duration::from_secs(10), "B in maintenance", || {
+        b.app_get("market", "/").status == 503
+    });
+    c.cli(&["maintenance:off", "-a", "market"]).ok();
+    c.cli(&["domains:add", "www.market.test", "-a", "market"])
+        .ok();
+    within(Duration::from_secs(10), "B serves the domain", || {
+        b.app_get("market", "/").status == 200 && by_domain(&b, "www.market.test") == 200
+    });
+    c.cli(&["domains:remove", "www.market.test", "-a", "market"])
+        .ok();
+    within(Duration::from_secs(10), "B forgets the domain", || {
+        by_domain(&b, "www.market.test") == 404
+    });
+    c.cli(&["domains:add", "shop.market.test", "-a", "market"])
+        .ok();
+    within(
+        Duration::from_secs(10),
+        "B serves the second domain",
+        || by_domain(&b, "shop.market.test") == 200,
+    );
+    c.cli(&["apps:destroy", "-a", "market", "--confirm", "market"])
+        .ok();
+    within(
+        Duration::from_secs(10),
+        "B stops serving the deleted app",
+        || b.app_get("market", "/").status == 404 && by_domain(&b, "shop.market.test") == 404,
+    );
 }
 
 /// Each host as `through` lists it: name, state and the dynos it runs.
@@ -598,7 +646,7 @@ fn a_worker_runs_once_in_the_cluster_and_moves_when_its_host_dies_or_drains() {
             "{ps}"
         );
         assert_eq!(ps.matches("worker.1: ").count(), 1, "{ps}");
-        assert!(ps.contains("web.1: "), "{ps}");
+        assert_eq!(ps.matches("web.1: ").count(), 1, "{ps}");
     }
     // One run of the worker prints, whichever host's log is read (once the
     // run of the release before has had its 10 s grace period).
@@ -666,6 +714,16 @@ fn a_worker_runs_once_in_the_cluster_and_moves_when_its_host_dies_or_drains() {
     });
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(running(rest, "jobs worker.1"), [last]);
+
+    // The app is deleted through a host that does not run its worker: the
+    // worker stops where it runs.
+    drained_host
+        .cli(&["apps:destroy", "-a", "jobs", "--confirm", "jobs"])
+        .ok();
+    within(Duration::from_secs(20), "no host runs the worker", || {
+        running(rest, "jobs worker.1").is_empty()
+            && running(drained_host, "jobs worker.1").is_empty()
+    });
 }
 
 #[test]

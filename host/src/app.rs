@@ -158,6 +158,12 @@ impl Apps {
         self.by_name.scan("")
     }
 
+    /// On a cluster, the names of the apps other hosts create, change,
+    /// rename or delete, as the changes arrive.
+    pub fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Vec<u8>>> {
+        self.by_name.changes()
+    }
+
     pub fn set_maintenance(&self, app: &App, on: bool) -> Result<App, StoreError> {
         let mut app = app.clone();
         app.maintenance = on;

@@ -121,6 +121,18 @@ impl Domains {
         self.by_app.scan(format!("{app_id}/"))
     }
 
+    /// On a cluster, the keys (`APP_ID/HOSTNAME`) of the domains other
+    /// hosts add or remove, as the changes arrive.
+    pub fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Vec<u8>>> {
+        self.by_app.changes()
+    }
+
+    /// The app id a key of [`Domains::changes`] belongs to.
+    pub fn app_of(key: &[u8]) -> Option<String> {
+        let key = std::str::from_utf8(key).ok()?;
+        Some(key.split_once('/')?.0.to_string())
+    }
+
     pub fn all(&self) -> Result<Vec<Domain>, StoreError> {
         self.by_hostname.scan("")
     }

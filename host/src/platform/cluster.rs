@@ -11,10 +11,12 @@
 
 use std::sync::{Arc, Weak};
 
+use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::Platform;
+use crate::domain::Domains;
 use crate::formation::Formations;
 use crate::logplex::Source;
 use crate::release::Ledger;
@@ -23,12 +25,51 @@ impl Platform {
     /// Follows other hosts' changes until the handle is dropped; `None` on
     /// one machine (nothing else changes the store).
     pub fn follow_cluster(self: &Arc<Platform>) -> Option<AbortOnDropHandle<()>> {
-        let releases = self.ledger.changes()?;
-        let formation = self.formations.changes()?;
+        let changes = Changes {
+            releases: self.ledger.changes()?,
+            formation: self.formations.changes()?,
+            apps: self.apps.changes()?,
+            domains: self.domains.changes()?,
+        };
         let platform = Arc::downgrade(self);
         Some(AbortOnDropHandle::new(tokio::spawn(follow(
-            platform, releases, formation,
+            platform, changes,
         ))))
+    }
+
+    /// Brings this host's routing of an app in line with its record as
+    /// another host changed it: its name, maintenance mode, idle period and
+    /// domains; or stops the app here when it was deleted.
+    pub(super) async fn follow_app_record(&self, app_id: &str) {
+        let mut app = match self.apps.find(app_id) {
+            Ok(Some(app)) => app,
+            Ok(None) => {
+                if self.routes.of_app(app_id).is_some() {
+                    self.app_deleted_elsewhere(app_id).await;
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(app = %app_id, error = %e, "could not read an app changed on another host");
+                return;
+            }
+        };
+        let _lock = self.lock(&mut app).await;
+        let Some((name, route)) = self.routes.of_app(&app.id) else {
+            return;
+        };
+        if name != app.name.as_str() {
+            self.routes
+                .rename(&app.id, &name, app.name.as_str(), &route);
+        }
+        let web = route.current();
+        if web.maintenance != app.maintenance {
+            route.set(web.with_maintenance(app.maintenance));
+        }
+        route.set_idle_after(self.idle_after(&app));
+        if let Err(e) = self.route_domains(&app) {
+            tracing::warn!(app = %app.name, error = %e, "could not route an app's domains");
+        }
     }
 
     /// Switches this host's web dynos and workers of `app_id` to its
@@ -60,30 +101,58 @@ impl Platform {
     }
 }
 
-async fn follow(
-    platform: Weak<Platform>,
-    mut releases: tokio::sync::broadcast::Receiver<Vec<u8>>,
-    mut formation: tokio::sync::broadcast::Receiver<Vec<u8>>,
-) {
+/// The changes other hosts make that this host follows.
+struct Changes {
+    releases: Receiver<Vec<u8>>,
+    formation: Receiver<Vec<u8>>,
+    /// App records, by name.
+    apps: Receiver<Vec<u8>>,
+    domains: Receiver<Vec<u8>>,
+}
+
+/// What a change asks of this host.
+enum Follow {
+    /// Run the app's current release and formation.
+    Dynos(String),
+    /// Route the app as its record says (or stop it: it was deleted).
+    Record(String),
+}
+
+async fn follow(platform: Weak<Platform>, mut changes: Changes) {
     loop {
         let changed = tokio::select! {
-            key = releases.recv() => key.map(|key| Ledger::app_of(&key)),
-            key = formation.recv() => key.map(|key| Formations::app_of(&key)),
+            key = changes.releases.recv() => key.map(|key| Ledger::app_of(&key).map(Follow::Dynos)),
+            key = changes.formation.recv() => key.map(|key| Formations::app_of(&key).map(Follow::Dynos)),
+            key = changes.domains.recv() => key.map(|key| Domains::app_of(&key).map(Follow::Record)),
+            key = changes.apps.recv() => key.map(|name| {
+                let name = String::from_utf8(name).ok()?;
+                let platform = platform.upgrade()?;
+                // A deleted app's id is known only to the routes.
+                let id = match platform.apps.find(&name) {
+                    Ok(Some(app)) => Some(app.id),
+                    _ => platform.routes.id_of(&name),
+                };
+                id.map(Follow::Record)
+            }),
         };
         let Some(platform) = platform.upgrade() else {
             return;
         };
         match changed {
-            Ok(Some(app_id)) => platform.follow_app(&app_id).await,
-            Ok(None) => {}
+            Ok(Some(Follow::Dynos(app_id))) => platform.follow_app(&app_id).await,
+            Ok(Some(Follow::Record(app_id))) => platform.follow_app_record(&app_id).await,
             // Too many changes at once to follow one by one: every app.
             Err(RecvError::Lagged(_)) => {
+                for app_id in platform.routes.app_ids() {
+                    platform.follow_app_record(&app_id).await;
+                }
                 if let Ok(apps) = platform.apps.all() {
                     for app in apps {
                         platform.follow_app(&app.id).await;
                     }
                 }
             }
+            Ok(None) => {}
             Err(RecvError::Closed) => return,
         }
     }

@@ -232,7 +232,7 @@ impl Platform {
     }
 
     /// The app's idle period: its own, else the server's.
-    fn idle_after(&self, app: &App) -> Option<Duration> {
+    pub(super) fn idle_after(&self, app: &App) -> Option<Duration> {
         match app.idle_after {
             Some(0) => None,
             Some(seconds) => Some(Duration::from_secs(seconds)),
@@ -448,7 +448,9 @@ impl Platform {
             let web = route.current();
             let command = command_of("web");
             if web.is_asleep() {
-                for index in 1..=quantity {
+                // Asleep: the dynos placed here (on a cluster, a host with
+                // none keeps only a standby, which is no dyno).
+                for index in self.web_dynos_here(&app, quantity) {
                     dynos.push(RunningDyno {
                         name: format!("web.{index}"),
                         kind: "web".into(),
@@ -522,7 +524,7 @@ impl Platform {
         let release = self.current_release(&app)?;
         // One-off dynos are not restarted: they are stopped, as on Heroku.
         if which.is_none_or(|w| w == "run" || w.starts_with("run.")) {
-            self.stop_one_offs(&app, which.filter(|w| w.starts_with("run.")));
+            self.stop_one_offs(&app.id, which.filter(|w| w.starts_with("run.")));
         }
         let web = which.is_none_or(|w| w == "web" || w.starts_with("web."));
         if web {
@@ -572,7 +574,8 @@ impl Platform {
                     AppRoute::new(app.name.as_str(), self.logs.app(&app.id), web)
                         .with_meter(self.metrics.app(&app.id).router()),
                 );
-                self.routes.insert(app.name.as_str(), route.clone());
+                self.routes
+                    .insert(&app.id, app.name.as_str(), route.clone());
                 route
             }
         };

@@ -324,6 +324,7 @@ impl Platform {
         for app in &apps {
             let log = self.logs.app(&app.id);
             self.routes.insert(
+                &app.id,
                 app.name.as_str(),
                 Arc::new(
                     AppRoute::new(app.name.as_str(), log.clone(), self.empty_web(app))
@@ -360,6 +361,7 @@ impl Platform {
             .ok_or_else(|| PlatformError::Invalid(format!("Name {name} is already taken")))?;
         let log = self.logs.app(&app.id);
         self.routes.insert(
+            &app.id,
             app.name.as_str(),
             Arc::new(
                 AppRoute::new(app.name.as_str(), log, self.empty_web(&app))
@@ -441,54 +443,63 @@ impl Platform {
         let mut app = self.owned_app(user, name_or_id, "delete")?;
         self.remove_app_addons(user, &app).await?;
         let _lock = self.lock(&mut app).await;
-        let route = self.routes.get(app.name.as_str());
-        for domain in self.domains.of_app(&app.id)? {
-            self.routes
-                .remove_domain(domain.hostname.as_str(), route.as_ref());
-        }
         self.domains.delete_app(&app.id)?;
         self.delete_drains(&app)?;
-        self.routes.remove(app.name.as_str());
         self.collaborators.delete_app(&app.id)?;
-        self.stop_workers(&app, None);
-        self.stop_one_offs(&app, None);
-        self.one_offs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&app.id);
-        self.cpu
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&app.id);
-        self.release_caps
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&app.id);
+        self.stop_app_here(&app.id);
         self.ledger.delete_app(&app.id)?;
         self.slugs.delete_app(&app.id)?;
         self.formations.delete_app(&app.id)?;
         self.builds.delete_app(&app.id)?;
         self.apps.delete(&app)?;
         self.db.flush().await?;
-        self.logs.remove(&app.id);
-        self.metrics.remove(&app.id);
+        self.forget_app_here(&app.id).await;
+        self.collect_slug_files();
+        Ok(app)
+    }
+
+    /// Stops serving and running a deleted app on this host: its routes,
+    /// workers (their leases given up once stopped) and one-off dynos.
+    fn stop_app_here(&self, app_id: &str) {
+        self.routes.remove(app_id);
+        self.end_workers(app_id);
+        self.stop_one_offs(app_id, None);
+        self.one_offs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(app_id);
+        self.cpu
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(app_id);
+        self.release_caps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(app_id);
+    }
+
+    /// Drops what this host keeps of a deleted app once it is stopped: its
+    /// logs, meters, build cache (here and in the cluster) and git folder.
+    async fn forget_app_here(&self, app_id: &str) {
+        self.logs.remove(app_id);
+        self.metrics.remove(app_id);
         // A build cache can hold gigabytes: removed off the async workers.
         let caches = self.build_caches.clone();
-        let app_id = app.id.clone();
-        let repo = self
-            .config
-            .data
-            .join("repos")
-            .join(format!("{}.git", app.id));
-        tokio::task::spawn_blocking(move || {
+        let app_id = app_id.to_string();
+        let repo = self.config.data.join("repos").join(format!("{app_id}.git"));
+        let _ = tokio::task::spawn_blocking(move || {
             if let Err(e) = caches.remove(&app_id) {
                 tracing::warn!(app = %app_id, error = %format!("{e:#}"), "could not remove a deleted app's build cache");
             }
             let _ = crate::sandbox::remove_tree(&repo);
         })
-        .await?;
-        self.collect_slug_files();
-        Ok(app)
+        .await;
+    }
+
+    /// On a cluster: an app deleted through another host stops here too.
+    pub(super) async fn app_deleted_elsewhere(&self, app_id: &str) {
+        self.stop_app_here(app_id);
+        self.forget_app_here(app_id).await;
     }
 
     pub async fn set_maintenance(&self, user: &User, name_or_id: &str, on: bool) -> Result<App> {

@@ -319,7 +319,7 @@ impl Platform {
         let app = self.app(user, name_or_id)?;
         if which == "run" || which.starts_with("run.") {
             let name = (which != "run").then_some(which);
-            if self.stop_one_offs(&app, name) == 0 {
+            if self.stop_one_offs(&app.id, name) == 0 {
                 return Err(PlatformError::NotFound(format!(
                     "Couldn't find that dyno: {which}"
                 )));
@@ -351,9 +351,9 @@ impl Platform {
 
     /// Stops the app's one-off dynos (all, or the one named); each ends at
     /// once and its instance is freed.
-    pub(super) fn stop_one_offs(&self, app: &App, which: Option<&str>) -> usize {
+    pub(super) fn stop_one_offs(&self, app_id: &str, which: Option<&str>) -> usize {
         let all = self.one_offs.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(entry) = all.get(&app.id) else {
+        let Some(entry) = all.get(app_id) else {
             return 0;
         };
         let mut stopped = 0;

@@ -18,6 +18,9 @@ pub struct ServerRoutes {
     /// Hostnames outside `DOMAIN`, each to its app's route (the same one
     /// `apps` holds, so a rename leaves them be).
     domains: ArcSwap<HashMap<String, Arc<AppRoute>>>,
+    /// Each routed app's name, by the app's id (written with `apps`, read
+    /// when another host renamed or deleted an app).
+    names: std::sync::Mutex<HashMap<String, String>>,
 }
 
 impl ServerRoutes {
@@ -26,6 +29,7 @@ impl ServerRoutes {
             suffix: format!(".{}", domain.trim_start_matches('.').to_ascii_lowercase()),
             apps: ArcSwap::from_pointee(HashMap::new()),
             domains: ArcSwap::from_pointee(HashMap::new()),
+            names: std::sync::Mutex::default(),
         }
     }
 
@@ -48,7 +52,7 @@ impl ServerRoutes {
     /// Moves an app's route to its new name; the old name's entry goes
     /// only if it is still this route (another app may have taken the name
     /// already).
-    pub(super) fn rename(&self, from: &str, to: &str, route: &Arc<AppRoute>) {
+    pub(super) fn rename(&self, app_id: &str, from: &str, to: &str, route: &Arc<AppRoute>) {
         self.apps.rcu(|apps| {
             let mut apps = HashMap::clone(apps);
             if apps.get(from).is_some_and(|r| Arc::ptr_eq(r, route)) {
@@ -57,6 +61,8 @@ impl ServerRoutes {
             apps.insert(to.to_string(), route.clone());
             apps
         });
+        self.names_by_id()
+            .insert(app_id.to_string(), to.to_string());
     }
 
     pub(super) fn insert_domain(&self, hostname: &str, route: Arc<AppRoute>) {
@@ -85,20 +91,69 @@ impl ServerRoutes {
         self.apps.load().get(name).cloned()
     }
 
-    pub(super) fn insert(&self, name: &str, route: Arc<AppRoute>) {
+    pub(super) fn insert(&self, app_id: &str, name: &str, route: Arc<AppRoute>) {
         self.apps.rcu(|apps| {
             let mut apps = HashMap::clone(apps);
             apps.insert(name.to_string(), route.clone());
             apps
         });
+        self.names_by_id()
+            .insert(app_id.to_string(), name.to_string());
     }
 
-    pub(super) fn remove(&self, name: &str) {
+    /// Stops routing the app, by its name and its domains.
+    pub(super) fn remove(&self, app_id: &str) {
+        let Some(name) = self.names_by_id().remove(app_id) else {
+            return;
+        };
+        let mut removed = None;
         self.apps.rcu(|apps| {
             let mut apps = HashMap::clone(apps);
-            apps.remove(name);
+            removed = apps.remove(&name);
             apps
         });
+        if let Some(route) = removed {
+            self.route_domains(&route, &[]);
+        }
+    }
+
+    /// The name an app is routed by here, and its route.
+    pub(super) fn of_app(&self, app_id: &str) -> Option<(String, Arc<AppRoute>)> {
+        let name = self.names_by_id().get(app_id).cloned()?;
+        let route = self.get(&name)?;
+        Some((name, route))
+    }
+
+    /// Routes exactly these hostnames to `route`: adds the missing ones and
+    /// removes those that went to it and are no longer listed.
+    pub(super) fn route_domains(&self, route: &Arc<AppRoute>, hostnames: &[&str]) {
+        self.domains.rcu(|domains| {
+            let mut domains = HashMap::clone(domains);
+            domains.retain(|hostname, r| {
+                !Arc::ptr_eq(r, route) || hostnames.contains(&hostname.as_str())
+            });
+            for hostname in hostnames {
+                domains.insert(hostname.to_string(), route.clone());
+            }
+            domains
+        });
+    }
+
+    /// The id of the app routed by `name` here.
+    pub(super) fn id_of(&self, name: &str) -> Option<String> {
+        self.names_by_id()
+            .iter()
+            .find(|(_, n)| n.as_str() == name)
+            .map(|(id, _)| id.clone())
+    }
+
+    /// Every app routed here, by id.
+    pub(super) fn app_ids(&self) -> Vec<String> {
+        self.names_by_id().keys().cloned().collect()
+    }
+
+    fn names_by_id(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.names.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

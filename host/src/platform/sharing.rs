@@ -1,8 +1,6 @@
 //! What an app shares with the world and with other users: its name (and
 //! so its URL and git remote), its custom domains and its collaborators.
 
-use std::sync::Arc;
-
 use crate::app::{App, AppName, Collaborator, MAX_COLLABORATORS};
 use crate::auth::User;
 use crate::domain::{Domain, Hostname, MAX_DOMAINS};
@@ -54,7 +52,7 @@ impl Platform {
         self.db.flush().await?;
         if let Some(route) = route {
             self.routes
-                .rename(app.name.as_str(), renamed.name.as_str(), &route);
+                .rename(&app.id, app.name.as_str(), renamed.name.as_str(), &route);
         }
         self.say(
             &renamed,
@@ -221,15 +219,15 @@ impl Platform {
         Ok((app, domain))
     }
 
-    /// Points the router at an app's domains (at start).
+    /// Points the router at exactly the app's domains (at start, and when
+    /// another host of a cluster changed them).
     pub(super) fn route_domains(&self, app: &App) -> Result<()> {
         let Some(route) = self.routes.get(app.name.as_str()) else {
             return Ok(());
         };
-        for domain in self.domains.of_app(&app.id)? {
-            self.routes
-                .insert_domain(domain.hostname.as_str(), Arc::clone(&route));
-        }
+        let domains = self.domains.of_app(&app.id)?;
+        let hostnames: Vec<&str> = domains.iter().map(|d| d.hostname.as_str()).collect();
+        self.routes.route_domains(&route, &hostnames);
         Ok(())
     }
 }

@@ -107,6 +107,23 @@ impl Platform {
         }
     }
 
+    /// Stops every worker of an app that is gone and, on a cluster, gives
+    /// up their leases once they have stopped.
+    pub(super) fn end_workers(&self, app_id: &str) {
+        let stopping = self
+            .workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(app_id)
+            .unwrap_or_default();
+        let (mut stops, mut names) = (Vec::new(), Vec::new());
+        for dyno in stopping {
+            names.push(dyno.name());
+            stops.push(dyno.worker.stop());
+        }
+        self.give_up_leases_after(app_id, names, stops);
+    }
+
     /// Starts and stops workers until each process type runs as many as its
     /// formation says, of the release given. Components are loaded without
     /// holding the workers' lock.
