@@ -31,6 +31,7 @@ fn host(tmp: &TempDir, name: &str, nats: &NatsCluster) -> Server {
             name,
             "--build-caches",
             caches.to_str().unwrap(),
+            "--allow-private-drains",
         ],
     )
 }
@@ -244,6 +245,35 @@ fn an_app_deployed_through_one_host_is_served_by_every_host() {
     });
     println!("{}", b.cli(&["hosts"]).ok().stdout);
 
+    // A drain added through A runs on every host: each delivers the lines
+    // it writes, once.
+    let receiver = support::drain_receiver::Receiver::start();
+    let drain_url = format!("http://127.0.0.1:{}/shop-log", receiver.port);
+    a.cli(&["drains:add", &drain_url, "-a", "shop"]).ok();
+    let drained = |what: &str| {
+        receiver
+            .frames("/shop-log")
+            .iter()
+            .filter(|f| f.contains(what))
+            .count()
+    };
+    for (name, through) in [("B", &b), ("C", &c)] {
+        let mut n = 0;
+        within(
+            Duration::from_secs(10),
+            "the drain runs on every host",
+            || {
+                n += 1;
+                let var = format!("DRAINED_{name}_{n}");
+                through
+                    .cli(&["config:set", &format!("{var}=1"), "-a", "shop"])
+                    .ok();
+                std::thread::sleep(Duration::from_millis(300));
+                drained(&var) == 1
+            },
+        );
+    }
+
     // The host the app was deployed through is killed: the others go on
     // serving it, and a new release through one of them reaches the other.
     a.kill9();
@@ -252,6 +282,17 @@ fn an_app_deployed_through_one_host_is_served_by_every_host() {
     within(Duration::from_secs(10), "B runs C's release", || {
         b.app_get("shop", "/").body.contains("from c")
     });
+    // The drain goes on without the host that added it, and no host sends
+    // another's lines.
+    assert_eq!(b.app_get("shop", "/drained-after-the-kill").status, 200);
+    within(
+        Duration::from_secs(10),
+        "the drain has the lines B and C wrote",
+        || drained("GREETING") == 1 && drained("/drained-after-the-kill") == 1,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(drained("GREETING"), 1);
+    assert_eq!(drained("/drained-after-the-kill"), 1);
     // A stopped beating: within three beats and one, it is lost.
     let lost = within(Duration::from_secs(15), "A shown as lost", || {
         hosts(&c) == [("a".to_string(), "lost".to_string()), up("b"), up("c")]

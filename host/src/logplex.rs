@@ -122,6 +122,16 @@ struct Shipping {
     to: Arc<std::sync::OnceLock<ShipTo>>,
 }
 
+/// Which of an app's outlets (its drains) a line goes to.
+#[derive(Clone, Copy)]
+enum Offer<'a> {
+    All,
+    /// All but a drain's own overflow report, which it gets in its next
+    /// batch instead.
+    AllBut(&'a Arc<Outlet>),
+    None,
+}
+
 /// Lines for the other hosts of a cluster, by app id; bounded, and never
 /// waited on: a line that finds it full is not shipped (this host still
 /// has it).
@@ -201,19 +211,25 @@ impl AppLog {
         {
             let _ = to.try_send((shipping.app_id.clone(), line.clone()));
         }
-        self.append(line, except);
+        self.append(line, except.map_or(Offer::All, Offer::AllBut));
     }
 
-    /// Appends a line another host of the cluster wrote (it is not shipped
-    /// back).
+    /// Appends a line another host of the cluster wrote, for this host's
+    /// readers: it is not shipped back, and not offered to the drains
+    /// (every host runs every drain and delivers the lines it writes).
     pub fn push_from_elsewhere(&self, line: LogLine) {
-        self.append(Arc::new(line), None);
+        self.append(Arc::new(line), Offer::None);
     }
 
-    fn append(&self, line: Arc<LogLine>, except: Option<&Arc<Outlet>>) {
+    fn append(&self, line: Arc<LogLine>, offer: Offer<'_>) {
         let mut state = self.lock();
         for outlet in &state.outlets {
-            if !except.is_some_and(|e| Arc::ptr_eq(e, outlet)) {
+            let offered = match offer {
+                Offer::All => true,
+                Offer::AllBut(except) => !Arc::ptr_eq(except, outlet),
+                Offer::None => false,
+            };
+            if offered {
                 outlet.offer(line.clone());
             }
         }

@@ -471,6 +471,7 @@ impl Steady {
 }
 
 mod addons;
+pub mod drain_receiver;
 mod server;
 mod services;
 #[allow(unused_imports, reason = "only the add-on tests use these")]

@@ -216,6 +216,22 @@ impl Drains {
         self.tree.scan("")
     }
 
+    pub fn get(&self, app_id: &str, drain_id: &str) -> Result<Option<Drain>, StoreError> {
+        self.tree.get(format!("{app_id}/{drain_id}"))
+    }
+
+    /// On a cluster, the keys (`APP_ID/DRAIN_ID`) of the drains other
+    /// hosts add or remove, as the changes arrive.
+    pub fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Vec<u8>>> {
+        self.tree.changes()
+    }
+
+    /// The app id and drain id a key of [`Drains::changes`] names.
+    pub fn key_parts(key: &[u8]) -> Option<(String, String)> {
+        let (app, drain) = std::str::from_utf8(key).ok()?.split_once('/')?;
+        Some((app.to_string(), drain.to_string()))
+    }
+
     pub fn remove(&self, drain: &Drain) -> Result<(), StoreError> {
         self.tree.remove(format!("{}/{}", drain.app, drain.id))
     }

@@ -17,6 +17,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use super::Platform;
 use crate::domain::Domains;
+use crate::drain::Drains;
 use crate::formation::Formations;
 use crate::logplex::Source;
 use crate::release::Ledger;
@@ -30,6 +31,7 @@ impl Platform {
             formation: self.formations.changes()?,
             apps: self.apps.changes()?,
             domains: self.domains.changes()?,
+            drains: self.drains.changes()?,
         };
         let platform = Arc::downgrade(self);
         Some(AbortOnDropHandle::new(tokio::spawn(follow(
@@ -108,6 +110,7 @@ struct Changes {
     /// App records, by name.
     apps: Receiver<Vec<u8>>,
     domains: Receiver<Vec<u8>>,
+    drains: Receiver<Vec<u8>>,
 }
 
 /// What a change asks of this host.
@@ -116,6 +119,8 @@ enum Follow {
     Dynos(String),
     /// Route the app as its record says (or stop it: it was deleted).
     Record(String),
+    /// Start or stop one of the app's drains: (app id, drain id).
+    Drain((String, String)),
 }
 
 async fn follow(platform: Weak<Platform>, mut changes: Changes) {
@@ -124,6 +129,7 @@ async fn follow(platform: Weak<Platform>, mut changes: Changes) {
             key = changes.releases.recv() => key.map(|key| Ledger::app_of(&key).map(Follow::Dynos)),
             key = changes.formation.recv() => key.map(|key| Formations::app_of(&key).map(Follow::Dynos)),
             key = changes.domains.recv() => key.map(|key| Domains::app_of(&key).map(Follow::Record)),
+            key = changes.drains.recv() => key.map(|key| Drains::key_parts(&key).map(Follow::Drain)),
             key = changes.apps.recv() => key.map(|name| {
                 let name = String::from_utf8(name).ok()?;
                 let platform = platform.upgrade()?;
@@ -141,11 +147,15 @@ async fn follow(platform: Weak<Platform>, mut changes: Changes) {
         match changed {
             Ok(Some(Follow::Dynos(app_id))) => platform.follow_app(&app_id).await,
             Ok(Some(Follow::Record(app_id))) => platform.follow_app_record(&app_id).await,
+            Ok(Some(Follow::Drain((app_id, drain_id)))) => {
+                platform.follow_drain(&app_id, &drain_id)
+            }
             // Too many changes at once to follow one by one: every app.
             Err(RecvError::Lagged(_)) => {
                 for app_id in platform.routes.app_ids() {
                     platform.follow_app_record(&app_id).await;
                 }
+                platform.follow_every_drain();
                 if let Ok(apps) = platform.apps.all() {
                     for app in apps {
                         platform.follow_app(&app.id).await;

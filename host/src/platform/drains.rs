@@ -90,6 +90,14 @@ impl Platform {
     /// Starts delivering a drain: from now on its app's lines also go to
     /// its outlet.
     pub(super) fn start_drain(&self, drain: &Drain) {
+        if self
+            .drain_outlets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&drain.id)
+        {
+            return;
+        }
         let outlet = Outlet::new(self.config.drains.buffer_lines);
         let log = self.logs.app(&drain.app);
         log.attach(outlet.clone());
@@ -102,18 +110,57 @@ impl Platform {
         self.drain_outlets
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(drain.id.clone(), outlet);
+            .insert(drain.id.clone(), (drain.app.clone(), outlet));
     }
 
     /// Stops a drain's delivery: its task ends and its connection closes.
     pub(super) fn stop_drain(&self, drain: &Drain) {
+        self.stop_drain_of(&drain.app, &drain.id);
+    }
+
+    fn stop_drain_of(&self, app_id: &str, drain_id: &str) {
         let outlet = self
             .drain_outlets
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&drain.id);
-        if let Some((outlet, log)) = outlet.zip(self.logs.find(&drain.app)) {
+            .remove(drain_id);
+        if let Some(((_, outlet), log)) = outlet.zip(self.logs.find(app_id)) {
             log.detach(&outlet);
+        }
+    }
+
+    /// On a cluster, after missing changes: runs exactly the drains the
+    /// ledger lists.
+    pub(super) fn follow_every_drain(&self) {
+        let Ok(drains) = self.drains.all() else {
+            return;
+        };
+        let running: Vec<(String, String)> = self
+            .drain_outlets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(id, (app_id, _))| (app_id.clone(), id.clone()))
+            .collect();
+        for (app_id, id) in running {
+            if drains.iter().all(|d| d.id != id) {
+                self.stop_drain_of(&app_id, &id);
+            }
+        }
+        for drain in &drains {
+            self.start_drain(drain);
+        }
+    }
+
+    /// On a cluster: a drain another host added or removed starts or stops
+    /// here too (each host delivers the lines it writes itself).
+    pub(super) fn follow_drain(&self, app_id: &str, drain_id: &str) {
+        match self.drains.get(app_id, drain_id) {
+            Ok(Some(drain)) => self.start_drain(&drain),
+            Ok(None) => self.stop_drain_of(app_id, drain_id),
+            Err(e) => {
+                tracing::warn!(app = %app_id, error = %e, "could not read a drain changed on another host");
+            }
         }
     }
 
@@ -134,5 +181,6 @@ impl Platform {
     }
 }
 
-/// Keeps the per-server map of outlets in one type.
-pub(super) type DrainOutlets = std::sync::Mutex<std::collections::HashMap<String, Arc<Outlet>>>;
+/// Each running drain's app id and outlet, by the drain's id.
+pub(super) type DrainOutlets =
+    std::sync::Mutex<std::collections::HashMap<String, (String, Arc<Outlet>)>>;
