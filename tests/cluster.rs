@@ -784,7 +784,9 @@ fn a_build_through_another_host_starts_from_the_cluster_s_build_cache() {
     let cache_on = |host: &str| tmp.join(host).join("build-caches").join(&app_id);
     let deploy = |through: &Server, note: &str| {
         std::fs::write(app.join("NOTES.md"), note).unwrap();
+        let start = Instant::now();
         let ran = through.cli(&["deploy", app_dir, "-a", "warm"]).ok();
+        println!("the {note} build took {:?}", start.elapsed());
         format!("{}{}", ran.stdout, ran.stderr)
     };
 
