@@ -1,11 +1,15 @@
-//! archive: the tarballs users hand the platform (sources and slugs), read
-//! with limits.
+//! archive: the tarballs the platform takes in (sources, slugs, build
+//! caches), read with limits, and the ones it packs from folders a build
+//! wrote.
 //!
 //! Owns reading and unpacking: gzipped or plain tar, only regular files,
 //! folders and symbolic links, every path inside the archive's root, at most
 //! so many files and bytes once unpacked (a small archive can unpack to
-//! gigabytes), and error messages that never echo the uploaded bytes. It
-//! never decides what an archive is for; sources and slugs do.
+//! gigabytes), and error messages that never echo the uploaded bytes. Owns
+//! packing by the same rules: links kept as links, anything else that is
+//! not a file or a folder left out, modes normalized, the size bounded. It
+//! never decides what an archive is for; sources, slugs and build caches
+//! do.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek};

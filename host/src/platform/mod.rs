@@ -60,7 +60,8 @@ use crate::store::{Db, StoreError};
 #[derive(Clone, Debug)]
 pub struct PlatformConfig {
     pub data: PathBuf,
-    /// Caches: precompiled code, buildpack toolchains, build caches.
+    /// Caches: precompiled code, buildpack toolchains (and apps' build
+    /// caches, unless `build_caches` is elsewhere).
     pub cache: PathBuf,
     /// Each app's build cache, in a folder named by the app's id.
     pub build_caches: PathBuf,
