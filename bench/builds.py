@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Times `git push` to first 200 for each language's example app.
 
-Usage: bench/builds.py [RENGA]   (default: target/release/renga)
+Usage: bench/builds.py [RENGA [LANGUAGE...]]   (default: target/release/renga,
+       every language: rust python js c)
 
 Starts a `renga server` on a fresh data folder (ephemeral ports) with the
 precompiled-code and toolchain cache in $RENGA_BENCH_CACHE (default
@@ -9,7 +10,11 @@ precompiled-code and toolchain cache in $RENGA_BENCH_CACHE (default
 For each of examples/hello-{rust,python,js,c}:
 - cold: the app's first push (an empty build cache for the app), from
   launching `git push` until the router answers 200 with the app's body;
-- warm: a second push after a one-line change, the app's build cache full;
+- warm, every function compiled: a second push after a one-line change,
+  the app's build cache full, but the server's compiled-function cache
+  (`precompiled/functions`) emptied first: what a warm push cost before
+  that cache;
+- warm: a third push after another one-line change, with both caches;
 and the slug's size. A toolchain's first install, if it happens in this run,
 is part of that language's cold figure and is reported as such.
 """
@@ -41,6 +46,7 @@ def free_port() -> int:
 
 def main() -> int:
     renga = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target/release/renga"))
+    languages = sys.argv[2:] or [name for name, *_ in EXAMPLES]
     cache = os.environ.get("RENGA_BENCH_CACHE", os.path.expanduser("~/.cache/renga-bench/builds"))
     os.makedirs(cache, exist_ok=True)
     work = tempfile.mkdtemp(prefix="renga-bench-builds-")
@@ -57,8 +63,11 @@ def main() -> int:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_api(api_port)
-        print(f"{'app':<10} {'cold push to 200':>18} {'warm push to 200':>18} {'slug':>10}  notes")
+        print(f"{'app':<10} {'cold push to 200':>18} {'warm, all compiled':>18} "
+              f"{'warm push to 200':>18} {'slug':>10}  notes")
         for name, example, touched, line in EXAMPLES:
+            if name not in languages:
+                continue
             app = f"bench-{name}"
             subprocess.run([renga, "apps:create", app], env=env, check=True, stdout=subprocess.DEVNULL)
             repo = os.path.join(work, name)
@@ -72,13 +81,21 @@ def main() -> int:
             subprocess.run([renga, "git:remote", "-a", app], cwd=repo, env=env, check=True,
                            stdout=subprocess.DEVNULL)
             cold, cold_output = push(repo, env, http_port, app)
-            with open(os.path.join(repo, touched), "a") as f:
-                f.write(line)
-            git("commit", "-qam", "touch")
-            warm, _ = push(repo, env, http_port, app)
+
+            def touch_and_push():
+                with open(os.path.join(repo, touched), "a") as f:
+                    f.write(line)
+                git("commit", "-qam", "touch")
+                return push(repo, env, http_port, app)
+
+            shutil.rmtree(os.path.join(cache, "precompiled", "functions"), ignore_errors=True)
+            uncached, _ = touch_and_push()
+            warm, warm_output = touch_and_push()
             notes = "includes the toolchain's first install" if "(once" in cold_output else ""
-            print(f"{name:<10} {cold:>15.1f} s {warm:>15.1f} s {slug_size(api_port, app):>10}  {notes}",
-                  flush=True)
+            print(f"{name:<10} {cold:>15.1f} s {uncached:>15.1f} s {warm:>15.1f} s "
+                  f"{slug_size(api_port, app):>10}  {notes}", flush=True)
+            if os.environ.get("BENCH_SHOW_OUTPUT"):
+                print(warm_output, flush=True)
     finally:
         server.terminate()
         server.wait()

@@ -9,6 +9,7 @@
 
 mod artefact;
 mod command;
+mod compile_cache;
 mod cpu;
 mod http;
 mod provider;
@@ -35,6 +36,7 @@ pub use state::{DynoState, live_instances};
 pub use crate::capability::ProcessIo;
 use crate::capability::{Capabilities, CapabilitiesConfig};
 use artefact::ArtefactCache;
+use compile_cache::FunctionCache;
 
 /// The wasmtime release renga is built on (checked against Cargo.lock by a test).
 pub const WASMTIME_VERSION: &str = "48.0.8";
@@ -145,12 +147,13 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn new(config: &RuntimeConfig) -> anyhow::Result<Runtime> {
-        let (engine, allocator) = build_engine(config, false)?;
+        let functions = open_function_cache(config);
+        let (engine, allocator) = build_engine(config, false, functions.clone())?;
         let mut linker = Linker::new(&engine);
         let capabilities = Arc::new(Capabilities::new(&config.capabilities));
         capabilities.link(&mut linker)?;
         let artefacts = ArtefactCache::open(&config.artefact_dir, &engine)?;
-        let concurrent = Concurrent::new(config, &capabilities)?;
+        let concurrent = Concurrent::new(config, &capabilities, functions)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let scheduler = Arc::new(CpuScheduler::new(u32::try_from(cores).unwrap_or(1)));
         capabilities
@@ -316,12 +319,16 @@ struct Concurrent {
 }
 
 impl Concurrent {
-    fn new(config: &RuntimeConfig, capabilities: &Capabilities) -> anyhow::Result<Concurrent> {
+    fn new(
+        config: &RuntimeConfig,
+        capabilities: &Capabilities,
+        functions: Option<Arc<FunctionCache>>,
+    ) -> anyhow::Result<Concurrent> {
         let quarter = RuntimeConfig {
             max_instances: (config.max_instances / 4).max(16),
             ..config.clone()
         };
-        let (engine, _) = build_engine(&quarter, true)?;
+        let (engine, _) = build_engine(&quarter, true, functions)?;
         let mut linker = Linker::new(&engine);
         capabilities.link_concurrent(&mut linker)?;
         let artefacts = ArtefactCache::open(&config.artefact_dir, &engine)?;
@@ -372,23 +379,41 @@ fn exported_interfaces(engine: &Engine, component: &Component) -> Vec<String> {
         .collect()
 }
 
+/// Cranelift's per-function cache, beside the precompiled artefacts; none
+/// (every function compiled) when the folder cannot be made.
+fn open_function_cache(config: &RuntimeConfig) -> Option<Arc<FunctionCache>> {
+    let dir = config.artefact_dir.join("functions");
+    FunctionCache::open(&dir)
+        .inspect_err(|e| {
+            tracing::warn!(folder = %dir.display(), error = %e, "no compiled-function cache; every push compiles its whole component")
+        })
+        .ok()
+}
+
 /// What both engines share.
-fn base_config() -> Config {
+fn base_config(functions: Option<Arc<FunctionCache>>) -> anyhow::Result<Config> {
     let mut base = Config::new();
+    if let Some(functions) = functions {
+        base.enable_incremental_compilation(functions)?;
+    }
     base.epoch_interruption(true)
         .cranelift_opt_level(OptLevel::Speed)
         .parallel_compilation(true)
         // Trap messages name the guest function, but never read DWARF at
         // runtime, whatever WASMTIME_BACKTRACE_DETAILS says.
         .wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Disable);
-    base
+    Ok(base)
 }
 
 /// An engine with the component model's async support on (`concurrent`,
 /// for WASI 0.3) or off (WASI 0.2, whose components never use it: its
 /// bookkeeping in every store is left to the other engine).
-fn build_engine(config: &RuntimeConfig, concurrent: bool) -> anyhow::Result<(Engine, Allocator)> {
-    let mut base = base_config();
+fn build_engine(
+    config: &RuntimeConfig,
+    concurrent: bool,
+    functions: Option<Arc<FunctionCache>>,
+) -> anyhow::Result<(Engine, Allocator)> {
+    let mut base = base_config(functions)?;
     base.concurrency_support(concurrent);
 
     if config.pooling {
