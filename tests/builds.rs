@@ -414,7 +414,73 @@ fn git_push_builds_the_python_example() {
 #[test]
 fn git_push_builds_the_javascript_example() {
     let (server, repo, _tmp) = push_example("js", "examples/hello-js", "JavaScript");
+    componentize_js_is_refused_instance_reuse(&server);
     commands_become_workers_and_one_offs(&server, &repo, "hello-js", ("js", JS_WORKER, JS_COMMAND));
+}
+
+/// componentize-js 0.23 answers one request per instance (a kept instance
+/// never answers the second), so instance reuse is refused up front: by
+/// `ps:type`, and by a release that would run such a component with reuse
+/// on. Either way the app goes on serving what it served.
+fn componentize_js_is_refused_instance_reuse(server: &Server) {
+    let refused = server
+        .cli(&[
+            "ps:type",
+            "web=standard-1x",
+            "--reuse",
+            "128",
+            "-a",
+            "hello-js",
+        ])
+        .failed();
+    for said in ["componentize-js 0.23.0", "--reuse 0"] {
+        assert!(refused.stderr.contains(said), "{said}: {refused}");
+    }
+    let formation = server
+        .cli(&["ps:type", "web=standard-1x", "-a", "hello-js"])
+        .ok();
+    assert!(!formation.stdout.contains("reused"), "{formation}");
+    for _ in 0..3 {
+        assert_eq!(server.app_get("hello-js", "/").body, "hello from renga\n");
+    }
+
+    // An app that reuses instances is refused the JavaScript component.
+    server.deploy_component("kept", "tests/guests/misbehave");
+    server
+        .cli(&["ps:type", "web=standard-1x", "--reuse", "8", "-a", "kept"])
+        .ok();
+    let js = files_named(&server.data, "app.wasm")
+        .into_iter()
+        .max_by_key(|f| f.metadata().unwrap().len())
+        .expect("the JavaScript app's unpacked component");
+    let refused = server
+        .cli(&["deploy", "--component", js.to_str().unwrap(), "-a", "kept"])
+        .failed();
+    assert!(
+        refused.stderr.contains("componentize-js 0.23.0"),
+        "{refused}"
+    );
+    assert_eq!(server.app_get("kept", "/").body, "ok\n");
+    server
+        .cli(&["apps:destroy", "-a", "kept", "--confirm", "kept"])
+        .ok();
+}
+
+/// Every file called `name` under `dir`.
+fn files_named(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            found.extend(files_named(&path, name));
+        } else if entry.file_name() == name {
+            found.push(path);
+        }
+    }
+    found
 }
 
 #[test]

@@ -46,7 +46,20 @@ impl WasmWeb {
         reuse: u32,
         concurrency: usize,
     ) -> WasmWeb {
-        let instances = if reuse == 0 {
+        let single_use = component.single_use().filter(|_| reuse > 0);
+        if let Some(reason) = single_use {
+            // The platform refuses such a formation; one stored before it
+            // did, or `renga dev --reuse`, gets fresh instances.
+            spec.log.emit(
+                crate::logplex::Source::Renga,
+                spec.caps.name(),
+                format!(
+                    "Instance reuse is off for {}: its component {reason}; every request gets a fresh instance",
+                    spec.caps.name()
+                ),
+            );
+        }
+        let instances = if reuse == 0 || single_use.is_some() {
             Instances::Fresh
         } else if let Some(shared) = component.shared(spec.clone(), reuse, concurrency) {
             Instances::Shared(shared)

@@ -51,8 +51,9 @@ pub(super) struct ComponentCache {
     runtime: Arc<Runtime>,
     loaded: Mutex<HashMap<String, Weak<HttpComponent>>>,
     /// The artefact digest of each component loaded once, so that waking it
-    /// maps the precompiled code without reading the component again.
-    digests: Mutex<HashMap<String, String>>,
+    /// maps the precompiled code without reading the component again, and
+    /// why its instances cannot be kept, if they cannot.
+    digests: Mutex<HashMap<String, (String, Option<String>)>>,
 }
 
 impl ComponentCache {
@@ -92,7 +93,9 @@ impl ComponentCache {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let component = match known.and_then(|d| self.runtime.reload_http(&name, &d)) {
+        let component = match known
+            .and_then(|(d, single_use)| self.runtime.reload_http(&name, &d, single_use))
+        {
             Some(component) => component,
             None => self.runtime.load_http(file).map_err(Loaded::Refused)?,
         };
@@ -102,7 +105,13 @@ impl ComponentCache {
         self.digests
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key.to_string(), component.digest().to_string());
+            .insert(
+                key.to_string(),
+                (
+                    component.digest().to_string(),
+                    component.single_use().map(str::to_string),
+                ),
+            );
         let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         loaded.retain(|_, weak| weak.strong_count() > 0);
         loaded.insert(key.to_string(), Arc::downgrade(&component));
@@ -319,6 +328,10 @@ impl Platform {
                         "Instance reuse applies to web dynos; {kind} dynos keep one instance for as long as they run"
                     )));
                 }
+            }
+            if change.reuse.is_some_and(|r| r > 0) {
+                self.refuse_single_use(&app, release.slug.as_deref(), &kind)
+                    .await?;
             }
             checked.push((kind, change));
         }
@@ -716,6 +729,45 @@ impl Platform {
             timeouts,
             recipe,
         ))
+    }
+
+    /// Refuses instance reuse for `kind` when the slug's component for it
+    /// answers only one request per instance (known from the tool that
+    /// built it, see [`crate::runtime::single_use_reason`]): a kept
+    /// instance would leave the next request waiting for its timeout.
+    pub(super) async fn refuse_single_use(
+        &self,
+        app: &App,
+        slug_id: Option<&str>,
+        kind: &ProcessType,
+    ) -> Result<()> {
+        let Some(slug_id) = slug_id.filter(|_| kind.is_web()) else {
+            return Ok(());
+        };
+        let Some(slug) = self.slugs.find(&app.id, slug_id)? else {
+            return Ok(());
+        };
+        let procfile = procfile_of(&slug)?;
+        let Some(Kind::Wasm { path, .. }) = procfile.get(kind).map(backend::kind) else {
+            return Ok(());
+        };
+        let path = path.to_string();
+        let slugs = self.slugs.clone();
+        // Reading a component of several megabytes: off the async workers.
+        let reason = tokio::task::spawn_blocking(move || -> Result<Option<String>> {
+            let dir = slugs.unpacked(&slug)?;
+            let file = crate::slug::file_inside(&dir, &path)
+                .map_err(|e| PlatformError::Invalid(format!("{e:#}")))?;
+            let bytes = std::fs::read(&file).map_err(|e| PlatformError::Internal(e.into()))?;
+            Ok(crate::runtime::single_use_reason(&bytes).map(|reason| format!("{path} {reason}")))
+        })
+        .await??;
+        match reason {
+            Some(reason) => Err(PlatformError::Invalid(format!(
+                "{kind} cannot reuse instances: {reason}. Keep `--reuse 0` for {kind} (a fresh instance per request), or build it with a tool that can answer twice"
+            ))),
+            None => Ok(()),
+        }
     }
 
     pub(super) fn procfile_for(&self, app: &App, release: &Release) -> Result<Procfile> {

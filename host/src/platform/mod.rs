@@ -656,6 +656,14 @@ impl Platform {
             expired: false,
             addons: ReleaseAddons::default(),
         };
+        if self
+            .formations
+            .get(&app.id, &ProcessType::web())?
+            .is_some_and(|f| f.reuse > 0)
+        {
+            self.refuse_single_use(app, draft.slug.as_deref(), &ProcessType::web())
+                .await?;
+        }
         let caps = self.capabilities_of(app, &draft)?;
         let web = self.web_state(app, &draft, &caps).await?;
         let release = self

@@ -54,6 +54,9 @@ pub struct HttpComponent {
     provenance: Provenance,
     /// The sha256 its precompiled artefact is filed under.
     digest: String,
+    /// Why its instances cannot be kept between requests, if they cannot
+    /// (see [`super::single_use_reason`]).
+    single_use: Option<String>,
 }
 
 impl std::fmt::Debug for HttpComponent {
@@ -79,6 +82,7 @@ impl HttpComponent {
         component: Component,
         provenance: Provenance,
         digest: String,
+        single_use: Option<String>,
     ) -> Result<HttpComponent, LoadError> {
         let exports = exported_interfaces(component.engine(), &component);
         let p3 = exports.iter().any(|e| e.starts_with(HANDLER_P3));
@@ -104,7 +108,14 @@ impl HttpComponent {
             scheduler: runtime.scheduler.clone(),
             provenance,
             digest,
+            single_use,
         })
+    }
+
+    /// Why its instances cannot be kept between requests ("was built by
+    /// componentize-js 0.23.0, whose engine ..."), if they cannot.
+    pub fn single_use(&self) -> Option<&str> {
+        self.single_use.as_deref()
     }
 
     pub fn digest(&self) -> &str {

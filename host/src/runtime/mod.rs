@@ -12,6 +12,7 @@ mod command;
 mod compile_cache;
 mod cpu;
 mod http;
+mod producers;
 mod provider;
 mod state;
 
@@ -37,6 +38,7 @@ pub use crate::capability::ProcessIo;
 use crate::capability::{Capabilities, CapabilitiesConfig};
 use artefact::ArtefactCache;
 use compile_cache::FunctionCache;
+pub use producers::single_use_reason;
 
 /// The wasmtime release renga is built on (checked against Cargo.lock by a test).
 pub const WASMTIME_VERSION: &str = "48.0.8";
@@ -204,13 +206,22 @@ impl Runtime {
         bytes: &[u8],
     ) -> Result<Arc<HttpComponent>, LoadError> {
         let (component, provenance, digest) = self.compile(name, bytes)?;
-        http::HttpComponent::new(name, self, component, provenance, digest).map(Arc::new)
+        let single_use = single_use_reason(bytes);
+        http::HttpComponent::new(name, self, component, provenance, digest, single_use)
+            .map(Arc::new)
     }
 
     /// Loads a web component straight from its precompiled artefact, by the
     /// digest an earlier load reported: what waking an app from zero costs.
-    /// `None` when the artefact is gone (then load the file again).
-    pub fn reload_http(&self, name: &str, digest: &str) -> Option<Arc<HttpComponent>> {
+    /// `single_use` is what that load reported too (the artefact does not
+    /// keep the component's `producers` section). `None` when the artefact
+    /// is gone (then load the file again).
+    pub fn reload_http(
+        &self,
+        name: &str,
+        digest: &str,
+        single_use: Option<String>,
+    ) -> Option<Arc<HttpComponent>> {
         let component = self
             .artefacts
             .load_cached(&self.engine, digest)
@@ -224,6 +235,7 @@ impl Runtime {
             component,
             Provenance::Cached,
             digest.to_string(),
+            single_use,
         )
         .ok()
         .map(Arc::new)
