@@ -381,7 +381,10 @@ pub fn file_inside(root: &Path, relative: &str) -> anyhow::Result<PathBuf> {
 
 /// Packs files into a slug archive: `(path inside the slug, contents)`.
 pub fn pack(files: &[(&str, &[u8])]) -> anyhow::Result<Vec<u8>> {
-    let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::default()));
+    // gzip's fastest level, as for built slugs: the default level took
+    // about 30 ms of a 40 ms `renga deploy --component` for a 500 KB
+    // component, for an archive a few percent smaller.
+    let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
     for (name, contents) in files {
         let mut header = tar::Header::new_gnu();
         header.set_size(contents.len() as u64);
