@@ -15,6 +15,18 @@
 //! a newer one, whichever arrives first: this host's own acknowledged write
 //! or the watch's copy of it.
 //!
+//! A watch follows its bucket through a NATS server's loss. Its consumer
+//! lives on one server, not necessarily the one this host is connected to,
+//! and when that server goes away nothing says so until the consumer's
+//! heartbeats have been missing for ten seconds. So when the connection
+//! moves to another server, and when any stream elects a new leader (which
+//! is how a lost server shows itself within a few seconds), every watch is
+//! replaced by one that starts from the revision it had reached; the old
+//! one keeps applying changes until the new one is made. Requests that only
+//! read (finding a bucket, starting a watch, reading a record) are sent
+//! again when unanswered for [`ATTEMPT`]: one sent while a stream or the
+//! cluster's JetStream has no leader is never answered.
+//!
 //! The store's interface is synchronous (sled answers in microseconds); a
 //! write here waits for the cluster in `block_in_place`, which hands the
 //! worker's other tasks to another worker for the round trip, and gives up
@@ -24,6 +36,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Display;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -39,9 +52,23 @@ use super::{Entries, StoreError};
 /// How long one read or write may wait for the cluster.
 const OP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How many times a starting host tries to create or find a bucket, a
-/// quarter of a second apart (within [`OP_TIMEOUT`]).
-const BUCKET_TRIES: u32 = 30;
+/// How long a starting host waits for the cluster to make or find its
+/// buckets and load them: a cluster started at the same time, or one
+/// electing new leaders, may not answer for a while.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a request that only reads may go unanswered before it is
+/// sent again. (Writes keep the client's own timeout: a write sent again
+/// after its acknowledgement was merely slow is made twice.)
+const ATTEMPT: Duration = Duration::from_secs(2);
+
+/// The subjects on which JetStream announces a stream's new leader, one
+/// per stream (`…LEADER_ELECTED.<stream>`).
+const LEADER_ELECTED: &str = "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.>";
+
+/// How long after one leader election the watches wait for the others
+/// that the same event brings, to start again once for all of them.
+const ELECTIONS_SETTLE: Duration = Duration::from_millis(250);
 
 /// How to reach the cluster's store.
 #[derive(Clone, Debug)]
@@ -57,21 +84,23 @@ pub struct ClusterOptions {
 }
 
 pub(super) struct Cluster {
-    /// Counts the connection's reconnects: each makes every watch start
-    /// again from its last revision (a watch's consumer may have lived on
-    /// the server that went away).
-    reconnects: tokio::sync::watch::Receiver<u64>,
+    /// Counts the times every watch was told to start again from its last
+    /// revision: on each reconnect, and after leader elections.
+    restarts: tokio::sync::watch::Receiver<u64>,
     client: async_nats::Client,
     jetstream: async_nats::jetstream::Context,
     handle: Handle,
     replicas: usize,
     buckets: Mutex<HashMap<&'static str, Arc<Bucket>>>,
+    _elections: AbortOnDropHandle<()>,
 }
 
 impl Cluster {
     pub(super) async fn join(options: ClusterOptions) -> anyhow::Result<Cluster> {
         let servers = options.servers.join(", ");
-        let (reconnected, reconnects) = tokio::sync::watch::channel(0u64);
+        let (restart, restarts) = tokio::sync::watch::channel(0u64);
+        let restart = Arc::new(restart);
+        let reconnected = restart.clone();
         let client = async_nats::ConnectOptions::new()
             .event_callback(move |event| {
                 if matches!(event, async_nats::Event::Connected) {
@@ -84,8 +113,27 @@ impl Cluster {
             .connect(options.servers.as_slice())
             .await
             .with_context(|| format!("connecting to the cluster's NATS servers ({servers})"))?;
+        let mut elected = client
+            .subscribe(LEADER_ELECTED)
+            .await
+            .context("subscribing to the cluster's leader elections")?;
+        let elections = tokio::spawn(async move {
+            while elected.next().await.is_some() {
+                let mut streams = 1;
+                while let Ok(Some(_)) = tokio::time::timeout(ELECTIONS_SETTLE, elected.next()).await
+                {
+                    streams += 1;
+                }
+                tracing::info!(
+                    streams,
+                    "the cluster's streams elected new leaders; following every bucket again"
+                );
+                restart.send_modify(|n| *n += 1);
+            }
+        });
         Ok(Cluster {
-            reconnects,
+            restarts,
+            _elections: AbortOnDropHandle::new(elections),
             jetstream: async_nats::jetstream::new(client.clone()),
             client,
             handle: Handle::current(),
@@ -113,34 +161,29 @@ impl Cluster {
             storage: async_nats::jetstream::stream::StorageType::File,
             ..Default::default()
         };
-        let store = block(&self.handle, "creating the bucket", async {
-            // A cluster that is starting has no JetStream leader for a
-            // moment; hosts started with it wait for one.
-            let mut tries = 0;
-            loop {
-                tries += 1;
-                let made = match self.jetstream.create_key_value(config.clone()).await {
-                    Ok(store) => Ok(store),
-                    // Made by another host with a config that differs only
-                    // in what the server filled in.
-                    Err(made) => self
-                        .jetstream
-                        .get_key_value(&config.bucket)
-                        .await
-                        .map_err(|found| format!("{made}; {found}")),
-                };
-                match made {
-                    Err(e) if tries < BUCKET_TRIES => {
-                        tracing::info!(bucket = %config.bucket, error = %e, "waiting for the cluster's JetStream");
-                        tokio::time::sleep(Duration::from_millis(250)).await;
-                    }
-                    made => return made,
-                }
+        // A cluster that is starting, or electing leaders, does not answer
+        // for a moment; a starting host waits for it.
+        let (jetstream, config) = (&self.jetstream, &config);
+        let made = until_answered(&config.bucket, move || async move {
+            match jetstream.create_key_value(config.clone()).await {
+                Ok(store) => Ok(store),
+                // Made by another host with a config that differs only in
+                // what the server filled in.
+                Err(made) => jetstream
+                    .get_key_value(&config.bucket)
+                    .await
+                    .map_err(|found| format!("{made}; {found}")),
             }
+        });
+        let store = block_for(START_TIMEOUT, &self.handle, "creating the bucket", async {
+            Ok::<_, String>(made.await)
         })?;
-        let bucket = Arc::new(block(&self.handle, "loading the bucket", async {
-            Bucket::load(store, self.handle.clone(), self.reconnects.clone()).await
-        })?);
+        let bucket = Arc::new(block_for(
+            START_TIMEOUT,
+            &self.handle,
+            "loading the bucket",
+            Bucket::load(store, self.handle.clone(), self.restarts.clone()),
+        )?);
         Ok(self
             .buckets
             .lock()
@@ -161,16 +204,22 @@ impl Cluster {
             storage: async_nats::jetstream::stream::StorageType::File,
             ..Default::default()
         };
-        let store = block(&self.handle, "creating the object store", async {
-            match self.jetstream.create_object_store(config.clone()).await {
+        let (jetstream, config) = (&self.jetstream, &config);
+        let made = until_answered(&config.bucket, move || async move {
+            match jetstream.create_object_store(config.clone()).await {
                 Ok(store) => Ok(store),
-                Err(made) => self
-                    .jetstream
+                Err(made) => jetstream
                     .get_object_store(&config.bucket)
                     .await
                     .map_err(|found| format!("{made}; {found}")),
             }
-        })?;
+        });
+        let store = block_for(
+            START_TIMEOUT,
+            &self.handle,
+            "creating the object store",
+            async { Ok::<_, String>(made.await) },
+        )?;
         Ok(Blobs {
             store,
             handle: self.handle.clone(),
@@ -318,14 +367,20 @@ impl Bucket {
     async fn load(
         store: kv::Store,
         handle: Handle,
-        reconnects: tokio::sync::watch::Receiver<u64>,
-    ) -> Result<Bucket, async_nats::Error> {
+        restarts: tokio::sync::watch::Receiver<u64>,
+    ) -> Result<Bucket, String> {
         let mirror = Arc::new(Mirror::default());
-        let mut watch = store.watch_with_history(">").await?;
+        let (mut watch, status) = until_answered(&store.name, || async {
+            Ok::<_, async_nats::Error>((
+                store.watch_with_history(">").await?,
+                store.status().await?,
+            ))
+        })
+        .await;
         let mut last = 0;
-        if store.status().await?.values() > 0 {
+        if status.values() > 0 {
             while let Some(entry) = watch.next().await {
-                let entry = entry?;
+                let entry = entry.map_err(|e| e.to_string())?;
                 let caught_up = entry.delta == 0;
                 last = mirror.apply_entry(entry);
                 if caught_up {
@@ -333,13 +388,7 @@ impl Bucket {
                 }
             }
         }
-        let follow = tokio::spawn(follow(
-            store.clone(),
-            mirror.clone(),
-            watch,
-            last,
-            reconnects,
-        ));
+        let follow = tokio::spawn(follow(store.clone(), mirror.clone(), watch, last, restarts));
         Ok(Bucket {
             store,
             mirror,
@@ -463,7 +512,7 @@ impl Bucket {
         let entry = block(
             &self.handle,
             "reading a record",
-            retrying(|| self.store.entry(name)),
+            retrying(|| attempt(self.store.entry(name))),
         )?;
         if let Some(entry) = entry {
             self.mirror.apply(
@@ -477,44 +526,95 @@ impl Bucket {
 }
 
 /// Applies every change to the bucket as it comes. A watch ends when its
-/// NATS server goes away; a new one resumes after the last revision seen.
+/// NATS server goes away, and is told to start again when the connection
+/// or the stream's leader moves; a new one resumes after the last revision
+/// seen.
 async fn follow(
     store: kv::Store,
     mirror: Arc<Mirror>,
     mut watch: kv::Watch,
     mut last: u64,
-    mut reconnects: tokio::sync::watch::Receiver<u64>,
+    mut restarts: tokio::sync::watch::Receiver<u64>,
 ) {
-    reconnects.mark_unchanged();
+    restarts.mark_unchanged();
+    // The watch that will take over from `watch`, while it is being made.
+    // The old one keeps applying changes until then (a restart asked for
+    // on a hunch must not leave the mirror behind while the cluster takes
+    // its time to answer), and the new one starts where the old one was
+    // when it was asked for: what both bring is applied once.
+    let mut replacing: Option<Pin<Box<dyn Future<Output = kv::Watch> + Send>>> = None;
+    let mut broken = false;
     loop {
-        loop {
-            tokio::select! {
-                entry = watch.next() => match entry {
-                    Some(Ok(entry)) => last = last.max(mirror.apply_entry(entry)),
-                    Some(Err(e)) => {
-                        tracing::warn!(bucket = %store.name, error = %e, "the watch on the cluster's store broke");
-                        break;
-                    }
-                    None => break,
-                },
-                changed = reconnects.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    break;
+        tokio::select! {
+            entry = watch.next(), if !broken => match entry {
+                Some(Ok(entry)) => last = last.max(mirror.apply_entry(entry)),
+                Some(Err(e)) => {
+                    tracing::warn!(bucket = %store.name, error = %e, "the watch on the cluster's store broke");
+                    broken = true;
                 }
+                None => broken = true,
+            },
+            changed = restarts.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                replacing.get_or_insert_with(|| Box::pin(resume(store.clone(), last)));
+            }
+            resumed = made(&mut replacing) => {
+                watch = resumed;
+                replacing = None;
+                broken = false;
             }
         }
-        loop {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            match store.watch_all_from_revision(last + 1).await {
-                Ok(resumed) => {
-                    watch = resumed;
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(bucket = %store.name, error = %e, "watching the cluster's store again")
-                }
+        if broken && replacing.is_none() {
+            replacing = Some(Box::pin(resume(store.clone(), last)));
+        }
+    }
+}
+
+/// A new watch on the bucket, from the revision after `last`, once the
+/// cluster makes one.
+async fn resume(store: kv::Store, last: u64) -> kv::Watch {
+    let asked = std::time::Instant::now();
+    // Not at once: a watch that broke may break again as soon as it is
+    // made, while its servers settle.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let watch = until_answered(&store.name, || store.watch_all_from_revision(last + 1)).await;
+    tracing::info!(bucket = %store.name, after = ?asked.elapsed(), "following the cluster's store again");
+    watch
+}
+
+/// The replacement being made, when it is ready; never without one.
+async fn made(
+    replacing: &mut Option<Pin<Box<dyn Future<Output = kv::Watch> + Send>>>,
+) -> kv::Watch {
+    match replacing {
+        Some(watch) => watch.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `op`, or an error if the cluster has not answered it within [`ATTEMPT`].
+async fn attempt<T, E: Display>(op: impl Future<Output = Result<T, E>>) -> Result<T, String> {
+    match tokio::time::timeout(ATTEMPT, op).await {
+        Ok(outcome) => outcome.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {} s", ATTEMPT.as_secs())),
+    }
+}
+
+/// Runs `op`, which only reads or is idempotent, until the cluster answers
+/// it: again a quarter of a second after each failure or unanswered
+/// [`ATTEMPT`]. The caller bounds the whole.
+async fn until_answered<T, E: Display, F: Future<Output = Result<T, E>>>(
+    bucket: &str,
+    mut op: impl FnMut() -> F,
+) -> T {
+    loop {
+        match attempt(op()).await {
+            Ok(value) => return value,
+            Err(e) => {
+                tracing::info!(bucket, error = %e, "waiting for the cluster's JetStream");
+                tokio::time::sleep(Duration::from_millis(250)).await;
             }
         }
     }
@@ -549,7 +649,17 @@ fn block<T, E: Display>(
     what: &str,
     op: impl Future<Output = Result<T, E>>,
 ) -> Result<T, StoreError> {
-    let timed = tokio::time::timeout(OP_TIMEOUT, op);
+    block_for(OP_TIMEOUT, handle, what, op)
+}
+
+/// The same, for at most `bound`.
+fn block_for<T, E: Display>(
+    bound: Duration,
+    handle: &Handle,
+    what: &str,
+    op: impl Future<Output = Result<T, E>>,
+) -> Result<T, StoreError> {
+    let timed = tokio::time::timeout(bound, op);
     let outcome = match Handle::try_current() {
         Ok(current) if current.runtime_flavor() == RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(|| current.block_on(timed))
@@ -561,7 +671,7 @@ fn block<T, E: Display>(
         Ok(Err(e)) => Err(StoreError::Cluster(format!("{what}: {e}"))),
         Err(_) => Err(StoreError::Cluster(format!(
             "{what}: the NATS servers did not answer within {} s",
-            OP_TIMEOUT.as_secs()
+            bound.as_secs()
         ))),
     }
 }
