@@ -1,15 +1,21 @@
 #!/usr/bin/env python3
 """Scale to zero and density on one `renga server`.
 
-Usage: dynos.py RENGA HELLO_WASM APPS WAKES
+Usage: dynos.py RENGA HELLO_WASM APPS WAKES [LONE]
 
 Starts its own `renga server` (idle period 2s for every app), then:
 - deploys APPS copies of HELLO_WASM as separate apps with `renga deploy
   --component`, timing the whole run;
 - waits until every app is unloaded and reads the server's RSS;
-- wakes WAKES of them, one request each, timing each request from sending
-  to the last byte of the answer (the wake is inside it); then requests the
-  same apps again while they are warm, for a warm latency in the same run;
+- wakes WAKES of them one after another, one request each, timing each
+  request from sending to the last byte of the answer (the wake is inside
+  it); then requests the same apps again while they are warm, for a warm
+  latency in the same run. Apps that run the same component share its
+  compiled code while any of them is awake, so after the first these wakes
+  find it loaded;
+- once every app is idle again, wakes LONE of them (default 20) one at a
+  time, each while every other app is idle: the wake of an app alone, which
+  maps its compiled code and links it again;
 - keeps 100 apps loaded (idle period `never`, one request each) and reads
   the RSS again.
 Prints the figures; asserts only that every request got its 200.
@@ -41,6 +47,7 @@ def pct(values, p):
 
 def main() -> int:
     renga, hello, apps, wakes = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    lone = int(sys.argv[5]) if len(sys.argv) > 5 else 20
     work = tempfile.mkdtemp(prefix="renga-dynos-bench-")
     api_port, http_port = free_port(), free_port()
     token = "bench-" + os.urandom(8).hex()
@@ -93,24 +100,36 @@ def main() -> int:
                            check=True, stdout=subprocess.DEVNULL)
         deploy_s = time.perf_counter() - started
 
-        def all_idle() -> bool:
-            for name in names[:: max(1, apps // 50)]:
+        def idle(names) -> bool:
+            for name in names:
                 _, dynos = api("GET", f"/apps/{name}/dynos")
                 if any(d["state"] != "idle" for d in dynos):
                     return False
             return True
 
-        deadline = time.time() + 120
-        while not all_idle():
-            if time.time() > deadline:
-                raise SystemExit("the apps never went idle")
-            time.sleep(0.5)
+        def wait_idle(names):
+            deadline = time.time() + 120
+            while not idle(names):
+                if time.time() > deadline:
+                    raise SystemExit("the apps never went idle")
+                time.sleep(0.1)
+
+        wait_idle(names[:: max(1, apps // 50)])
         time.sleep(1)
         idle_rss = rss_mib(server.pid)
 
         woken = names[:wakes]
         wake_ms = [get(name) for name in woken]
         warm_ms = [get(name) for name in woken]
+
+        # Each wake alone: every app idle first (the woken ones included).
+        wait_idle(woken)
+        lone_ms = []
+        for i, name in enumerate(names[:lone]):
+            if i:
+                wait_idle([names[i - 1]])
+            time.sleep(0.2)
+            lone_ms.append(get(name))
 
         # 100 apps kept loaded.
         for name in names[:100]:
@@ -123,9 +142,16 @@ def main() -> int:
         print(f"server RSS: {baseline:.0f} MiB with no app, {idle_rss:.0f} MiB with {apps} apps idle, "
               f"{warm_rss:.0f} MiB with 100 of them loaded")
         print(f"wake from zero to the whole answer, {len(wake_ms)} wakes: p50 {pct(wake_ms, 50):.2f} ms, "
-              f"p99 {pct(wake_ms, 99):.2f} ms, mean {statistics.mean(wake_ms):.2f} ms")
+              f"p99 {pct(wake_ms, 99):.2f} ms, mean {statistics.mean(wake_ms):.2f} ms; "
+              f"the first (nothing loaded) {wake_ms[0]:.2f} ms, the slowest is number "
+              f"{wake_ms.index(max(wake_ms)) + 1}")
         print(f"warm request, same apps, same run: p50 {pct(warm_ms, 50):.2f} ms, "
               f"p99 {pct(warm_ms, 99):.2f} ms, mean {statistics.mean(warm_ms):.2f} ms")
+        if lone_ms:
+            print(f"wake of an app alone (every other app idle), {len(lone_ms)} wakes: "
+                  f"p50 {pct(lone_ms, 50):.2f} ms, p99 {pct(lone_ms, 99):.2f} ms, "
+                  f"max {max(lone_ms):.2f} ms")
+            print("  each: " + " ".join(f"{ms:.1f}" for ms in lone_ms))
     finally:
         server.terminate()
         server.wait()
