@@ -29,21 +29,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
-    let outcome = if cli.is_client() {
-        cli.run_client()
-    } else {
-        match tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(runtime) => runtime.block_on(cli.run()),
-            Err(e) => {
-                eprintln!("renga: error: cannot start the async runtime: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    };
-    match outcome {
+    match cli.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("renga: error: {error}");

@@ -23,6 +23,10 @@ mod sharing;
 
 pub use dev::DevCommand;
 
+use std::future::Future;
+
+use anyhow::Context as _;
+
 use crate::router::RouterConfig;
 use crate::runtime::RuntimeConfig;
 use crate::units::{ByteSize, HumanDuration};
@@ -234,27 +238,31 @@ impl Cli {
         !matches!(self.command, Commands::Dev(_) | Commands::Server(_))
     }
 
-    /// `renga dev` and `renga server`, on the async runtime.
-    pub async fn run(self) -> anyhow::Result<()> {
+    /// Runs the command. An API client makes blocking calls and starts no
+    /// async runtime (about 1 ms of every command); `renga dev` and `renga
+    /// server` run on a multi-threaded one.
+    pub fn run(self) -> anyhow::Result<()> {
         match self.command {
-            Commands::Dev(command) => command.run().await,
-            Commands::Server(command) => (*command).run().await,
-            client => tokio::task::block_in_place(|| client.run_client()),
+            Commands::Dev(command) => on_async_runtime(command.run()),
+            Commands::Server(command) => on_async_runtime((*command).run()),
+            client => client.run_client(),
         }
     }
+}
 
-    /// An API client's command: blocking calls, with no async runtime to
-    /// start and stop (about 1 ms of every command).
-    pub fn run_client(self) -> anyhow::Result<()> {
-        self.command.run_client()
-    }
+fn on_async_runtime(work: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(work)
 }
 
 impl Commands {
     /// The API clients: blocking calls, one request after another.
     fn run_client(self) -> anyhow::Result<()> {
         match self {
-            Commands::Dev(_) | Commands::Server(_) => unreachable!("run in Cli::run"),
+            Commands::Dev(_) | Commands::Server(_) => unreachable!("run on the async runtime"),
             Commands::Apps(c) => c.run(),
             Commands::AppsCreate(c) => c.run(),
             Commands::AppsInfo(c) => c.run(),
