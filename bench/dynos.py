@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Scale to zero and density on one `renga server`.
 
-Usage: dynos.py RENGA HELLO_WASM APPS WAKES [LONE]
+Usage: dynos.py RENGA HELLO_WASM APPS WAKES [LONE [SERVER_FLAG...]]
 
-Starts its own `renga server` (idle period 2s for every app), then:
+Starts its own `renga server` (idle period 2s for every app, then
+SERVER_FLAGs such as `--keep-code-for 0s`), then:
 - deploys APPS copies of HELLO_WASM as separate apps with `renga deploy
   --component`, timing the whole run;
 - waits until every app is unloaded and reads the server's RSS;
@@ -14,8 +15,10 @@ Starts its own `renga server` (idle period 2s for every app), then:
   compiled code while any of them is awake, so after the first these wakes
   find it loaded;
 - once every app is idle again, wakes LONE of them (default 20) one at a
-  time, each while every other app is idle: the wake of an app alone, which
-  maps its compiled code and links it again;
+  time, each while every other app is idle: the wake of an app alone. Its
+  compiled code is still mapped (the server keeps it 10 minutes after the
+  last dyno by default); with `--keep-code-for 0s` each wake maps and links
+  it again;
 - keeps 100 apps loaded (idle period `never`, one request each) and reads
   the RSS again.
 Prints the figures; asserts only that every request got its 200.
@@ -48,6 +51,7 @@ def pct(values, p):
 def main() -> int:
     renga, hello, apps, wakes = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     lone = int(sys.argv[5]) if len(sys.argv) > 5 else 20
+    flags = sys.argv[6:]
     work = tempfile.mkdtemp(prefix="renga-dynos-bench-")
     api_port, http_port = free_port(), free_port()
     token = "bench-" + os.urandom(8).hex()
@@ -56,7 +60,7 @@ def main() -> int:
     env.pop("RENGA_APP", None)
     server = subprocess.Popen(
         [renga, "server", "--api", f"127.0.0.1:{api_port}", "--http", f"127.0.0.1:{http_port}",
-         "--idle-after", "2s"],
+         "--idle-after", "2s", *flags],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cli_env = dict(env, RENGA_API_URL=f"http://127.0.0.1:{api_port}", RENGA_API_KEY=token)
 
@@ -148,7 +152,8 @@ def main() -> int:
         print(f"warm request, same apps, same run: p50 {pct(warm_ms, 50):.2f} ms, "
               f"p99 {pct(warm_ms, 99):.2f} ms, mean {statistics.mean(warm_ms):.2f} ms")
         if lone_ms:
-            print(f"wake of an app alone (every other app idle), {len(lone_ms)} wakes: "
+            print(f"wake of an app alone (every other app idle{', ' + ' '.join(flags) if flags else ''}), "
+                  f"{len(lone_ms)} wakes: "
                   f"p50 {pct(lone_ms, 50):.2f} ms, p99 {pct(lone_ms, 99):.2f} ms, "
                   f"max {max(lone_ms):.2f} ms")
             print("  each: " + " ".join(f"{ms:.1f}" for ms in lone_ms))

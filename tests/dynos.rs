@@ -137,16 +137,7 @@ fn an_idle_app_unloads_and_the_next_request_wakes_it() {
     let set = server.cli(&["ps:idle", "1s", "-a", "sleepy"]).ok();
     assert!(set.stdout.contains("after 1s"), "{set}");
     assert_eq!(server.app_get("sleepy", "/").status, 200);
-
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let ps = server.cli(&["ps", "-a", "sleepy"]).ok().stdout;
-        if ps.contains("web.1: idle") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never went idle: {ps}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    server.wait_until_idle("sleepy", Duration::from_secs(10));
     server.wait_for_log("sleepy", Duration::from_secs(5), |l| {
         l.contains("unloaded 1 web dyno(s)")
     });
@@ -173,6 +164,62 @@ fn an_idle_app_unloads_and_the_next_request_wakes_it() {
     std::thread::sleep(Duration::from_millis(1500));
     let ps = server.cli(&["ps", "-a", "sleepy"]).ok().stdout;
     assert!(ps.contains("web.1: up"), "{ps}");
+}
+
+/// How many of the server's mappings are of precompiled components.
+fn mapped_artefacts(server: &Server) -> usize {
+    std::fs::read_to_string(format!("/proc/{}/maps", server.pid()))
+        .unwrap()
+        .lines()
+        .filter(|l| l.ends_with(".cwasm"))
+        .count()
+}
+
+#[test]
+fn an_idle_apps_code_stays_mapped_for_keep_code_for_then_is_unmapped() {
+    // Kept 3 s after its last dyno is unloaded: the wake maps nothing new.
+    let tmp = TempDir::new("keep-code");
+    let server = Server::start_with(tmp.path(), &["--keep-code-for", "3s"]);
+    let baseline = mapped_artefacts(&server);
+    server.deploy_component("kept", HELLO);
+    server.cli(&["ps:idle", "1s", "-a", "kept"]).ok();
+    assert_eq!(server.app_get("kept", "/").status, 200);
+    let loaded = mapped_artefacts(&server);
+    assert!(loaded > baseline, "{loaded} mappings, {baseline} before");
+    server.wait_until_idle("kept", Duration::from_secs(10));
+    assert_eq!(mapped_artefacts(&server), loaded);
+    assert_eq!(
+        server.app_get("kept", "/?wake=1").body,
+        "hello from renga\n"
+    );
+    assert!(server.logs("kept").contains("Woke 1 web dyno(s) from zero"));
+    assert_eq!(mapped_artefacts(&server), loaded);
+    // Then unmapped, and the next wake maps it again.
+    server.wait_until_idle("kept", Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while mapped_artefacts(&server) != baseline {
+        assert!(Instant::now() < deadline, "the code stayed mapped");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(server.app_get("kept", "/?again=1").status, 200);
+    assert_eq!(mapped_artefacts(&server), loaded);
+    drop(server);
+
+    // `0s`: unmapped with the last dyno.
+    let tmp = TempDir::new("keep-no-code");
+    let server = Server::start_with(tmp.path(), &["--keep-code-for", "0s"]);
+    let baseline = mapped_artefacts(&server);
+    server.deploy_component("unkept", HELLO);
+    server.cli(&["ps:idle", "1s", "-a", "unkept"]).ok();
+    assert_eq!(server.app_get("unkept", "/").status, 200);
+    assert!(mapped_artefacts(&server) > baseline);
+    server.wait_until_idle("unkept", Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while mapped_artefacts(&server) != baseline {
+        assert!(Instant::now() < deadline, "the code stayed mapped");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(server.app_get("unkept", "/").status, 200);
 }
 
 #[test]

@@ -204,15 +204,7 @@ fn a_native_python_app_is_served_sandboxed_restarted_and_woken() {
 
     // Sleep and wake.
     server.cli(&["ps:idle", "1s", "-a", app]).ok();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let ps = server.cli(&["ps", "-a", app]).ok().stdout;
-        if ps.contains("web.1: idle") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never went idle: {ps}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    server.wait_until_idle(app, Duration::from_secs(15));
     server.wait_for_log(app, Duration::from_secs(15), |l| {
         l.contains("unloaded 1 web dyno(s)") && l.contains("State changed from up to down")
     });

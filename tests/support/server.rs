@@ -353,6 +353,22 @@ impl Server {
         }
     }
 
+    /// Waits until `ps` shows the app's `web.1` unloaded (`idle`).
+    pub fn wait_until_idle(&self, app: &str, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let ps = self.cli(&["ps", "-a", app]).ok().stdout;
+            if ps.contains("web.1: idle") {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never went idle: {ps}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Creates a user (as the admin) and returns their token.
     pub fn create_user(&self, name: &str) -> String {
         let created = self.cli(&["users:create", name]).ok();

@@ -101,6 +101,13 @@ pub struct ServerCommand {
     #[arg(long, default_value = "30m", value_parser = parse_idle_after)]
     idle_after: IdleAfter,
 
+    /// Keep a component's compiled code mapped this long after its last
+    /// dyno is unloaded, so that its apps wake without mapping and linking
+    /// it again (256 MiB of code at most, the most recently loaded first);
+    /// `0s` unmaps it with its last dyno.
+    #[arg(long, default_value = "10m", value_name = "DURATION")]
+    keep_code_for: HumanDuration,
+
     /// A PostgreSQL server renga may administer (an account with
     /// CREATEROLE and CREATEDB): `renga-postgres` add-ons are a database
     /// and a role each on it.
@@ -288,6 +295,7 @@ impl ServerCommand {
                 memory_cap,
                 timeout: self.serving.timeout(),
                 idle_after: self.idle_after.0,
+                keep_code_for: self.keep_code_for.0,
                 max_slug_bytes: self.max_slug.0,
                 max_source_bytes: self.max_source.0,
                 unpacked: crate::archive::Limits {

@@ -2,10 +2,10 @@
 //! worker dynos under supervision in [`super::workers`]), how big, and how
 //! they are switched, restarted, unloaded when idle and woken again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::app::App;
 use crate::auth::User;
@@ -45,8 +45,10 @@ pub struct RunningDyno {
 }
 
 /// Compiled web components by slug checksum and path, shared by every
-/// release (and every app) that runs the same one, and dropped with the
-/// last dyno that uses it.
+/// release (and every app) that runs the same one. A component stays loaded
+/// while a dyno runs it, and for `keep_for` (`--keep-code-for`) after that
+/// while its code fits in [`KEEP_CODE_BYTES`] with the more recently loaded
+/// ones: an app that wakes within that time maps and links nothing.
 pub(super) struct ComponentCache {
     runtime: Arc<Runtime>,
     loaded: Mutex<HashMap<String, Weak<HttpComponent>>>,
@@ -54,21 +56,110 @@ pub(super) struct ComponentCache {
     /// maps the precompiled code without reading the component again, and
     /// why its instances cannot be kept, if they cannot.
     digests: Mutex<HashMap<String, (String, Option<String>)>>,
+    /// The components kept loaded, the most recently used first.
+    kept: Mutex<VecDeque<Kept>>,
+    keep_for: Duration,
+}
+
+/// How much compiled code the components kept loaded after their last
+/// dyno went may map together. The code is the artefact file's pages,
+/// which the kernel can drop and read again under memory pressure.
+const KEEP_CODE_BYTES: usize = 256 << 20;
+
+struct Kept {
+    component: Arc<HttpComponent>,
+    /// When it was last loaded, or last seen running in a dyno.
+    used: Instant,
 }
 
 impl ComponentCache {
-    pub(super) fn new(runtime: Arc<Runtime>) -> ComponentCache {
+    pub(super) fn new(runtime: Arc<Runtime>, keep_for: Duration) -> ComponentCache {
         ComponentCache {
             runtime,
             loaded: Mutex::default(),
             digests: Mutex::default(),
+            kept: Mutex::default(),
+            keep_for,
         }
     }
 
+    /// Keeps `component` loaded as the most recently used (and lets go of
+    /// the least recent ones past [`KEEP_CODE_BYTES`]). Blocking: the last
+    /// reference to a component unmaps its code.
+    fn keep(&self, component: &Arc<HttpComponent>) {
+        if self.keep_for.is_zero() {
+            return;
+        }
+        let mut gone: Vec<Kept> = Vec::new();
+        {
+            let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+            let same = kept
+                .iter()
+                .position(|k| k.component.digest() == component.digest());
+            gone.extend(same.and_then(|at| kept.remove(at)));
+            kept.push_front(Kept {
+                component: component.clone(),
+                used: Instant::now(),
+            });
+            let mut bytes = 0;
+            let within = kept
+                .iter()
+                .take_while(|k| {
+                    bytes += k.component.code_bytes();
+                    bytes <= KEEP_CODE_BYTES
+                })
+                .count();
+            gone.extend(kept.split_off(within));
+        }
+        drop(gone);
+    }
+
+    /// Takes out the components no dyno has run for `keep_for` (those a
+    /// dyno runs now count as used now). They are unloaded when what this
+    /// returns is dropped.
+    fn expired(&self) -> Vec<Arc<HttpComponent>> {
+        let now = Instant::now();
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        let mut gone = Vec::new();
+        kept.retain_mut(|k| {
+            if Arc::strong_count(&k.component) > 1 {
+                k.used = now;
+            }
+            let keep = now.duration_since(k.used) < self.keep_for;
+            if !keep {
+                gone.push(k.component.clone());
+            }
+            keep
+        });
+        gone
+    }
+
+    /// Why the component `key` cannot keep its instances between requests
+    /// (`Some(None)`: it can), when it was loaded once.
+    fn single_use_of(&self, key: &str) -> Option<Option<String>> {
+        self.digests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .map(|(_, single_use)| single_use.clone())
+    }
+
     /// The component `key` (`checksum/path`) from `file`, which must have the
-    /// sha256 `expected` (recorded when its slug was stored). Blocking:
-    /// compiling can take seconds the first time.
+    /// sha256 `expected` (recorded when its slug was stored), kept loaded
+    /// as the most recently used. Blocking: compiling can take seconds the
+    /// first time.
     fn get(
+        &self,
+        key: &str,
+        file: &std::path::Path,
+        expected: &str,
+    ) -> Result<Arc<HttpComponent>, Loaded> {
+        let component = self.load(key, file, expected)?;
+        self.keep(&component);
+        Ok(component)
+    }
+
+    fn load(
         &self,
         key: &str,
         file: &std::path::Path,
@@ -188,6 +279,33 @@ impl Wake for WebRecipe {
 
 /// The longest idle period an app may set (longer is "never": 0).
 pub const MAX_IDLE_AFTER: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// How often kept components are checked for their time, at most.
+const FORGET_CHECK: Duration = Duration::from_secs(15);
+
+/// Lets go of the components kept past their time, for as long as `cache`
+/// lives.
+pub(super) async fn forget_unused_components(cache: Weak<ComponentCache>) {
+    let every = match cache.upgrade() {
+        Some(cache) if !cache.keep_for.is_zero() => {
+            (cache.keep_for / 4).clamp(Duration::from_millis(100), FORGET_CHECK)
+        }
+        _ => return,
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(cache) = cache.upgrade() else {
+            return;
+        };
+        let gone = cache.expired();
+        if !gone.is_empty() {
+            // Unmapping code takes a while: not on an async worker.
+            tokio::task::spawn_blocking(move || drop(gone));
+        }
+    }
+}
 
 /// How many instances an app's formation may hold at once: its web dynos'
 /// request slots plus one per worker.
@@ -752,16 +870,28 @@ impl Platform {
             return Ok(());
         };
         let path = path.to_string();
-        let slugs = self.slugs.clone();
-        // Reading a component of several megabytes: off the async workers.
-        let reason = tokio::task::spawn_blocking(move || -> Result<Option<String>> {
-            let dir = slugs.unpacked(&slug)?;
-            let file = crate::slug::file_inside(&dir, &path)
-                .map_err(|e| PlatformError::Invalid(format!("{e:#}")))?;
-            let bytes = std::fs::read(&file).map_err(|e| PlatformError::Internal(e.into()))?;
-            Ok(crate::runtime::single_use_reason(&bytes).map(|reason| format!("{path} {reason}")))
-        })
-        .await??;
+        let known = slug
+            .checksum
+            .as_ref()
+            .and_then(|checksum| self.components.single_use_of(&format!("{checksum}/{path}")));
+        let reason = match known {
+            Some(reason) => reason.map(|reason| format!("{path} {reason}")),
+            None => {
+                let slugs = self.slugs.clone();
+                // Reading a component of several megabytes: off the async
+                // workers.
+                tokio::task::spawn_blocking(move || -> Result<Option<String>> {
+                    let dir = slugs.unpacked(&slug)?;
+                    let file = crate::slug::file_inside(&dir, &path)
+                        .map_err(|e| PlatformError::Invalid(format!("{e:#}")))?;
+                    let bytes =
+                        std::fs::read(&file).map_err(|e| PlatformError::Internal(e.into()))?;
+                    Ok(crate::runtime::single_use_reason(&bytes)
+                        .map(|reason| format!("{path} {reason}")))
+                })
+                .await??
+            }
+        };
         match reason {
             Some(reason) => Err(PlatformError::Invalid(format!(
                 "{kind} cannot reuse instances: {reason}. Keep `--reuse 0` for {kind} (a fresh instance per request), or build it with a tool that can answer twice"

@@ -83,6 +83,9 @@ pub struct PlatformConfig {
     /// Unload an app's web dynos after this long without a request, unless
     /// the app sets its own period; `None`: never.
     pub idle_after: Option<Duration>,
+    /// How long a component's compiled code stays mapped after its last
+    /// dyno is unloaded (zero: not at all).
+    pub keep_code_for: Duration,
     pub max_slug_bytes: u64,
     /// The largest source tarball a build may start from.
     pub max_source_bytes: u64,
@@ -226,6 +229,11 @@ impl Platform {
         let routes = Arc::new(ServerRoutes::new(&config.domain));
         let weak: Weak<dyn AllRoutes> = Arc::downgrade(&routes) as Weak<dyn AllRoutes>;
         tokio::spawn(crate::router::sleep_idle_apps(weak, IDLE_CHECK));
+        let components = Arc::new(dynos::ComponentCache::new(
+            runtime.clone(),
+            config.keep_code_for,
+        ));
+        tokio::spawn(dynos::forget_unused_components(Arc::downgrade(&components)));
         let platform = Platform {
             apps: Apps::open(&db)?,
             collaborators: Collaborators::open(&db)?,
@@ -245,7 +253,7 @@ impl Platform {
                 config.max_build_cache_bytes,
             ),
             db,
-            components: Arc::new(dynos::ComponentCache::new(runtime.clone())),
+            components,
             runtime,
             routes,
             logs: Logplex::default(),

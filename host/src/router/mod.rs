@@ -421,6 +421,12 @@ impl AppRoute {
                 current.dynos.len()
             ),
         );
+        // The last reference to the dynos frees their instances, and with
+        // them the component's code when nothing keeps it (0.4–0.7 ms for
+        // Python's): not on an async worker.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn_blocking(move || drop((previous, current)));
+        }
         true
     }
 

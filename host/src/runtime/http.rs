@@ -57,6 +57,8 @@ pub struct HttpComponent {
     /// Why its instances cannot be kept between requests, if they cannot
     /// (see [`super::single_use_reason`]).
     single_use: Option<String>,
+    /// The size of its compiled code's mapping.
+    code_bytes: usize,
 }
 
 impl std::fmt::Debug for HttpComponent {
@@ -85,6 +87,8 @@ impl HttpComponent {
         single_use: Option<String>,
     ) -> Result<HttpComponent, LoadError> {
         let exports = exported_interfaces(component.engine(), &component);
+        let image = component.image_range();
+        let code_bytes = image.end.addr() - image.start.addr();
         let p3 = exports.iter().any(|e| e.starts_with(HANDLER_P3));
         if !p3 && !exports.iter().any(|e| e.starts_with(INCOMING_HANDLER)) {
             return Err(LoadError::WrongWorld {
@@ -109,7 +113,14 @@ impl HttpComponent {
             provenance,
             digest,
             single_use,
+            code_bytes,
         })
+    }
+
+    /// The size of its compiled code's mapping (the artefact it was mapped
+    /// from or compiled into).
+    pub fn code_bytes(&self) -> usize {
+        self.code_bytes
     }
 
     /// Why its instances cannot be kept between requests ("was built by
