@@ -21,23 +21,30 @@ pub fn free_port() -> u16 {
 }
 
 fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) {
+    if let Err(e) = listening(port, child, what, log) {
+        panic!("{e}");
+    }
+}
+
+/// Waits until `child` listens on `port`; says why not, with its log.
+fn listening(port: u16, child: &mut Child, what: &str, log: &Path) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
+            return Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!(
+            return Err(format!(
                 "{what} exited ({status}) before it listened:\n{}",
                 std::fs::read_to_string(log).unwrap_or_default()
-            );
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!(
+    Err(format!(
         "{what} did not listen on {port} within 30s:\n{}",
         std::fs::read_to_string(log).unwrap_or_default()
-    );
+    ))
 }
 
 /// A folder under the system's temporary folder, removed on drop.
@@ -427,7 +434,21 @@ struct NatsNode {
 }
 
 impl NatsCluster {
+    /// Three servers on ephemeral ports. A port picked free can be taken
+    /// by another test's outgoing connection before a server binds it; the
+    /// cluster is then started again on other ports.
     pub fn start() -> NatsCluster {
+        let mut attempt = 1;
+        loop {
+            match NatsCluster::try_start() {
+                Ok(cluster) => return cluster,
+                Err(e) if attempt < 3 && e.contains("address already in use") => attempt += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    fn try_start() -> Result<NatsCluster, String> {
         let dir = temp_folder("nats");
         let ports: Vec<(u16, u16, u16)> = (0..3)
             .map(|_| (free_port(), free_port(), free_port()))
@@ -468,12 +489,12 @@ impl NatsCluster {
             .collect();
         let mut cluster = NatsCluster { dir, nodes };
         for i in 0..3 {
-            cluster.spawn(i);
+            cluster.spawn(i)?;
         }
         for i in 0..3 {
-            cluster.wait_healthy(i);
+            cluster.wait_healthy(i)?;
         }
-        cluster
+        Ok(cluster)
     }
 
     /// Every server's client URL, comma-separated (`renga server --cluster`).
@@ -496,11 +517,12 @@ impl NatsCluster {
     /// Starts server `i` again on its store folder and waits until it has
     /// caught up with the cluster.
     pub fn restart(&mut self, i: usize) {
-        self.spawn(i);
-        self.wait_healthy(i);
+        if let Err(e) = self.spawn(i).and_then(|()| self.wait_healthy(i)) {
+            panic!("{e}");
+        }
     }
 
-    fn spawn(&mut self, i: usize) {
+    fn spawn(&mut self, i: usize) -> Result<(), String> {
         let node = &mut self.nodes[i];
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -515,27 +537,36 @@ impl NatsCluster {
             .stderr(log)
             .spawn()
             .expect("starting nats-server (scripts/setup installs it)");
-        wait_for_port(node.port, &mut child, &node.name, &node.log);
+        let listens = listening(node.port, &mut child, &node.name, &node.log);
         node.child = Some(child);
+        listens
     }
 
     /// JetStream answers `/healthz` with 200 once the server is current
     /// with the cluster's meta leader.
-    fn wait_healthy(&mut self, i: usize) {
-        let node = &self.nodes[i];
+    fn wait_healthy(&mut self, i: usize) -> Result<(), String> {
+        let node = &mut self.nodes[i];
         let url = format!("http://127.0.0.1:{}/healthz", node.monitor);
         let deadline = Instant::now() + Duration::from_secs(60);
+        let log = |node: &NatsNode| std::fs::read_to_string(&node.log).unwrap_or_default();
         while Instant::now() < deadline {
             if super::try_request("GET", &url, &[], None).is_ok_and(|r| r.status == 200) {
-                return;
+                return Ok(());
+            }
+            if let Some(Ok(Some(status))) = node.child.as_mut().map(Child::try_wait) {
+                return Err(format!(
+                    "NATS server {} exited ({status}):\n{}",
+                    node.name,
+                    log(node)
+                ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!(
+        Err(format!(
             "NATS server {} was not healthy within 60 s:\n{}",
             node.name,
-            std::fs::read_to_string(&node.log).unwrap_or_default()
-        );
+            log(node)
+        ))
     }
 }
 
