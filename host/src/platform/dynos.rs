@@ -87,7 +87,8 @@ impl ComponentCache {
     /// the least recent ones past [`KEEP_CODE_BYTES`]). Blocking: the last
     /// reference to a component unmaps its code.
     fn keep(&self, component: &Arc<HttpComponent>) {
-        if self.keep_for.is_zero() {
+        // One too large to keep at all must not push out all the others.
+        if self.keep_for.is_zero() || component.code_bytes() > KEEP_CODE_BYTES {
             return;
         }
         let mut gone: Vec<Kept> = Vec::new();
