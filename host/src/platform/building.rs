@@ -31,6 +31,10 @@ use super::{Platform, PlatformError, Result};
 /// The Procfile process type that runs before a release goes live.
 const RELEASE_PHASE: &str = "release";
 
+/// How long a build waits for its source's upload, made through another
+/// host of the cluster, to reach this host.
+const SOURCE_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(3);
+
 impl Platform {
     // ---- sources ----------------------------------------------------------------
 
@@ -92,7 +96,18 @@ impl Platform {
         version: Option<String>,
     ) -> Result<Build> {
         let app = self.app(user, name_or_id)?;
-        let source = self.source(user, source_id)?;
+        let mut source = self.source(user, source_id)?;
+        // On a cluster, a tarball PUT through another host a moment ago
+        // reaches this host's copy of the ledger within milliseconds: a
+        // client behind a load balancer sends the build right after.
+        let deadline = tokio::time::Instant::now() + SOURCE_CATCH_UP;
+        while source.checksum.is_none()
+            && self.db.is_cluster()
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            source = self.source(user, source_id)?;
+        }
         if source.checksum.is_none() {
             return Err(PlatformError::Invalid(
                 "the source has no content yet: PUT the tarball to its put_url first".into(),
