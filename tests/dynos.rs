@@ -180,6 +180,15 @@ fn mapped_artefacts(server: &Server) -> usize {
         .count()
 }
 
+/// Waits until the server maps no more component code than `baseline`.
+fn wait_until_unmapped(server: &Server, baseline: usize, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while mapped_artefacts(server) != baseline {
+        assert!(Instant::now() < deadline, "the code stayed mapped");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn an_idle_apps_code_stays_mapped_for_keep_code_for_then_is_unmapped() {
     // Kept 3 s after its last dyno is unloaded: the wake maps nothing new.
@@ -201,11 +210,7 @@ fn an_idle_apps_code_stays_mapped_for_keep_code_for_then_is_unmapped() {
     assert_eq!(mapped_artefacts(&server), loaded);
     // Then unmapped, and the next wake maps it again.
     server.wait_until_idle("kept", Duration::from_secs(10));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while mapped_artefacts(&server) != baseline {
-        assert!(Instant::now() < deadline, "the code stayed mapped");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_unmapped(&server, baseline, Duration::from_secs(15));
     assert_eq!(server.app_get("kept", "/?again=1").status, 200);
     assert_eq!(mapped_artefacts(&server), loaded);
     drop(server);
@@ -219,11 +224,7 @@ fn an_idle_apps_code_stays_mapped_for_keep_code_for_then_is_unmapped() {
     assert_eq!(server.app_get("unkept", "/").status, 200);
     assert!(mapped_artefacts(&server) > baseline);
     server.wait_until_idle("unkept", Duration::from_secs(10));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while mapped_artefacts(&server) != baseline {
-        assert!(Instant::now() < deadline, "the code stayed mapped");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_unmapped(&server, baseline, Duration::from_secs(5));
     assert_eq!(server.app_get("unkept", "/").status, 200);
 }
 
