@@ -15,6 +15,7 @@ use std::time::Duration;
 mod addons;
 mod building;
 mod cluster;
+mod components;
 mod drains;
 mod dynos;
 mod hosts;
@@ -190,7 +191,7 @@ pub struct Platform {
     logs: Logplex,
     metrics: crate::metrics::Metrics,
     config: PlatformConfig,
-    components: Arc<dynos::ComponentCache>,
+    components: Arc<components::ComponentCache>,
     workers: Mutex<HashMap<String, Vec<workers::WorkerDyno>>>,
     one_offs: oneoff::OneOffRegistry,
     /// Each app's claim on the CPU, shared by all its instances.
@@ -229,11 +230,13 @@ impl Platform {
         let routes = Arc::new(ServerRoutes::new(&config.domain));
         let weak: Weak<dyn AllRoutes> = Arc::downgrade(&routes) as Weak<dyn AllRoutes>;
         tokio::spawn(crate::router::sleep_idle_apps(weak, IDLE_CHECK));
-        let components = Arc::new(dynos::ComponentCache::new(
+        let components = Arc::new(components::ComponentCache::new(
             runtime.clone(),
             config.keep_code_for,
         ));
-        tokio::spawn(dynos::forget_unused_components(Arc::downgrade(&components)));
+        tokio::spawn(components::forget_unused_components(Arc::downgrade(
+            &components,
+        )));
         let platform = Platform {
             apps: Apps::open(&db)?,
             collaborators: Collaborators::open(&db)?,
