@@ -183,7 +183,7 @@ impl Platform {
         Ok(app)
     }
 
-    /// The API's address as clients reach it (see [`PlatformConfig::public_url`]).
+    /// The API's address as clients reach it (see [`super::PlatformConfig::public_url`]).
     pub fn public_url(&self) -> &str {
         &self.config.public_url
     }
