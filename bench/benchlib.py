@@ -20,6 +20,13 @@ def free_port() -> int:
     return port
 
 
+def cpu_seconds(pid: int) -> float:
+    """The process's user + system CPU time so far (from /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:

@@ -20,16 +20,7 @@ import os
 import statistics
 import sys
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """The process's user + system CPU time so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-from benchlib import Server, wrk
+from benchlib import Server, cpu_seconds, wrk
 
 
 def main() -> int:

@@ -24,9 +24,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import Server, wrk
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+from benchlib import Server, cpu_seconds, wrk
 
 # Kernel samples, by what the kernel was doing (first match).
 KERNEL = [
@@ -65,11 +63,6 @@ USER = [
 KERNEL = [(name, re.compile(p)) for name, p in KERNEL]
 USER = [(name, re.compile(p)) for name, p in USER]
 
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def samples(script_output: str):
